@@ -1,0 +1,12 @@
+"""HEROVisionLib: the Slicer-independent engine of the HEROVision extension.
+
+Layers (each uses only those before it): ``io`` → ``ivim`` → ``models`` → ``predict`` →
+``train``/``evaluate`` → ``mrml`` (Slicer adapter) → ``cli``. ``phantom`` generates the synthetic
+cohort every layer is tested on.
+"""
+
+from .errors import HEROVisionError, InputError
+
+__version__ = "0.1.0"
+
+__all__ = ["HEROVisionError", "InputError", "__version__"]

@@ -1,0 +1,176 @@
+"""The case folder and cohort layout of PHANTOM.md §4 — the input contract for phantom and real data.
+
+A case is a folder named by its case id holding, per modality, an image and its ROI label map
+(any SimpleITK format, e.g. ``t2wi.nii.gz`` or ``t2wi.nrrd``; a DICOM series may be a folder named
+after the modality). A modality whose image is absent is *missing*; one whose image is present
+but unusable (no ROI, no b-values) is missing with the reason, so a model can say what it lacked.
+A cohort is a folder of cases with ``cohort.csv`` (clinical variables and outcomes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import SimpleITK as sitk
+
+from ..errors import InputError
+from .diffusion import DiffusionSeries, bval_path_for, read_diffusion_series
+from .geometry import resample_roi_to
+from .images import IMAGE_SUFFIXES, read_image, read_multiframe
+
+MODALITIES = ("ivim", "t2wi", "dwi", "us", "ceus")
+#: Modalities stored as several frames per voxel (vector images).
+MULTIFRAME = {"ivim", "ceus"}
+
+COHORT_COLUMNS = ("case_id", "center", "age", "sex_male", "cirrhosis", "ctp_b", "portal_hypertension",
+                  "tumor_number", "tumor_size_cm", "perivascular", "subcapsular", "echo", "afp_high",
+                  "alt_high", "ast_high", "inr_high", "cea_high", "ca19_9_high", "pni_low", "treatment",
+                  "pfs_months", "pfs_event", "er_2y")
+
+
+def find_image_file(folder: Path, stem: str) -> Path | None:
+    """``folder/stem`` with any known image suffix, or a DICOM folder ``folder/stem``; else None."""
+    for suffix in IMAGE_SUFFIXES:
+        candidate = folder / f"{stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    candidate = folder / stem
+    return candidate if candidate.is_dir() else None
+
+
+def read_frame_times(path) -> tuple[float, ...]:
+    """Frame acquisition times in seconds (whitespace separated, one per frame)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(path, "file not found")
+    try:
+        times = tuple(float(t) for t in path.read_text().split())
+    except ValueError:
+        raise InputError(path, "frame times must be numbers (seconds) separated by spaces") from None
+    if any(b <= a for a, b in zip(times, times[1:])):
+        raise InputError(path, f"frame times must increase, found {list(times)}")
+    return times
+
+
+@dataclass
+class Case:
+    """One patient's folder. Loading is lazy: nothing is read until asked for."""
+
+    folder: Path
+    clinical: dict | None = None
+
+    def __post_init__(self):
+        self.folder = Path(self.folder)
+
+    @property
+    def case_id(self) -> str:
+        return str(self.clinical["case_id"]) if self.clinical and "case_id" in self.clinical else self.folder.name
+
+    def image_path(self, modality: str) -> Path | None:
+        _check_modality(modality)
+        return find_image_file(self.folder, modality)
+
+    def roi_path(self, modality: str) -> Path | None:
+        _check_modality(modality)
+        return find_image_file(self.folder, f"{modality}_roi")
+
+    def missing(self) -> dict[str, str]:
+        """Modality → why it cannot be used (absent image, absent ROI, absent frame labels)."""
+        reasons = {}
+        for modality in MODALITIES:
+            image = self.image_path(modality)
+            if image is None:
+                reasons[modality] = "no image"
+            elif self.roi_path(modality) is None:
+                reasons[modality] = f"{image.name} has no ROI ({modality}_roi.nii.gz)"
+            elif modality == "ceus" and not (self.folder / "ceus.times").exists():
+                reasons[modality] = "ceus.times (frame times in seconds) is missing"
+        return reasons
+
+    @property
+    def available(self) -> tuple[str, ...]:
+        missing = self.missing()
+        return tuple(m for m in MODALITIES if m not in missing)
+
+    def _require(self, modality: str) -> Path:
+        reason = self.missing().get(modality)
+        if reason:
+            raise InputError(self.folder / modality, f"case {self.case_id}: {modality} unavailable ({reason})")
+        return self.image_path(modality)
+
+    def load_image(self, modality: str) -> sitk.Image:
+        """The modality's image (vector image for IVIM and CEUS)."""
+        path = self._require(modality)
+        if modality == "ivim":
+            return self.load_ivim().image
+        return read_multiframe(path) if modality in MULTIFRAME else read_image(path)
+
+    def load_ivim(self) -> DiffusionSeries:
+        path = self._require("ivim")
+        bval = bval_path_for(path)
+        return read_diffusion_series(path, bval if bval.exists() else None)
+
+    def load_ceus_times(self) -> tuple[float, ...]:
+        self._require("ceus")
+        return read_frame_times(self.folder / "ceus.times")
+
+    def load_roi(self, modality: str, image: sitk.Image | None = None) -> sitk.Image:
+        """The modality's ROI on its image's grid (resampled in physical space if needed)."""
+        image_path = self._require(modality)
+        image = self.load_image(modality) if image is None else image
+        roi_path = self.roi_path(modality)
+        return resample_roi_to(read_image(roi_path, label=True), image, roi_path, image_path)
+
+
+def _check_modality(modality: str) -> None:
+    if modality not in MODALITIES:
+        raise InputError(modality, f"unknown modality; expected one of {', '.join(MODALITIES)}")
+
+
+class Cohort:
+    """A folder of case folders with ``cohort.csv``. ``truth.csv`` is never read here."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise InputError(self.folder, "cohort folder not found")
+        table = self.folder / "cohort.csv"
+        if table.exists():
+            self.table = _read_cohort_table(table)
+        else:
+            ids = sorted(p.name for p in self.folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+            if not ids:
+                raise InputError(self.folder, "neither cohort.csv nor case folders found")
+            self.table = pd.DataFrame({"case_id": ids})
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def case_ids(self) -> list[str]:
+        return self.table["case_id"].tolist()
+
+    def case(self, case_id: str) -> Case:
+        rows = self.table[self.table["case_id"] == case_id]
+        if rows.empty:
+            raise InputError(self.folder / "cohort.csv", f"no case {case_id!r}")
+        return Case(self.folder / case_id, rows.iloc[0].to_dict())
+
+    def __iter__(self):
+        for record in self.table.to_dict("records"):
+            yield Case(self.folder / str(record["case_id"]), record)
+
+
+def _read_cohort_table(path: Path) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(path, dtype={"case_id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InputError(path, f"not a readable CSV table ({error})") from None
+    if "case_id" not in table.columns:
+        raise InputError(path, "has no case_id column")
+    duplicated = table["case_id"][table["case_id"].duplicated()].tolist()
+    if duplicated:
+        raise InputError(path, f"duplicate case_id(s) {duplicated}")
+    return table

@@ -1,0 +1,129 @@
+"""Tumour-centred crops, the network inputs, defined in physical space.
+
+Every crop is a ``SimpleITK.Image`` that keeps its own world geometry, so anything computed on it
+(an attention map) can be resampled back onto the source grid and overlays exactly.
+
+* :func:`voi_crop` — fixed-size 3-D block on a world-aligned isotropic grid centred on the VOI
+  (the IVIM network input: 64³). Axis flips, permutations, obliquity and voxel size of the source
+  do not change it beyond interpolation.
+* :func:`slice_crops` — the slice of largest tumour area and its neighbours (T2WI, DWI), or the
+  ROI's bounding box of a single-slice image (US), as square in-plane crops.
+* :func:`select_phase_frames` — CEUS frames for the arterial, portal and late phases, chosen by
+  acquisition time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import InputError
+from .geometry import indices_to_world, label_world_points, resample_labels, resample_roi_to
+
+#: CEUS phases: (window start s, window end s, preferred time s), windows inclusive. They follow
+#: CEUS LI-RADS (arterial 10–45 s, portal venous to 2 min, late after 2 min); the frame nearest the
+#: preferred time inside the window is used.
+CEUS_PHASES = {"arterial": (10.0, 45.0, 30.0), "portal": (45.0, 120.0, 60.0), "late": (120.0, 360.0, 180.0)}
+
+
+@dataclass(frozen=True)
+class Crop:
+    """A crop of an image and its ROI on the same crop grid."""
+
+    image: sitk.Image
+    roi: sitk.Image
+
+
+def _resample(image: sitk.Image, reference: sitk.Image, interpolator=sitk.sitkLinear) -> sitk.Image:
+    pixel = sitk.sitkVectorFloat32 if image.GetNumberOfComponentsPerPixel() > 1 else sitk.sitkFloat32
+    return sitk.Resample(image, reference, sitk.Transform(), interpolator, 0.0, pixel)
+
+
+def _grid(origin, spacing, direction, size) -> sitk.Image:
+    reference = sitk.Image([int(n) for n in size], sitk.sitkUInt8)
+    reference.SetOrigin([float(v) for v in origin])
+    reference.SetSpacing([float(v) for v in spacing])
+    reference.SetDirection([float(v) for v in np.asarray(direction).ravel()])
+    return reference
+
+
+def voi_centre(roi: sitk.Image, label: int = 1, source="ROI") -> np.ndarray:
+    """Centre (mm) of the world-axis-aligned bounding box of the label's voxel centres."""
+    points = label_world_points(roi, label)
+    if len(points) == 0:
+        raise InputError(source, f"ROI label {label} is empty")
+    return (points.min(axis=0) + points.max(axis=0)) / 2.0
+
+
+def voi_crop(image: sitk.Image, roi: sitk.Image, *, label: int = 1, size: int = 64,
+             spacing_mm: float = 1.5, source="image", roi_source="ROI") -> Crop:
+    """A ``size``³ block at isotropic ``spacing_mm`` on world axes, centred on the VOI.
+
+    ``image`` may be scalar or vector (all b-values at once). Outside the source image the crop
+    is 0. The ROI comes back on the crop grid as label fractions ≥ 0.5.
+    """
+    roi_on_image = resample_roi_to(roi, image, roi_source, source)
+    centre = voi_centre(roi_on_image, label, roi_source)
+    spacing = np.full(3, float(spacing_mm))
+    origin = centre - spacing * (size - 1) / 2.0
+    reference = _grid(origin, spacing, np.eye(3), (size, size, size))
+    # A tumour larger than the crop's field is clipped by it, not refused.
+    return Crop(_resample(image, reference), resample_labels(roi_on_image, reference))
+
+
+def largest_area_slice(roi: sitk.Image, label: int = 1) -> int:
+    """Index (along the image's third axis) of the slice where ``label`` covers most voxels."""
+    counts = (sitk.GetArrayViewFromImage(roi) == label).sum(axis=(1, 2))
+    return int(np.argmax(counts))
+
+
+def slice_crops(image: sitk.Image, roi: sitk.Image, *, label: int = 1, size: int = 128,
+                neighbours: int = 1, margin: float = 0.25, source="image", roi_source="ROI") -> list[Crop]:
+    """Square in-plane crops of the largest-area slice and ``neighbours`` slices each side.
+
+    The crop square covers the label's in-plane bounding box (over the chosen slices) enlarged by
+    ``margin`` on each side, in the image's own acquisition plane; slices beyond the volume repeat
+    the edge slice. With ``neighbours=0`` on a one-slice image this is the US bounding-box crop.
+    """
+    image = sitk.DICOMOrient(image, "LPS")
+    roi_on_image = sitk.DICOMOrient(resample_roi_to(roi, image, roi_source, source), "LPS")
+    centre_slice = largest_area_slice(roi_on_image, label)
+    depth = image.GetSize()[2]
+    slices = [min(max(centre_slice + offset, 0), depth - 1) for offset in range(-neighbours, neighbours + 1)]
+
+    labelled = sitk.GetArrayViewFromImage(roi_on_image)[sorted(set(slices))] == label
+    yx = np.argwhere(labelled.any(axis=0))
+    low, high = yx.min(axis=0)[::-1] - 0.5, yx.max(axis=0)[::-1] + 0.5  # voxel edges, (x, y)
+    in_plane_spacing = np.asarray(image.GetSpacing()[:2])
+    extent_mm = (high - low) * in_plane_spacing
+    side_mm = float(extent_mm.max() * (1.0 + 2.0 * margin))
+    centre_xy = (low + high) / 2.0
+    crop_spacing = side_mm / size
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+
+    crops = []
+    for k in slices:
+        centre_world = indices_to_world(image, np.array([[centre_xy[0], centre_xy[1], k]]))[0]
+        offset = direction[:, :2] @ np.full(2, crop_spacing * (size - 1) / 2.0)
+        reference = _grid(centre_world - offset, (crop_spacing, crop_spacing, image.GetSpacing()[2]),
+                          direction, (size, size, 1))
+        crop_image = _resample(image, reference)
+        crop_roi = sitk.Resample(roi_on_image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0,
+                                 sitk.sitkUInt8)
+        crops.append(Crop(crop_image, crop_roi))
+    return crops
+
+
+def select_phase_frames(times_s, phases=CEUS_PHASES, source="CEUS") -> dict[str, int]:
+    """Frame index per phase: the frame nearest the phase's preferred time inside its window."""
+    times = np.asarray(times_s, dtype=float)
+    chosen = {}
+    for phase, (start, end, preferred) in phases.items():
+        candidates = np.flatnonzero((times >= start) & (times <= end))
+        if len(candidates) == 0:
+            raise InputError(source, f"no frame in the {phase} phase ({start:g}–{end:g} s); "
+                                     f"frame times are {times.tolist()} s")
+        chosen[phase] = int(candidates[np.argmin(np.abs(times[candidates] - preferred))])
+    return chosen
