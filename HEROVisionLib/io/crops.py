@@ -20,7 +20,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from .geometry import indices_to_world, label_world_points, resample_labels, resample_roi_to
+from .geometry import indices_to_world, label_centroid, resample_labels, resample_roi_to
+from .images import promote_to_3d
 
 #: CEUS phases: (window start s, window end s, preferred time s), windows inclusive. They follow
 #: CEUS LI-RADS (arterial 10–45 s, portal venous to 2 min, late after 2 min); the frame nearest the
@@ -49,14 +50,6 @@ def _grid(origin, spacing, direction, size) -> sitk.Image:
     return reference
 
 
-def voi_centre(roi: sitk.Image, label: int = 1, source="ROI") -> np.ndarray:
-    """Centre (mm) of the world-axis-aligned bounding box of the label's voxel centres."""
-    points = label_world_points(roi, label)
-    if len(points) == 0:
-        raise InputError(source, f"ROI label {label} is empty")
-    return (points.min(axis=0) + points.max(axis=0)) / 2.0
-
-
 def voi_crop(image: sitk.Image, roi: sitk.Image, *, label: int = 1, size: int = 64,
              spacing_mm: float = 1.5, source="image", roi_source="ROI") -> Crop:
     """A ``size``³ block at isotropic ``spacing_mm`` on world axes, centred on the VOI.
@@ -64,8 +57,9 @@ def voi_crop(image: sitk.Image, roi: sitk.Image, *, label: int = 1, size: int = 
     ``image`` may be scalar or vector (all b-values at once). Outside the source image the crop
     is 0. The ROI comes back on the crop grid as label fractions ≥ 0.5.
     """
-    roi_on_image = resample_roi_to(roi, image, roi_source, source)
-    centre = voi_centre(roi_on_image, label, roi_source)
+    image = promote_to_3d(image)
+    roi_on_image = resample_roi_to(promote_to_3d(roi), image, roi_source, source)
+    centre = label_centroid(roi_on_image, label, roi_source)  # stabler under resampling than a box centre
     spacing = np.full(3, float(spacing_mm))
     origin = centre - spacing * (size - 1) / 2.0
     reference = _grid(origin, spacing, np.eye(3), (size, size, size))
@@ -87,8 +81,8 @@ def slice_crops(image: sitk.Image, roi: sitk.Image, *, label: int = 1, size: int
     ``margin`` on each side, in the image's own acquisition plane; slices beyond the volume repeat
     the edge slice. With ``neighbours=0`` on a one-slice image this is the US bounding-box crop.
     """
-    image = sitk.DICOMOrient(image, "LPS")
-    roi_on_image = sitk.DICOMOrient(resample_roi_to(roi, image, roi_source, source), "LPS")
+    image = sitk.DICOMOrient(promote_to_3d(image), "LPS")
+    roi_on_image = sitk.DICOMOrient(resample_roi_to(promote_to_3d(roi), image, roi_source, source), "LPS")
     centre_slice = largest_area_slice(roi_on_image, label)
     depth = image.GetSize()[2]
     slices = [min(max(centre_slice + offset, 0), depth - 1) for offset in range(-neighbours, neighbours + 1)]

@@ -80,14 +80,19 @@ def _plane(array_yx: np.ndarray, spacing, dtype=np.float32) -> sitk.Image:
     return image
 
 
-def generate_case(seed: int, index: int, profile: Profile | str = "A") -> PhantomCase:
-    """Case ``index`` (1-based) of the cohort with ``seed`` under ``profile``."""
-    profile = PROFILES[profile] if isinstance(profile, str) else profile
+def draw_case_variables(seed: int, index: int) -> tuple[np.random.Generator, Patient, Outcome]:
+    """The case's generator after its latents and outcome were drawn (§1–2, no images)."""
     if index < 1:
         raise InputError("index", f"case indices start at 1, got {index}")
     rng = np.random.default_rng([seed, index])
     patient = draw_patient(rng)
-    outcome = draw_outcome(patient, rng)
+    return rng, patient, draw_outcome(patient, rng)
+
+
+def generate_case(seed: int, index: int, profile: Profile | str = "A") -> PhantomCase:
+    """Case ``index`` (1-based) of the cohort with ``seed`` under ``profile``."""
+    profile = PROFILES[profile] if isinstance(profile, str) else profile
+    rng, patient, outcome = draw_case_variables(seed, index)
     anatomy = draw_anatomy(rng, patient, profile.ivim)
     field_f, field_g = draw_fields(rng, anatomy)
     renderer = PatientRenderer(patient, anatomy, field_f, field_g)

@@ -1,0 +1,29 @@
+"""The command line: phantom generation, case inspection, and one-line errors with exit status 2."""
+
+import pandas as pd
+
+from HEROVisionLib.cli import main
+
+
+def test_phantom_command_writes_a_cohort(tmp_path, capsys):
+    assert main(["phantom", "--n", "2", "--seed", "5", "--out", str(tmp_path / "c"), "--workers", "1"]) == 0
+    table = pd.read_csv(tmp_path / "c" / "cohort.csv")
+    assert table["case_id"].tolist() == ["A0001", "A0002"]
+    assert "2 phantom cases written" in capsys.readouterr().out
+
+
+def test_inspect_reports_each_modality(phantom_cohort, capsys):
+    assert main(["inspect", str(phantom_cohort / "A0002")]) == 0
+    out = capsys.readouterr().out
+    assert "case A0002" in out
+    assert "b = 0, 10, 20, 40, 80, 200, 400, 600, 1000 s/mm²" in out
+    assert "arterial 30 s, portal 60 s, late 180 s" in out
+    assert "unavailable" not in out
+
+
+def test_user_errors_are_one_line_with_status_2(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path / "nowhere")]) == 2
+    assert main(["phantom", "--n", "1", "--seed", "1", "--out", str(tmp_path), "--profile", "Z"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"herovision: error: {tmp_path / 'nowhere'}: not a case or cohort folder",
+                   "herovision: error: --profile: unknown acquisition profile 'Z'; known: A"]

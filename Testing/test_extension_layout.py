@@ -1,0 +1,37 @@
+"""The Slicer extension's CMake files list every script and resource that exists, and only those."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _listed(cmake: Path, variable: str) -> set[str]:
+    text = cmake.read_text()
+    block = re.search(rf"set\({variable}\s+(.*?)\)", text, re.S).group(1)
+    return {line.strip() for line in block.splitlines() if line.strip() and not line.strip().startswith("#")}
+
+
+def test_library_cmake_lists_every_python_file():
+    listed = _listed(ROOT / "HEROVisionLib" / "CMakeLists.txt", "HEROVisionLib_PYTHON_SCRIPTS")
+    on_disk = {str(p.relative_to(ROOT)) for p in (ROOT / "HEROVisionLib").rglob("*.py")}
+    assert listed == on_disk
+
+
+def test_module_cmake_lists_its_script_and_resources():
+    cmake = ROOT / "HEROVision" / "CMakeLists.txt"
+    resources = {r.replace("${MODULE_NAME}", "HEROVision") for r in _listed(cmake, "MODULE_PYTHON_RESOURCES")}
+    on_disk = {str(p.relative_to(ROOT / "HEROVision")) for p in (ROOT / "HEROVision" / "Resources").rglob("*")
+               if p.is_file()}
+    assert resources == on_disk
+    assert _listed(cmake, "MODULE_PYTHON_SCRIPTS") == {"${MODULE_NAME}.py"}
+
+
+def test_extension_cmake_declares_metadata_and_modules():
+    text = (ROOT / "CMakeLists.txt").read_text()
+    for field in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
+                  "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS", "EXTENSION_DEPENDS"):
+        assert re.search(rf"set\({field} \"[^\"]+\"\)", text), field
+    for line in ("find_package(Slicer REQUIRED)", "add_subdirectory(HEROVision)",
+                 "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):
+        assert line in text

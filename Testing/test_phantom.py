@@ -1,0 +1,167 @@
+"""The phantom honours PHANTOM.md: reproducibility, layout, distributions and the outcome model."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+from lifelines import CoxPHFitter
+
+from HEROVisionLib.io.case import COHORT_COLUMNS, Cohort
+from HEROVisionLib.io.images import frame_array
+from HEROVisionLib.phantom import generate_case
+from HEROVisionLib.phantom.generate import draw_case_variables
+
+from conftest import COHORT_SEED
+
+
+def test_case_alone_equals_case_in_cohort(phantom_cohort):
+    alone = generate_case(COHORT_SEED, 7)
+    case = Cohort(phantom_cohort).case("A0007")
+    np.testing.assert_array_equal(frame_array(case.load_ivim().image), frame_array(alone.images["ivim"]))
+    for modality in ("t2wi", "dwi", "us"):  # us: 2-D in memory, read back as a one-slice volume
+        for loaded, generated in ((case.load_image(modality), alone.images[modality]),
+                                  (case.load_roi(modality), alone.images[f"{modality}_roi"])):
+            np.testing.assert_array_equal(np.squeeze(sitk.GetArrayFromImage(loaded)),
+                                          np.squeeze(sitk.GetArrayFromImage(generated)))
+    row = pd.read_csv(phantom_cohort / "cohort.csv").set_index("case_id").loc["A0007"]
+    assert row["pfs_months"] == pytest.approx(alone.outcome.pfs_months, abs=1e-3)
+    assert row["treatment"] == alone.outcome.treatment
+
+
+def test_cohort_layout(phantom_cohort):
+    table = pd.read_csv(phantom_cohort / "cohort.csv")
+    assert tuple(table.columns) == COHORT_COLUMNS
+    assert table["case_id"].tolist() == [f"A{i:04d}" for i in range(1, 11)]
+    truth = pd.read_csv(phantom_cohort / "truth.csv")
+    assert {"lp_TA", "lp_SR", "T_TA", "T_SR", "best_treatment"} <= set(truth.columns)
+    assert (truth["best_treatment"] == np.where(truth["lp_TA"] < truth["lp_SR"], "TA", "SR")).all()
+    latent_columns = {"margin", "heterogeneity", "tumor_D", "washout"}
+    assert not latent_columns & set(table.columns)
+    for case in Cohort(phantom_cohort):
+        assert case.available == ("ivim", "t2wi", "dwi", "us", "ceus")
+        assert not list(case.folder.parent.glob(".*partial*"))
+        assert (case.folder / "ivim.bval").read_text().split() == ["0", "10", "20", "40", "80", "200", "400",
+                                                                   "600", "1000"]
+
+
+def test_images_follow_profile_a(phantom_cohort):
+    case = Cohort(phantom_cohort).case("A0001")
+    ivim = sitk.ReadImage(str(case.folder / "ivim.nii.gz"))
+    assert ivim.GetSize() == (96, 96, 20, 9) and ivim.GetSpacing()[:3] == (2.0, 2.0, 5.0)
+    assert ivim.GetPixelID() == sitk.sitkFloat32
+    t2 = sitk.ReadImage(str(case.folder / "t2wi.nii.gz"))
+    assert t2.GetSize() == (192, 192, 20) and t2.GetSpacing() == (1.0, 1.0, 5.0) and t2.GetOrigin() == (0, 0, 0)
+    us = sitk.ReadImage(str(case.folder / "us.nrrd"))
+    assert us.GetDimension() == 2 and us.GetSize() == (256, 256)
+    assert us.GetSpacing() == pytest.approx((0.3, 0.3))
+    ceus = sitk.ReadImage(str(case.folder / "ceus.nii.gz"))
+    assert ceus.GetSize() == (256, 256, 1, 12)
+    assert sitk.ReadImage(str(case.folder / "ceus_roi.nii.gz")).GetPixelID() == sitk.sitkUInt8
+    assert [float(t) for t in (case.folder / "ceus.times").read_text().split()] == \
+        [0, 10, 20, 30, 45, 60, 90, 120, 150, 180, 210, 240]
+
+
+def test_tumour_signal_matches_its_truth(phantom_cohort):
+    """The tumour's b-value decay inside the ROI follows the latent D and f of truth.csv."""
+    truth = pd.read_csv(phantom_cohort / "truth.csv").set_index("case_id")
+    for case in Cohort(phantom_cohort):
+        series = case.load_ivim()
+        roi = sitk.GetArrayFromImage(case.load_roi("ivim")) == 1
+        signal = frame_array(series.image)[:, roi].mean(axis=1)
+        b = np.array(series.bvalues)
+        high = b >= 200
+        slope = -np.polyfit(b[high], np.log(signal[high]), 1)[0]
+        assert slope == pytest.approx(truth.loc[case.case_id, "tumor_D"], rel=0.25)
+
+
+def test_subcapsular_tumours_lie_within_10_mm_of_the_liver_surface(phantom_cohort):
+    """Distance from the T2WI ROI to a dense sampling of the liver ellipsoid (70, 55, 40) mm."""
+    theta, phi = np.meshgrid(np.linspace(0, np.pi, 400), np.linspace(0, 2 * np.pi, 800), indexing="ij")
+    surface = np.stack([70 * np.sin(theta) * np.cos(phi), 55 * np.sin(theta) * np.sin(phi),
+                        40 * np.cos(theta)], axis=-1).reshape(-1, 3) + np.array([95.0, 95.0, 47.5])
+    table = pd.read_csv(phantom_cohort / "cohort.csv").set_index("case_id")
+    from scipy.spatial import cKDTree
+    tree = cKDTree(surface)
+    for case in Cohort(phantom_cohort):
+        roi = case.load_roi("t2wi")
+        zyx = np.argwhere(sitk.GetArrayFromImage(roi) == 1)
+        distance = tree.query(zyx[:, ::-1] * np.array(roi.GetSpacing()))[0].min()
+        if table.loc[case.case_id, "subcapsular"]:
+            assert distance <= 10.0 + 3.0, case.case_id  # voxel centres: up to half a 5 mm slice deeper
+        else:
+            assert distance > 10.0, case.case_id
+
+
+# --- the outcome model, checked on many patients (latents and outcomes only: no images needed)
+
+N_PATIENTS = 3000
+
+
+@pytest.fixture(scope="module")
+def patients():
+    rows = []
+    for i in range(1, N_PATIENTS + 1):
+        _, p, o = draw_case_variables(11, i)
+        rows.append({**p.as_dict(), **o.__dict__})
+    return pd.DataFrame(rows)
+
+
+def _binomial_ok(observed_share, p, n, k=4.0):
+    return abs(observed_share - p) <= k * math.sqrt(p * (1 - p) / n)
+
+
+def test_clinical_distributions(patients):
+    n = len(patients)
+    assert _binomial_ok(patients["sex_male"].mean(), 0.83, n)
+    assert _binomial_ok(patients["cirrhosis"].mean(), 0.80, n)
+    assert _binomial_ok(patients.loc[patients.cirrhosis == 1, "ctp_b"].mean(), 0.10, (patients.cirrhosis == 1).sum())
+    assert (patients.loc[patients.cirrhosis == 0, "ctp_b"] == 0).all()
+    assert _binomial_ok((patients["tumor_number"] == 1).mean(), 0.80, n)
+    assert _binomial_ok((patients["echo"] == "hypo").mean(), 0.70, n)
+    assert patients["diameter_cm"].between(1.0, 5.0).all()
+    assert patients["diameter_cm"].median() == pytest.approx(2.3, rel=0.05)
+    assert patients["age"].between(30, 85).all()
+    assert patients["tumor_D"].between(0.5e-3, 1.5e-3).all()
+
+
+def test_outcome_rates_in_spec_ranges(patients):
+    assert 0.50 <= (patients["T_TA"] > 24).mean() <= 0.70  # "about 60 % progression-free at 2 years"
+    assert 0.50 <= (patients["T_SR"] > 24).mean() <= 0.70
+    assert 0.30 <= patients["er_2y"].mean() <= 0.50  # "about 40 % recur early after resection"
+    assert 0.40 <= patients["pfs_event"].mean() <= 0.60  # "about half of the observed times are events"
+    assert (patients["er_2y"] == (patients["T_SR"] <= 24)).all()
+
+
+def test_treatment_share_follows_the_assignment_model(patients):
+    zsize = (patients.diameter_cm - 2.3) / 0.9
+    p_sr = 1 / (1 + np.exp(-(-0.3 + 0.8 * zsize - 0.8 * patients.portal_hypertension - 0.8 * patients.ctp_b
+                             - 0.3 * patients.cirrhosis)))
+    share = (patients["treatment"] == "SR").mean()
+    assert abs(share - p_sr.mean()) <= 4 * math.sqrt((p_sr * (1 - p_sr)).sum()) / len(patients)
+
+
+def test_cox_fit_recovers_the_linear_predictor(patients):
+    observed_lp = np.where(patients.treatment == "TA", patients.lp_TA, patients.lp_SR)
+    data = pd.DataFrame({"lp": observed_lp, "T": patients.pfs_months, "E": patients.pfs_event})
+    fit = CoxPHFitter().fit(data, "T", "E")
+    coefficient, se = fit.params_["lp"], fit.standard_errors_["lp"]
+    assert abs(coefficient - 1.0) < 4 * se and abs(coefficient - 1.0) < 0.15
+
+
+def test_cox_fit_recovers_the_resection_hazard_coefficients(patients):
+    """Uncensored potential times under resection give back the spec's coefficients of lp_SR."""
+    covariates = pd.DataFrame({
+        "zsize": (patients.diameter_cm - 2.3) / 0.9, "margin": patients.margin,
+        "heterogeneity": patients.heterogeneity, "zD": (patients.tumor_D - 1.0e-3) / 0.15e-3,
+        "washout": patients.washout, "afp_high": patients.afp_high, "inr_high": patients.inr_high,
+        "ca19_9_high": patients.ca19_9_high, "extra_tumours": patients.tumor_number - 1,
+        "portal_hypertension": patients.portal_hypertension, "ctp_b": patients.ctp_b,
+        "cirrhosis": patients.cirrhosis})
+    expected = {"zsize": 0.5, "margin": 0.6, "heterogeneity": 0.5, "zD": -0.4, "washout": 0.3, "afp_high": 0.3,
+                "inr_high": 0.25, "ca19_9_high": 0.2, "extra_tumours": 0.2, "portal_hypertension": 0.5,
+                "ctp_b": 0.4, "cirrhosis": 0.2}
+    fit = CoxPHFitter().fit(covariates.assign(T=patients.T_SR, E=1), "T", "E")
+    for name, value in expected.items():
+        assert abs(fit.params_[name] - value) < 4 * fit.standard_errors_[name], name
