@@ -64,18 +64,22 @@ def read_dicom_volume(folder) -> sitk.Image:
     return reader.Execute()
 
 
+def join_along_new_axis(images) -> sitk.Image:
+    """Stack same-grid images along one more axis at 0 with spacing 1 and the geometry kept."""
+    images = list(images)
+    joined = sitk.JoinSeries(images)
+    dimension = images[0].GetDimension()
+    direction = np.eye(dimension + 1)
+    direction[:dimension, :dimension] = np.asarray(images[0].GetDirection()).reshape(dimension, dimension)
+    joined.SetOrigin((*images[0].GetOrigin(), 0.0))
+    joined.SetSpacing((*images[0].GetSpacing(), 1.0))
+    joined.SetDirection(direction.ravel().tolist())
+    return joined
+
+
 def promote_to_3d(image: sitk.Image) -> sitk.Image:
     """A 2-D image as a one-slice volume at z = 0 with 1 mm slice spacing; 3-D images unchanged."""
-    if image.GetDimension() == 3:
-        return image
-    volume = sitk.JoinSeries(image)
-    direction2 = np.asarray(image.GetDirection()).reshape(2, 2)
-    direction3 = np.eye(3)
-    direction3[:2, :2] = direction2
-    volume.SetOrigin((*image.GetOrigin(), 0.0))
-    volume.SetSpacing((*image.GetSpacing(), 1.0))
-    volume.SetDirection(direction3.ravel().tolist())
-    return volume
+    return image if image.GetDimension() == 3 else join_along_new_axis([image])
 
 
 def check_finite(image: sitk.Image, source) -> None:
@@ -143,9 +147,7 @@ def read_multiframe(path) -> sitk.Image:
 
 def frames_to_vector(frames) -> sitk.Image:
     """Stack same-grid scalar volumes as the components of one vector volume."""
-    frames = [promote_to_3d(sitk.Cast(f, sitk.sitkFloat32)) for f in frames]
-    vector = sitk.Compose(frames)
-    return vector
+    return sitk.Compose([promote_to_3d(sitk.Cast(f, sitk.sitkFloat32)) for f in frames])
 
 
 def vector_to_frames(vector: sitk.Image) -> list[sitk.Image]:
@@ -187,15 +189,7 @@ def write_image(image: sitk.Image, path, *, compress: bool = True) -> Path:
 
 def write_multiframe(vector: sitk.Image, path) -> Path:
     """Write a vector volume as a 4-D file (x, y, z, frame), the layout of PHANTOM.md §4."""
-    frames = vector_to_frames(vector)
-    series = sitk.JoinSeries(frames)
-    spatial_direction = np.asarray(vector.GetDirection()).reshape(3, 3)
-    direction4 = np.eye(4)
-    direction4[:3, :3] = spatial_direction
-    series.SetOrigin((*vector.GetOrigin(), 0.0))
-    series.SetSpacing((*vector.GetSpacing(), 1.0))
-    series.SetDirection(direction4.ravel().tolist())
-    return write_image(series, path)
+    return write_image(join_along_new_axis(vector_to_frames(vector)), path)
 
 
 def write_text_atomic(text: str, path) -> Path:

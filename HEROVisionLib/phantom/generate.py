@@ -98,10 +98,10 @@ def generate_case(seed: int, index: int, profile: Profile | str = "A") -> Phanto
     renderer = PatientRenderer(patient, anatomy, field_f, field_g)
 
     sigma_mr = 1000.0 / profile.snr_ivim  # liver S0 / SNR, shared by IVIM and DWI
-    ivim_clean, ivim_tumours = renderer.ivim(profile.ivim, profile.bvalues)
-    ivim = rician(ivim_clean, sigma_mr, rng)
-    dwi_clean, _ = renderer.ivim(profile.ivim, (profile.dwi_bvalue,))
-    dwi = rician(dwi_clean[0], sigma_mr, rng)
+    # DWI shares the IVIM grid and signal equation: one rendering, then independent noise draws.
+    mr_clean, ivim_tumours = renderer.ivim(profile.ivim, (*profile.bvalues, profile.dwi_bvalue))
+    ivim = rician(mr_clean[:-1], sigma_mr, rng)
+    dwi = rician(mr_clean[-1], sigma_mr, rng)
     t2_clean, t2_tumours = renderer.t2wi(profile.t2wi)
     t2wi = rician(t2_clean, 300.0 / profile.snr_t2wi, rng)
     us_fractions, us_points = renderer.us_tissues(profile)
