@@ -64,7 +64,7 @@ def _resampled(image, spacing, direction, interpolator=sitk.sitkLinear):
     return sitk.Resample(image, reference, sitk.Transform(), interpolator, 0.0, sitk.sitkFloat32)
 
 
-FLIPPED = np.diag([-1.0, 1.0, -1.0])  # left–right and head–foot reversed (still right-handed? no: a flip)
+FLIPPED = np.diag([-1.0, 1.0, -1.0])  # left–right and head–foot axes reversed
 OBLIQUE = np.array([[math.cos(0.35), -math.sin(0.35), 0], [math.sin(0.35), math.cos(0.35), 0], [0, 0, 1]])
 
 

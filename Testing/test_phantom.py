@@ -78,7 +78,7 @@ def test_tumour_signal_matches_its_truth(phantom_cohort):
 
 def test_subcapsular_tumours_lie_within_10_mm_of_the_liver_surface(phantom_cohort):
     """Distance from the T2WI ROI to a dense sampling of the liver ellipsoid (70, 55, 40) mm."""
-    theta, phi = np.meshgrid(np.linspace(0, np.pi, 400), np.linspace(0, 2 * np.pi, 800), indexing="ij")
+    theta, phi = np.meshgrid(np.linspace(0, np.pi, 200), np.linspace(0, 2 * np.pi, 400), indexing="ij")
     surface = np.stack([70 * np.sin(theta) * np.cos(phi), 55 * np.sin(theta) * np.sin(phi),
                         40 * np.cos(theta)], axis=-1).reshape(-1, 3) + np.array([95.0, 95.0, 47.5])
     table = pd.read_csv(phantom_cohort / "cohort.csv").set_index("case_id")
