@@ -99,6 +99,9 @@ def main(argv=None) -> int:
     except HEROVisionError as error:
         print(f"herovision: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # unwritable output folder, full disk…: the system's own words
+        print(f"herovision: error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("herovision: interrupted", file=sys.stderr)
         return 130

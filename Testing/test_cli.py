@@ -27,3 +27,11 @@ def test_user_errors_are_one_line_with_status_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"herovision: error: {tmp_path / 'nowhere'}: not a case or cohort folder",
                    "herovision: error: --profile: unknown acquisition profile 'Z'; known: A"]
+
+
+def test_unwritable_output_is_one_line_with_status_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["phantom", "--n", "1", "--seed", "1", "--out", str(blocker / "cohort"), "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("herovision: error: ") and "file" in err[0]
