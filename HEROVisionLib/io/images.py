@@ -13,7 +13,9 @@ Conventions used everywhere in HEROVision:
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -202,3 +204,18 @@ def write_text_atomic(text: str, path) -> Path:
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+@contextmanager
+def staged_outputs(folder):
+    """A staging folder inside ``folder`` whose files move into ``folder`` only if the block ends
+    without error: a set of outputs (maps and their table) appears whole or not at all."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder))
+    try:
+        yield stage
+        for path in sorted(stage.iterdir()):
+            os.replace(path, folder / path.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

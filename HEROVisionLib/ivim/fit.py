@@ -1,18 +1,26 @@
 """Voxel-wise IVIM fitting in torch: every voxel of a chunk at once, on CPU or CUDA.
 
-Model: ``S(b) = S0·((1−f)·exp(−b·D) + f·exp(−b·D*))``. Signals are divided by each voxel's mean
-b = 0 signal (or its lowest-b signal) before fitting, so one set of bounds and tolerances fits
-every scanner scale; S0 is reported back in the input's units.
+Model: ``S(b) = S0·((1−f)·exp(−b·D) + f·exp(−b·D*))``. Signals are divided by each voxel's
+lowest-b signal before fitting, so one set of bounds and tolerances fits every scanner scale; S0 is
+reported back in the input's units.
 
 * :func:`fit_segmented` — the consensus segmented fit: D and S0' by weighted (w = S²) log-linear
-  least squares on b ≥ threshold, f = 1 − S0'/S(0), then D* by a bounded 1-D search with D and f
-  fixed (golden section on log D*).
-* :func:`fit_full` — bounded Levenberg–Marquardt on (S0, f, D, D*) from the segmented start, with
-  analytic Jacobian, per-voxel damping and projection onto the bounds.
+  least squares on b ≥ threshold, f = 1 − S0'/S(0), then D* by a bounded 1-D least-squares search
+  with D and f fixed.
+* :func:`fit_full` — bounded Levenberg–Marquardt on (S0, f, D, D*) started from the segmented
+  fit: analytic Jacobian, Marquardt damping, parameters at a bound leave the step (active set).
 * :func:`fit_adc` — mono-exponential ADC by log-linear least squares over all b-values.
 
 Bounds follow the OSIPI IVIM code collection: D ∈ [0, 5e-3], f ∈ [0, 1], D* ∈ [5e-3, 0.2] mm²/s,
-D* > D, relative S0 ∈ [0.7, 1.3].
+D* ≥ D, relative S0 ∈ [0.7, 1.3].
+
+Zero, negative and non-finite signals are read as 0 (logs use a tiny floor, and log-linear weights
+S² make near-noise-floor signals count little); a voxel whose lowest-b signal is not positive
+cannot be fitted: its parameters are 0 and it is flagged ``FLAG_INVALID_SIGNAL``.
+
+Public functions take signals as (voxels, b-values); inside, arrays are (b-values, voxels) so that
+every element-wise operation runs along long contiguous rows — several times faster on CPU than
+reducing over a short last axis.
 """
 
 from __future__ import annotations
@@ -29,19 +37,32 @@ F_BOUNDS = (0.0, 1.0)
 DSTAR_BOUNDS = (5e-3, 0.2)
 S0_RELATIVE_BOUNDS = (0.7, 1.3)
 MIN_BVALUES = 4
+
+#: Flag-map bits (0 = a good fit).
+FLAG_INVALID_SIGNAL = 1  # lowest-b signal not positive (or not finite): nothing to fit
+FLAG_AT_BOUND = 2  # a parameter sits on its bound
+FLAG_NOT_CONVERGED = 4  # the full fit still improved at its last iteration
+
 _TINY = 1e-6
-# Parameter scales so that LM works on numbers of order one: (S0, f, D·1e3, D*·1e1).
+_DSTAR_GRID = 128  # log-spaced D* candidates of the 1-D search: steps of 2.9 %, refined by a parabola
+# The LM works on parameters of order one: (S0, f, D·1e3, D*·1e1).
 _SCALE = (1.0, 1.0, 1e3, 1e1)
+_INITIAL_DAMPING, _MAX_DAMPING = 1e-2, 1e6
+_COST_TOLERANCE = 1e-4  # relative cost decrease of an accepted step that ends a voxel's fit
+_RETIRE_FRACTION = 0.1  # compact the batch once this share of it has finished
 
 
 @dataclass
-class IVIMParameters:
-    """Per-voxel parameters (tensors of shape (N,)); S0 in the input's units."""
+class IVIMFit:
+    """Per-voxel results, tensors of shape (N,): parameters (S0 in the input's units), the fit's R²
+    on the normalised signal, and the flag bits."""
 
     s0: torch.Tensor
     f: torch.Tensor
     d: torch.Tensor
     dstar: torch.Tensor
+    r2: torch.Tensor
+    flags: torch.Tensor
 
 
 def check_bvalues(bvalues, source="b-values") -> torch.Tensor:
@@ -53,74 +74,218 @@ def check_bvalues(bvalues, source="b-values") -> torch.Tensor:
     return b
 
 
-def normalise(signal: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Signals divided by each voxel's lowest-b signal (mean of the b = min(b) volumes).
+def _prepare(signal: torch.Tensor, bvalues):
+    """(b as a (B, 1) column, normalised signal (B, N) ≥ 0, reference signal (N,), valid (N,)).
 
-    Zero, negative and non-finite signals become a tiny positive value so logs stay finite;
-    voxels whose reference signal is not positive get reference 1 (and will be flagged).
+    The reference is each voxel's mean signal at the lowest b; voxels where it is not positive are
+    invalid and get reference 1.
     """
-    signal = torch.nan_to_num(signal, nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0.0)
-    reference = signal[:, b == b.min()].mean(dim=1)
-    reference = torch.where(reference > 0, reference, torch.ones_like(reference))
-    return (signal / reference[:, None]).clamp_min(_TINY), reference
+    b = check_bvalues(bvalues)
+    if signal.ndim != 2 or signal.shape[1] != len(b):
+        raise InputError("signal", f"expected (voxels, {len(b)} b-values), got shape {tuple(signal.shape)}")
+    b = b.to(signal)[:, None]
+    signal = torch.nan_to_num(signal.T, nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0.0)
+    reference = signal[b[:, 0] == b.min()].mean(0)
+    valid = reference > 0
+    reference = torch.where(valid, reference, torch.ones_like(reference))
+    return b, signal / reference, reference, valid
 
 
 def model(b: torch.Tensor, s0, f, d, dstar) -> torch.Tensor:
+    """The IVIM signal, (N, B), for b-values (B,) and parameters (N,)."""
+    b = b[None, :]
     return s0[:, None] * ((1 - f)[:, None] * torch.exp(-b * d[:, None]) + f[:, None] * torch.exp(-b * dstar[:, None]))
 
 
-def _weighted_line(x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-row weighted least-squares line y = a + s·x; returns (a, s)."""
-    sw, sx, sy = w.sum(1), (w * x).sum(1), (w * y).sum(1)
-    sxx, sxy = (w * x * x).sum(1), (w * x * y).sum(1)
-    det = (sw * sxx - sx * sx).clamp_min(1e-30)
-    slope = (sw * sxy - sx * sy) / det
-    return (sy - slope * sx) / sw.clamp_min(1e-30), slope
+def _log_linear_decay(b: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(intercept, decay rate) of log y against b per voxel, weights y² (var log S ≈ σ²/S²)."""
+    w = y ** 2
+    log_y = torch.log(y.clamp_min(_TINY))
+    sw, sx, sy = w.sum(0), (w * b).sum(0), (w * log_y).sum(0)
+    sxx, sxy = (w * b * b).sum(0), (w * b * log_y).sum(0)
+    slope = (sw * sxy - sx * sy) / (sw * sxx - sx * sx).clamp_min(1e-30)
+    return (sy - slope * sx) / sw.clamp_min(1e-30), -slope
 
 
 def fit_adc(signal: torch.Tensor, bvalues) -> torch.Tensor:
-    """ADC (mm²/s) by log-linear least squares over all b-values, weights S²."""
-    b = check_bvalues(bvalues).to(signal)
-    normalised, _ = normalise(signal, b)
-    _, slope = _weighted_line(b.expand_as(normalised), torch.log(normalised), normalised ** 2)
-    return (-slope).clamp(min=0.0)
+    """ADC (mm²/s) by log-linear least squares over all b-values; 0 where there is no signal."""
+    b, y, _, valid = _prepare(signal, bvalues)
+    _, rate = _log_linear_decay(b, y)
+    return torch.where(valid, rate.clamp_min(0.0), torch.zeros_like(rate))
 
 
-def _golden_dstar(b, y, f, d, low, high, iterations=30):
-    """Bounded 1-D least-squares search for D* (golden section in log D*), S0 = 1, f and D fixed.
+def _dstar_search(b, y, f, d):
+    """D* minimising Σ_b (f·e^(−b·D*) − t_b)², t = y − (1 − f)·e^(−b·D), for D* ∈ [max(5e-3, D), 0.2].
 
-    30 steps shrink the bracket to 0.618³⁰ ≈ 5e-7 of its log width.
+    All voxels are scored on one log-spaced grid with a single matrix product (the cost divided by
+    f is f·Σe^(−2b·D*) − 2·t·e^(−b·D*), linear in (t, f)); a parabola through the best grid point
+    and its neighbours refines it to well below the grid step.
     """
-    ratio = (math.sqrt(5) - 1) / 2
-    target = y - (1 - f)[:, None] * torch.exp(-b * d[:, None])  # what the f·exp(−b·D*) term must explain
-    lo, hi = torch.log(low), torch.log(high)
-
-    def cost(log_dstar):
-        return ((f[:, None] * torch.exp(-b * torch.exp(log_dstar)[:, None]) - target) ** 2).sum(1)
-
-    x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    c1, c2 = cost(x1), cost(x2)
-    for _ in range(iterations):
-        left = c1 < c2  # the minimum lies in [lo, x2]: drop (x2, hi]; else drop [lo, x1)
-        hi, lo = torch.where(left, x2, hi), torch.where(left, lo, x1)
-        x_new = torch.where(left, hi - ratio * (hi - lo), lo + ratio * (hi - lo))
-        c_new = cost(x_new)
-        x1, x2, c1, c2 = (torch.where(left, x_new, x2), torch.where(left, x1, x_new),
-                          torch.where(left, c_new, c2), torch.where(left, c1, c_new))
-    return torch.exp((lo + hi) / 2)
+    grid = torch.logspace(math.log10(DSTAR_BOUNDS[0]), math.log10(DSTAR_BOUNDS[1]), _DSTAR_GRID,
+                          dtype=y.dtype, device=y.device)
+    basis = torch.exp(-grid[:, None] * b[:, 0])  # (G, B)
+    scorer = torch.cat([-2 * basis, (basis ** 2).sum(1, keepdim=True)], 1)  # (G, B + 1)
+    target = y - (1 - f) * torch.exp(-b * d)
+    cost = torch.cat([target, f[None]]).T @ scorer.T  # (N, G): argmin along rows is fast
+    best = cost.argmin(1).clamp(1, _DSTAR_GRID - 2)
+    below, at, above = cost.gather(1, best[:, None] + torch.arange(-1, 2, device=y.device)).T
+    curvature = below - 2 * at + above
+    offset = torch.where(curvature > 0, 0.5 * (below - above) / curvature, torch.zeros_like(at)).clamp(-1, 1)
+    step = math.log(DSTAR_BOUNDS[1] / DSTAR_BOUNDS[0]) / (_DSTAR_GRID - 1)
+    dstar = grid[best] * torch.exp(offset * step)
+    return torch.maximum(dstar.clamp(*DSTAR_BOUNDS), d)  # D ≤ 5e-3 = the grid's start, so D* ≥ D
 
 
-def fit_segmented(signal: torch.Tensor, bvalues, threshold: float = 200.0) -> IVIMParameters:
-    """The consensus segmented fit (see module docstring). ``signal``: (N, B)."""
-    b = check_bvalues(bvalues).to(signal)
-    high = b >= threshold
+def _segmented_normalised(b, y, threshold):
+    """Segmented fit of normalised signals (B, N): (S0/reference, f, D, D*), each (N,)."""
+    high = b[:, 0] >= threshold
     if int(high.sum()) < 2:
         raise InputError("b-values", f"the segmented fit needs at least two b-values ≥ {threshold:g} s/mm²")
-    y, reference = normalise(signal, b)
-    intercept, slope = _weighted_line(b[high].expand(len(y), -1), torch.log(y[:, high]), y[:, high] ** 2)
-    d = (-slope).clamp(*D_BOUNDS)
-    s0_at_zero = y[:, b == b.min()].mean(1) if b.min() == 0 else torch.ones_like(d)
-    f = (1 - torch.exp(intercept) / s0_at_zero).clamp(*F_BOUNDS)
-    low = torch.maximum(torch.full_like(d, DSTAR_BOUNDS[0]), d * 1.01)
-    dstar = _golden_dstar(b, y, f, d, low, torch.full_like(d, DSTAR_BOUNDS[1]))
-    return IVIMParameters(reference * s0_at_zero, f, d, dstar)
+    intercept, rate = _log_linear_decay(b[high], y[high])
+    d = rate.clamp(*D_BOUNDS)
+    s0 = y[b[:, 0] == 0].mean(0) if b.min() == 0 else torch.ones_like(d)
+    f = (1 - torch.exp(intercept) / s0.clamp_min(_TINY)).clamp(*F_BOUNDS)
+    return s0, f, d, _dstar_search(b, y, f, d)
+
+
+def fit_segmented(signal: torch.Tensor, bvalues, threshold: float = 200.0) -> IVIMFit:
+    """The consensus segmented fit (see module docstring). ``signal``: (N, B)."""
+    b, y, reference, valid = _prepare(signal, bvalues)
+    params = torch.stack(_segmented_normalised(b, y, threshold))
+    return _result(b, y, reference, valid, params, converged=None)
+
+
+def fit_full(signal: torch.Tensor, bvalues, threshold: float = 200.0, max_iterations: int = 40) -> IVIMFit:
+    """Bounded least squares of all four parameters, from the segmented fit. ``signal``: (N, B)."""
+    b, y, reference, valid = _prepare(signal, bvalues)
+    start = torch.stack(_segmented_normalised(b, y, threshold))
+    params, converged = _levenberg_marquardt(b, y, start, max_iterations)
+    return _result(b, y, reference, valid, params, converged)
+
+
+class _ScaledModel:
+    """The IVIM model of normalised signals in the LM's scaled parameters p = (S0, f, D·1e3, D*·1e1)."""
+
+    def __init__(self, b, dtype_like):
+        scale = torch.tensor(_SCALE, dtype=dtype_like.dtype, device=dtype_like.device)
+        self.scale = scale[:, None]
+        self.b_d, self.b_dstar = b / scale[2], b / scale[3]
+        bounds = (S0_RELATIVE_BOUNDS, F_BOUNDS, D_BOUNDS, DSTAR_BOUNDS)
+        self.natural_lower = torch.tensor([low for low, _ in bounds], dtype=torch.float64).to(scale)[:, None]
+        self.natural_upper = torch.tensor([high for _, high in bounds], dtype=torch.float64).to(scale)[:, None]
+        self.lower, self.upper = self.natural_lower * self.scale, self.natural_upper * self.scale
+
+    def unscale(self, p):
+        """Natural parameters, exactly within their bounds (unscaling may round past them)."""
+        return torch.minimum(torch.maximum(p / self.scale, self.natural_lower), self.natural_upper)
+
+    def project(self, p):
+        p = torch.minimum(torch.maximum(p, self.lower), self.upper)
+        p[3] = torch.maximum(p[3], p[2] * (self.scale[3] / self.scale[2]))  # D* ≥ D
+        return p
+
+    def exponentials(self, p):
+        return torch.exp(-self.b_d * p[2]), torch.exp(-self.b_dstar * p[3])
+
+    def cost(self, p, y):
+        slow, fast = self.exponentials(p)
+        return ((p[0] * (slow + p[1] * (fast - slow)) - y) ** 2).sum(0)
+
+    def normal_equations(self, p, y):
+        """Residual cost, gradient Jᵀr (4, N) and the upper triangle of JᵀJ {(i, j): (N,)}."""
+        s0, f = p[0], p[1]
+        slow, fast = self.exponentials(p)
+        difference = fast - slow
+        shape = slow + f * difference
+        residual = s0 * shape - y
+        jacobian = (shape, s0 * difference, slow * self.b_d * (-s0 * (1 - f)), fast * self.b_dstar * (-s0 * f))
+        gradient = torch.stack([(column * residual).sum(0) for column in jacobian])
+        hessian = {(i, j): (jacobian[i] * jacobian[j]).sum(0) for i in range(4) for j in range(i, 4)}
+        return (residual ** 2).sum(0), gradient, hessian
+
+
+def _levenberg_marquardt(b, y, start, max_iterations):
+    """Projected LM (active set at the bounds); returns ((4, N) parameters, converged (N,)).
+
+    A voxel is finished when an accepted step lowers its cost by less than ``_COST_TOLERANCE``
+    (relative) or its damping saturates; finished voxels leave the batch so the work shrinks as
+    the fit converges.
+    """
+    scaled = _ScaledModel(b, y)
+    p = scaled.project(start * scaled.scale)
+    result = p.clone()
+    converged = torch.zeros(y.shape[1], dtype=torch.bool, device=y.device)
+    index = torch.arange(y.shape[1], device=y.device)
+    damping = torch.full_like(p[0], _INITIAL_DAMPING)
+    finished = torch.zeros_like(converged)
+    for _ in range(max_iterations):
+        cost, gradient, hessian = scaled.normal_equations(p, y)
+        free = ~(((p <= scaled.lower) & (gradient > 0)) | ((p >= scaled.upper) & (gradient < 0)))
+        trial = scaled.project(p + _solve_damped(hessian, -gradient, damping, free))
+        trial_cost = scaled.cost(trial, y)
+        better = trial_cost < cost
+        p = torch.where(better, trial, p)
+        damping = torch.where(better, damping * 0.3, damping * 10).clamp(1e-7, _MAX_DAMPING)
+        finished |= (better & (cost - trial_cost <= _COST_TOLERANCE * cost)) | (damping >= _MAX_DAMPING)
+        if finished.sum() > _RETIRE_FRACTION * len(index):  # write the finished out, go on with the rest
+            result[:, index[finished]] = p[:, finished]
+            converged[index[finished]] = True
+            keep = ~finished
+            index, y, p, damping, finished = index[keep], y[:, keep], p[:, keep], damping[keep], finished[keep]
+            if not len(index):
+                break
+    result[:, index] = p
+    converged[index] = finished
+    return scaled.unscale(result), converged
+
+
+def _solve_damped(hessian, rhs, damping, free):
+    """Solve (H + λ·diag H)·δ = rhs per voxel for the free parameters (δ = 0 for the others).
+
+    A 4 × 4 Cholesky written out element-wise: for millions of tiny systems this is many times
+    faster than batched LAPACK calls.
+    """
+    n = len(rhs)
+    a = {}
+    for (i, j), entry in hessian.items():
+        both = free[i] & free[j]
+        if i == j:
+            a[i, j] = torch.where(both, entry * (1 + damping) + 1e-12, torch.ones_like(entry))
+        else:
+            a[i, j] = torch.where(both, entry, torch.zeros_like(entry))
+    rhs = torch.where(free, rhs, torch.zeros_like(rhs))
+    lower = {}
+    for j in range(n):
+        lower[j, j] = torch.sqrt((a[j, j] - sum(lower[j, k] ** 2 for k in range(j))).clamp_min(1e-30))
+        for i in range(j + 1, n):
+            lower[i, j] = (a[j, i] - sum(lower[i, k] * lower[j, k] for k in range(j))) / lower[j, j]
+    forward = []
+    for i in range(n):
+        forward.append((rhs[i] - sum(lower[i, k] * forward[k] for k in range(i))) / lower[i, i])
+    solution = [None] * n
+    for i in reversed(range(n)):
+        solution[i] = (forward[i] - sum(lower[k, i] * solution[k] for k in range(i + 1, n))) / lower[i, i]
+    return torch.stack(solution)
+
+
+def _result(b, y, reference, valid, params, converged) -> IVIMFit:
+    """Parameters in the input's units, R², flags; invalid voxels get zeros and their flag."""
+    s0, f, d, dstar = params
+    residual = s0 * ((1 - f) * torch.exp(-b * d) + f * torch.exp(-b * dstar)) - y
+    total = ((y - y.mean(0)) ** 2).sum(0)
+    r2 = torch.where(total > 0, 1 - (residual ** 2).sum(0) / total.clamp_min(1e-30), torch.zeros_like(total))
+    at_bound = (_on_bound(s0, S0_RELATIVE_BOUNDS) | _on_bound(f, F_BOUNDS) | _on_bound(d, D_BOUNDS)
+                | _on_bound(dstar, DSTAR_BOUNDS))
+    flags = at_bound.to(torch.uint8) * FLAG_AT_BOUND
+    if converged is not None:
+        flags |= (~converged).to(torch.uint8) * FLAG_NOT_CONVERGED
+    flags = torch.where(valid, flags, torch.full_like(flags, FLAG_INVALID_SIGNAL))
+    zero = torch.zeros_like(s0)
+    keep = lambda value: torch.where(valid, value, zero)  # noqa: E731
+    return IVIMFit(keep(s0 * reference), keep(f), keep(d), keep(dstar), keep(r2), flags)
+
+
+def _on_bound(value, bounds, relative=1e-4):
+    low, high = bounds
+    tolerance = relative * (high - low)
+    return (value <= low + tolerance) | (value >= high - tolerance)
