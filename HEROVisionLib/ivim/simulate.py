@@ -23,15 +23,17 @@ class SyntheticVoxels:
     dstar: torch.Tensor
 
 
-def synthetic_voxels(n: int, bvalues, snr: float, seed: int = 0) -> SyntheticVoxels:
-    """``n`` voxels with D, f, D* uniform over the ranges above, S0 = 1000 and Rician noise
-    σ = S0 / SNR (magnitude of a complex signal with Gaussian noise on both channels), float64."""
+def synthetic_voxels(n: int, bvalues, snr: float, seed: int = 0, d_range=D_RANGE, f_range=F_RANGE,
+                     dstar_range=DSTAR_RANGE) -> SyntheticVoxels:
+    """``n`` voxels with D, f, D* uniform over the ranges (a range (x, x) fixes the value), S0 = 1000
+    and Rician noise σ = S0 / SNR (magnitude of a complex signal with Gaussian noise on both
+    channels), float64."""
     generator = torch.Generator().manual_seed(seed)
 
     def uniform(low, high):
         return low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
 
-    d, f, dstar = uniform(*D_RANGE), uniform(*F_RANGE), uniform(*DSTAR_RANGE)
+    d, f, dstar = uniform(*d_range), uniform(*f_range), uniform(*dstar_range)
     clean = model(torch.as_tensor(bvalues, dtype=torch.float64), torch.full((n,), S0, dtype=torch.float64), f, d, dstar)
     sigma = S0 / snr
     real = clean + sigma * torch.randn(clean.shape, generator=generator, dtype=torch.float64)
