@@ -47,6 +47,7 @@ _TINY = 1e-6
 _DSTAR_GRID = 128  # log-spaced D* candidates of the 1-D search: steps of 2.9 %, refined by a parabola
 # The LM works on parameters of order one: (S0, f, D·1e3, D*·1e1).
 _SCALE = (1.0, 1.0, 1e3, 1e1)
+_UPPER_TRIANGLE = [(i, j) for i in range(4) for j in range(i, 4)]
 _INITIAL_DAMPING, _MAX_DAMPING = 1e-2, 1e6
 _COST_TOLERANCE = 1e-4  # relative cost decrease of an accepted step that ends a voxel's fit
 _RETIRE_FRACTION = 0.1  # compact the batch once this share of it has finished
@@ -187,20 +188,18 @@ class _ScaledModel:
     def exponentials(self, p):
         return torch.exp(-self.b_d * p[2]), torch.exp(-self.b_dstar * p[3])
 
-    def cost(self, p, y):
-        slow, fast = self.exponentials(p)
-        return ((p[0] * (slow + p[1] * (fast - slow)) - y) ** 2).sum(0)
-
     def normal_equations(self, p, y):
-        """Residual cost, gradient Jᵀr (4, N) and the upper triangle of JᵀJ {(i, j): (N,)}."""
+        """Residual cost (N,), gradient Jᵀr (4, N) and JᵀJ's upper triangle (10, N), row by row."""
         s0, f = p[0], p[1]
         slow, fast = self.exponentials(p)
         difference = fast - slow
         shape = slow + f * difference
         residual = s0 * shape - y
-        jacobian = (shape, s0 * difference, slow * self.b_d * (-s0 * (1 - f)), fast * self.b_dstar * (-s0 * f))
-        gradient = torch.stack([(column * residual).sum(0) for column in jacobian])
-        hessian = {(i, j): (jacobian[i] * jacobian[j]).sum(0) for i in range(4) for j in range(i, 4)}
+        # Jacobian columns as (B, N) rows times per-voxel factors, applied after the b-sums (cheaper).
+        rows = (shape, difference, slow * self.b_d, fast * self.b_dstar)
+        factors = torch.stack((torch.ones_like(s0), s0, -s0 * (1 - f), -s0 * f))
+        gradient = factors * torch.stack([(row * residual).sum(0) for row in rows])
+        hessian = torch.stack([factors[i] * factors[j] * (rows[i] * rows[j]).sum(0) for i, j in _UPPER_TRIANGLE])
         return (residual ** 2).sum(0), gradient, hessian
 
 
@@ -218,20 +217,25 @@ def _levenberg_marquardt(b, y, start, max_iterations):
     index = torch.arange(y.shape[1], device=y.device)
     damping = torch.full_like(p[0], _INITIAL_DAMPING)
     finished = torch.zeros_like(converged)
+    cost, gradient, hessian = scaled.normal_equations(p, y)
     for _ in range(max_iterations):
-        cost, gradient, hessian = scaled.normal_equations(p, y)
         free = ~(((p <= scaled.lower) & (gradient > 0)) | ((p >= scaled.upper) & (gradient < 0)))
         trial = scaled.project(p + _solve_damped(hessian, -gradient, damping, free))
-        trial_cost = scaled.cost(trial, y)
+        # The trial's normal equations cost one evaluation and serve the next step if it is taken.
+        trial_cost, trial_gradient, trial_hessian = scaled.normal_equations(trial, y)
         better = trial_cost < cost
-        p = torch.where(better, trial, p)
+        finished |= (better & (cost - trial_cost <= _COST_TOLERANCE * cost))
+        p, gradient, hessian = (torch.where(better, new, old) for new, old in
+                                ((trial, p), (trial_gradient, gradient), (trial_hessian, hessian)))
+        cost = torch.where(better, trial_cost, cost)
         damping = torch.where(better, damping * 0.3, damping * 10).clamp(1e-7, _MAX_DAMPING)
-        finished |= (better & (cost - trial_cost <= _COST_TOLERANCE * cost)) | (damping >= _MAX_DAMPING)
+        finished |= damping >= _MAX_DAMPING
         if finished.sum() > _RETIRE_FRACTION * len(index):  # write the finished out, go on with the rest
-            result[:, index[finished]] = p[:, finished]
-            converged[index[finished]] = True
-            keep = ~finished
-            index, y, p, damping, finished = index[keep], y[:, keep], p[:, keep], damping[keep], finished[keep]
+            done, keep = finished.nonzero()[:, 0], (~finished).nonzero()[:, 0]
+            result[:, index[done]] = p[:, done]
+            converged[index[done]] = True
+            index, damping, finished, cost = index[keep], damping[keep], finished[keep], cost[keep]
+            y, p, gradient, hessian = (value.index_select(1, keep) for value in (y, p, gradient, hessian))
             if not len(index):
                 break
     result[:, index] = p
@@ -247,7 +251,7 @@ def _solve_damped(hessian, rhs, damping, free):
     """
     n = len(rhs)
     a = {}
-    for (i, j), entry in hessian.items():
+    for (i, j), entry in zip(_UPPER_TRIANGLE, hessian):
         both = free[i] & free[j]
         if i == j:
             a[i, j] = torch.where(both, entry * (1 + damping) + 1e-12, torch.ones_like(entry))

@@ -19,7 +19,8 @@ from .fit import fit_adc, fit_full, fit_segmented
 METHODS = {"segmented": fit_segmented, "full": fit_full}
 #: Map names, in the order they are written: parameters, then ADC, fit quality and flags.
 MAP_NAMES = ("S0", "f", "D", "Dstar", "ADC", "R2", "flags")
-DEFAULT_CHUNK = 131072
+#: Voxels fitted at once: on CPU about what stays in cache-friendly sizes, on a GPU enough to fill it.
+DEFAULT_CHUNK = {"cpu": 131072, "cuda": 2097152}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -36,12 +37,13 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def fit_voxels(signal: np.ndarray, bvalues, method: str = "full", device="auto",
-               chunk_size: int = DEFAULT_CHUNK, progress: bool = False) -> dict[str, np.ndarray]:
+               chunk_size: int | None = None, progress: bool = False) -> dict[str, np.ndarray]:
     """Fit (N, B) signals chunk by chunk; returns one (N,) float32 array per map (flags uint8)."""
     if method not in METHODS:
         raise InputError("method", f"unknown IVIM fit method {method!r}; expected one of {', '.join(METHODS)}")
     device = resolve_device(device) if isinstance(device, str) else device
     fit = METHODS[method]
+    chunk_size = chunk_size or DEFAULT_CHUNK.get(device.type, DEFAULT_CHUNK["cpu"])
     n = len(signal)
     maps = {name: np.zeros(n, dtype=np.uint8 if name == "flags" else np.float32) for name in MAP_NAMES}
     from tqdm import tqdm
@@ -59,7 +61,7 @@ def fit_voxels(signal: np.ndarray, bvalues, method: str = "full", device="auto",
 
 
 def fit_series(series: DiffusionSeries, mask: sitk.Image | None = None, method: str = "full", device="auto",
-               chunk_size: int = DEFAULT_CHUNK, progress: bool = False, mask_source="mask") -> dict[str, sitk.Image]:
+               chunk_size: int | None = None, progress: bool = False, mask_source="mask") -> dict[str, sitk.Image]:
     """Maps (name → image on the series grid) of the voxels inside ``mask`` (any label).
 
     The mask may be on another grid: it is brought onto the series grid through physical space,
