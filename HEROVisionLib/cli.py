@@ -14,7 +14,6 @@ from . import __version__
 from .errors import HEROVisionError
 
 DEMO_SEED = 2025
-DEMO_CASES = 4
 
 
 def _add_phantom(commands):
@@ -114,21 +113,101 @@ def _run_ivim(args) -> int:
     return 0
 
 
+def _add_model_options(parser):
+    parser.add_argument("--models", type=Path, help="folder of model packages (default: the bundled ones, "
+                                                    "or HEROVISION_MODELS)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 …")
+
+
+def _add_predict(commands):
+    parser = commands.add_parser("predict", help="predict one case: risks, recurrence, attention overlays, IVIM maps")
+    parser.add_argument("case", type=Path, help="a case folder (docs/PHANTOM.md layout)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for results.csv, results.json and NRRD files")
+    _add_model_options(parser)
+    parser.set_defaults(run=_run_predict)
+
+
+def _print_result(result) -> None:
+    row = result.row()
+    print(f"case {result.case_id} ({', '.join(result.inputs_used)}; {row['seconds']:.1f} s on {result.device})")
+    for key, name in (("ta", "thermal ablation"), ("sr", "resection")):
+        if key in result.survival:
+            print(f"  {name:17s} risk score {row[f'{key}_risk_score']:+.3f} ({row[f'{key}_risk_group']} risk); "
+                  f"PFS 1/2/3 y {row[f'{key}_pfs_1y']:.2f} / {row[f'{key}_pfs_2y']:.2f} / {row[f'{key}_pfs_3y']:.2f}")
+    print(f"  early recurrence  {row['er_probability']:.2f} (deep), {row['er_probability_combined']:.2f} (combined)")
+    print(f"  tumour            {row['tumor_size_cm']:.1f} cm, {row['tumor_volume_ml']:.1f} mL; "
+          f"IVIM D {1e3 * row['ivim_D_median']:.2f}e-3 mm²/s, f {row['ivim_f_median']:.3f}")
+    for warning in result.warnings:
+        print(f"  warning: {warning}")
+
+
+def _run_predict(args) -> int:
+    from .io.case import Case
+    from .io.images import staged_outputs
+    from .predict import load_models, predict_case, write_case_outputs
+
+    if not args.case.is_dir():
+        raise HEROVisionError(f"{args.case}: not a case folder")
+    models = load_models(args.models, args.device)
+    result = predict_case(Case(args.case), models, args.device)
+    with staged_outputs(args.out) as stage:
+        write_case_outputs(result, stage)
+    _print_result(result)
+    print(f"Results, overlays and maps written to {args.out}")
+    return 0
+
+
+def _add_batch(commands):
+    parser = commands.add_parser("batch", help="predict every case of a cohort (streamed, sharded, resumable)")
+    parser.add_argument("cohort", type=Path, help="cohort folder (cohort.csv, or case folders)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for one sub-folder per case and results.csv")
+    parser.add_argument("--shard", default="1/1", help="i/n: predict every n-th case from the i-th (default 1/1)")
+    parser.add_argument("--resume", action="store_true", help="skip cases already predicted without error")
+    _add_model_options(parser)
+    parser.set_defaults(run=_run_batch)
+
+
+def _run_batch(args) -> int:
+    from .predict import load_models, parse_shard, predict_cohort
+
+    shard = parse_shard(args.shard)
+    models = load_models(args.models, args.device)
+    table = predict_cohort(args.cohort, models, args.out, shard=shard, resume=args.resume, device=args.device)
+    failed = table[table["status"] != "ok"] if len(table) else table
+    print(f"{len(table) - len(failed)} case(s) predicted, {len(failed)} failed; table: {args.out / 'results.csv'}")
+    for row in failed.itertuples():
+        print(f"  {row.case_id}: {row.error}")
+    return 0
+
+
 def _add_demo(commands):
-    parser = commands.add_parser("demo", help="generate a small phantom cohort and inspect its cases")
+    parser = commands.add_parser("demo", help="generate a phantom case and predict it with the bundled models")
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (default demo-output)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda …")
     parser.set_defaults(run=_run_demo)
 
 
 def _run_demo(args) -> int:
     from .io.case import Cohort
+    from .io.images import staged_outputs
+    from .predict import bundled_models_folder, load_models, predict_case, write_case_outputs, write_untrained_models
     from .phantom import generate_cohort
 
     cohort_folder = args.out / "phantom"
-    print(f"Generating {DEMO_CASES} phantom cases (seed {DEMO_SEED}) in {cohort_folder} …")
-    generate_cohort(DEMO_CASES, DEMO_SEED, cohort_folder)
-    _print_summaries(Cohort(cohort_folder))
-    print("Prediction models are not bundled yet: this demo stops at reading and measuring the inputs.")
+    print(f"Generating phantom case {DEMO_SEED}/1 in {cohort_folder} …")
+    cohort = Cohort(generate_cohort(1, DEMO_SEED, cohort_folder, progress=False))
+    _print_summaries(cohort)
+    models_folder = bundled_models_folder()
+    if not models_folder.is_dir():
+        models_folder = write_untrained_models(args.out / "untrained-models")
+        print(f"No bundled models: using UNTRAINED placeholders written to {models_folder} (numbers are meaningless).")
+    models = load_models(models_folder, args.device)
+    case = next(iter(cohort))
+    result = predict_case(case, models, args.device)
+    with staged_outputs(args.out / "prediction" / case.case_id) as stage:
+        write_case_outputs(result, stage)
+    _print_result(result)
+    print(f"Results, overlays (attention_*.nrrd) and IVIM maps (ivim_*.nrrd) in {args.out / 'prediction' / case.case_id}")
     return 0
 
 
@@ -136,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="herovision", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"HEROVision {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_phantom, _add_inspect, _add_ivim):
+    for add in (_add_demo, _add_predict, _add_batch, _add_phantom, _add_inspect, _add_ivim):
         add(commands)
     return parser
 

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from scipy.optimize import least_squares
 
-from HEROVisionLib.ivim import fit_voxels, resolve_device
+from HEROVisionLib.devices import resolve_device
+from HEROVisionLib.ivim import fit_voxels
 from HEROVisionLib.ivim.simulate import synthetic_voxels
 
 BVALUES = (0.0, 10, 20, 40, 80, 200, 400, 600, 1000)

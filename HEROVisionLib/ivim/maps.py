@@ -11,6 +11,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from ..devices import resolve_device
 from ..errors import InputError
 from ..io.diffusion import DiffusionSeries
 from ..io.geometry import resample_roi_to
@@ -23,25 +24,12 @@ MAP_NAMES = ("S0", "f", "D", "Dstar", "ADC", "R2", "flags")
 DEFAULT_CHUNK = {"cpu": 131072, "cuda": 2097152}
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` is CUDA when available, else CPU; an unavailable device is refused by name."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise InputError("device", f"unknown device {name!r} ({error})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device", f"{name}: CUDA is not available here (use --device cpu)")
-    return device
-
-
 def fit_voxels(signal: np.ndarray, bvalues, method: str = "full", device="auto",
                chunk_size: int | None = None, progress: bool = False) -> dict[str, np.ndarray]:
     """Fit (N, B) signals chunk by chunk; returns one (N,) float32 array per map (flags uint8)."""
     if method not in METHODS:
         raise InputError("method", f"unknown IVIM fit method {method!r}; expected one of {', '.join(METHODS)}")
-    device = resolve_device(device) if isinstance(device, str) else device
+    device = resolve_device(device)
     fit = METHODS[method]
     chunk_size = chunk_size or DEFAULT_CHUNK.get(device.type, DEFAULT_CHUNK["cpu"])
     n = len(signal)

@@ -1,0 +1,250 @@
+"""Model packages: one folder per model, in the MONAI bundle layout, verified before use.
+
+```
+<package>/
+  configs/metadata.json     MONAI bundle metadata + a "herovision" block (architecture, preprocessing,
+                            risk cutoff, baseline hazard, feature selection, coefficients, metrics…)
+  models/model.safetensors  the weights (safetensors: loading never executes code from the file)
+  docs/README.md            the model card
+  LICENSE
+  manifest.sha256           SHA-256 of every other file
+```
+
+Loading checks the manifest (every listed file present and unchanged, nothing outside the folder),
+then the package format version, then builds the network from its recorded architecture and loads
+the weights strictly. Saving writes to a temporary folder renamed into place: a package on disk is
+always complete. Save then load reproduces every weight bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .. import __version__
+from ..devices import resolve_device
+from ..errors import InputError
+
+#: Package format (major, minor): a reader accepts its own major and any minor.
+PACKAGE_FORMAT = (1, 0)
+METADATA_FILE = "configs/metadata.json"
+WEIGHTS_FILE = "models/model.safetensors"
+MODEL_CARD_FILE = "docs/README.md"
+LICENSE_FILE = "LICENSE"
+MANIFEST_FILE = "manifest.sha256"
+REQUIRED_FILES = (METADATA_FILE, WEIGHTS_FILE, MODEL_CARD_FILE, LICENSE_FILE)
+MONAI_SCHEMA = "https://github.com/Project-MONAI/MONAI-extra-test-data/releases/download/0.8.1/meta_schema_20240725.json"
+LICENSE_TEXT = ("These model weights and metadata are distributed under the Apache License, Version 2.0\n"
+                "(https://www.apache.org/licenses/LICENSE-2.0), as part of HEROVision.\n")
+
+
+def architectures() -> dict[str, type[nn.Module]]:
+    """Network classes a package may name (imported here to keep the registry in one place)."""
+    from .herovision_net import HEROVisionNet
+    from .ivim_net import IVIMFeatureNet
+
+    return {"HEROVisionNet": HEROVisionNet, "IVIMFeatureNet": IVIMFeatureNet}
+
+
+@dataclass
+class ModelPackage:
+    """A loaded (or about to be saved) model: its network in eval mode and its metadata."""
+
+    network: nn.Module
+    metadata: dict
+    path: Path | None = None
+
+    @property
+    def herovision(self) -> dict:
+        return self.metadata["herovision"]
+
+    @property
+    def name(self) -> str:
+        return self.metadata["name"]
+
+    @property
+    def version(self) -> str:
+        return self.metadata["version"]
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.herovision["trained"])
+
+
+def build_metadata(network: nn.Module, *, name: str, version: str, task: str, description: str,
+                   inputs: dict, outputs: dict, herovision: dict, authors="HEROVision contributors",
+                   intended_use: str = "Research only; not for clinical use.") -> dict:
+    """MONAI bundle metadata with the ``herovision`` block; architecture and format are filled in."""
+    block = dict(herovision)
+    block.update(format_version=".".join(map(str, PACKAGE_FORMAT)), intended_use=intended_use,
+                 architecture={"name": type(network).__name__, "config": network.to_config()},
+                 parameter_count=sum(p.numel() for p in network.parameters()))
+    return {
+        "schema": MONAI_SCHEMA,
+        "name": name,
+        "version": version,
+        "changelog": {version: description},
+        "monai_version": _version_of("monai"),
+        "pytorch_version": torch.__version__.split("+")[0],
+        "numpy_version": np.__version__,
+        "optional_packages_version": {"safetensors": _version_of("safetensors"), "herovision": __version__},
+        "task": task,
+        "description": description,
+        "authors": authors,
+        "copyright": "Copyright HEROVision contributors",
+        "license": "Apache-2.0",
+        "intended_use": intended_use,
+        "network_data_format": {"inputs": inputs, "outputs": outputs},
+        "herovision": block,
+    }
+
+
+def _version_of(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def save_package(package: ModelPackage, folder) -> Path:
+    """Write ``package`` as a complete, checksummed folder (replacing an older one atomically)."""
+    folder = Path(folder)
+    partial = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    (partial / "configs").mkdir(parents=True)
+    (partial / "models").mkdir()
+    (partial / "docs").mkdir()
+    try:
+        state = {key: value.detach().cpu().contiguous() for key, value in package.network.state_dict().items()}
+        save_file(state, str(partial / WEIGHTS_FILE), metadata={"format": "pt"})
+        (partial / METADATA_FILE).write_text(json.dumps(package.metadata, indent=2, sort_keys=False) + "\n")
+        (partial / MODEL_CARD_FILE).write_text(model_card(package.metadata))
+        (partial / LICENSE_FILE).write_text(LICENSE_TEXT)
+        lines = [f"{_sha256(partial / name)}  {name}" for name in sorted(REQUIRED_FILES)]
+        (partial / MANIFEST_FILE).write_text("\n".join(lines) + "\n")
+        old = folder.with_name(f".{folder.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            os.replace(folder, old)
+        os.replace(partial, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return folder
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_package(folder) -> dict:
+    """Check the manifest and the format version; return the metadata. Raises :class:`InputError`."""
+    folder = Path(folder)
+    manifest = folder / MANIFEST_FILE
+    if not folder.is_dir():
+        raise InputError(folder, "model package not found (expected a folder)")
+    if not manifest.is_file():
+        raise InputError(folder, f"not a HEROVision model package: {MANIFEST_FILE} is missing")
+    listed = {}
+    for number, line in enumerate(manifest.read_text().splitlines(), 1):
+        digest, _, name = line.partition("  ")
+        if len(digest) != 64 or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            raise InputError(manifest, f"line {number} is not '<sha256>  <relative path>'")
+        listed[name] = digest
+    missing = [name for name in REQUIRED_FILES if name not in listed]
+    if missing:
+        raise InputError(manifest, f"does not list {', '.join(missing)}")
+    for name, digest in listed.items():
+        path = folder / name
+        if not path.is_file():
+            raise InputError(path, "listed in the package manifest but missing")
+        if _sha256(path) != digest:
+            raise InputError(path, "checksum mismatch: the file was modified or corrupted since the package "
+                                   "was made; refusing to load it")
+    metadata = _read_metadata(folder / METADATA_FILE)
+    _check_format(metadata, folder)
+    return metadata
+
+
+def _read_metadata(path: Path) -> dict:
+    try:
+        metadata = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(path, f"not valid JSON ({error})") from None
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("herovision"), dict):
+        raise InputError(path, "no 'herovision' block: not a HEROVision model package")
+    return metadata
+
+
+def _check_format(metadata: dict, folder: Path) -> None:
+    text = str(metadata["herovision"].get("format_version", ""))
+    try:
+        major = int(text.split(".")[0])
+    except ValueError:
+        raise InputError(folder, f"unreadable package format version {text!r}") from None
+    reader = ".".join(map(str, PACKAGE_FORMAT))
+    if major > PACKAGE_FORMAT[0]:
+        raise InputError(folder, f"package format {text} was made by a newer HEROVision; this HEROVision "
+                                 f"({__version__}) reads format {PACKAGE_FORMAT[0]}.x: update HEROVision")
+    if major < PACKAGE_FORMAT[0]:
+        raise InputError(folder, f"package format {text} is older than this HEROVision supports ({reader}): "
+                                 "re-export or retrain the model")
+
+
+def load_package(folder, device="cpu") -> ModelPackage:
+    """Verify, then build the network and load its weights (strictly) on ``device``; eval mode."""
+    folder = Path(folder)
+    metadata = verify_package(folder)
+    architecture = metadata["herovision"].get("architecture", {})
+    known = architectures()
+    if architecture.get("name") not in known:
+        raise InputError(folder / METADATA_FILE, f"unknown architecture {architecture.get('name')!r}; "
+                                                 f"this HEROVision knows {', '.join(known)}")
+    try:
+        network = known[architecture["name"]].from_config(architecture.get("config", {}))
+    except (TypeError, ValueError) as error:
+        raise InputError(folder / METADATA_FILE, f"architecture settings not usable: {error}") from None
+    try:
+        state = load_file(str(folder / WEIGHTS_FILE), device="cpu")
+    except (SafetensorError, OSError) as error:
+        raise InputError(folder / WEIGHTS_FILE, f"unreadable weights ({error})") from None
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise InputError(folder / WEIGHTS_FILE, f"weights do not fit the recorded architecture ({first})") from None
+    return ModelPackage(network.to(resolve_device(device)).eval(), metadata, folder)
+
+
+def model_card(metadata: dict) -> str:
+    """The package's docs/README.md, written from its metadata so the two never disagree."""
+    block = metadata["herovision"]
+    status = ("**Untrained placeholder**: random weights, for exercising the software only."
+              if not block.get("trained") else
+              "**Demonstration model** trained on the synthetic phantom cohort — not on patients."
+              if block.get("training_cohort", {}).get("synthetic") else "Trained model.")
+    lines = [f"# {metadata['name']} {metadata['version']}", "", metadata["description"], "", status, "",
+             "## Intended use", "", metadata.get("intended_use", ""), "",
+             "## Architecture", "", f"`{block['architecture']['name']}`, {block['parameter_count']:,} parameters:", "",
+             "```json", json.dumps(block["architecture"]["config"], indent=2), "```", "",
+             "## Inputs and outputs", "", "```json", json.dumps(metadata["network_data_format"], indent=2), "```", ""]
+    if block.get("training_cohort"):
+        lines += ["## Training cohort", "", "```json", json.dumps(block["training_cohort"], indent=2), "```", ""]
+    if block.get("metrics"):
+        lines += ["## Validation metrics", "", "```json", json.dumps(block["metrics"], indent=2), "```", ""]
+    lines += ["## Files", "", f"`{MANIFEST_FILE}` holds the SHA-256 of every file; HEROVision refuses a package "
+              "whose files do not match it. Weights are in safetensors format (no code is executed on loading).", ""]
+    return "\n".join(lines)

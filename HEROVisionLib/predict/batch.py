@@ -1,0 +1,106 @@
+"""Prediction over a cohort: streamed, sharded, resumable, and never stopped by one bad case.
+
+Each case's outputs go to ``out/<case_id>/``, written under a temporary name and renamed when
+complete; its ``results.csv`` row is the record of the case. A case that fails gets a folder with
+an error row instead, and the batch goes on. ``out/results.csv`` is rebuilt from the case folders
+after every case (atomically), so shards running at the same time on the same ``out`` folder merge
+by themselves, and an interrupted batch leaves a table of what finished. ``resume`` skips cases
+whose row says ``ok`` and retries the others.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import traceback
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import HEROVisionError, InputError
+from ..io.case import Cohort
+from ..io.images import write_text_atomic
+from .case import predict_case
+from .models import ModelSet
+from .outputs import table_text, write_case_outputs
+from .result import error_row
+
+CASE_TABLE = "results.csv"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` (1 ≤ i ≤ n) → (i, n)."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise InputError("--shard", f"expected i/n such as 2/8, got {text!r}") from None
+    if not 1 <= index <= count:
+        raise InputError("--shard", f"shard {index} of {count} does not exist (1 ≤ i ≤ n)")
+    return index, count
+
+
+def shard_case_ids(case_ids: list[str], shard: tuple[int, int]) -> list[str]:
+    """Every n-th case from the i-th: shards are disjoint, cover the cohort, and balance in size."""
+    index, count = shard
+    return case_ids[index - 1::count]
+
+
+def _finished(folder: Path) -> bool:
+    table = folder / CASE_TABLE
+    if not table.is_file():
+        return False
+    status = pd.read_csv(table, dtype=str, keep_default_na=False).get("status")
+    return status is not None and list(status) == ["ok"]
+
+
+def _publish(out: Path, case_id: str, write) -> None:
+    partial = out / f".{case_id}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        write(partial)
+        final = out / case_id
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(partial, final)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def collect_table(out: Path) -> pd.DataFrame:
+    """The rows of every case folder under ``out``, in case-id order."""
+    frames = [pd.read_csv(path, dtype={"case_id": str}) for path in sorted(out.glob(f"*/{CASE_TABLE}"))]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume: bool = False, device="cpu",
+                   progress: bool = True) -> pd.DataFrame:
+    """Predict every case of the cohort's shard into ``out``; returns the merged table."""
+    from tqdm import tqdm
+
+    cohort = Cohort(cohort_folder)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    case_ids = shard_case_ids([str(c) for c in cohort.case_ids], shard)
+    todo = [c for c in case_ids if not (resume and _finished(out / c))]
+    for case_id in tqdm(todo, desc="cases", unit="case", disable=not progress):
+        try:
+            result = predict_case(cohort.case(case_id), models, device)
+            _publish(out, case_id, lambda folder: write_case_outputs(result, folder))
+        except Exception as error:  # noqa: BLE001 — one bad case must never stop the batch
+            row = error_row(case_id, _describe(error))
+            _publish(out, case_id, lambda folder: write_text_atomic(table_text([row]), folder / CASE_TABLE))
+        _write_merged_table(out)
+    return _write_merged_table(out)
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, HEROVisionError):
+        return str(error)
+    where = traceback.extract_tb(error.__traceback__)[-1]
+    return f"internal error {type(error).__name__}: {error} (at {Path(where.filename).name}:{where.lineno})"
+
+
+def _write_merged_table(out: Path) -> pd.DataFrame:
+    table = collect_table(out)
+    write_text_atomic(table.to_csv(index=False, float_format="%.6g"), out / CASE_TABLE)
+    return table

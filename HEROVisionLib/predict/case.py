@@ -1,0 +1,130 @@
+"""One case in, one :class:`PredictionResult` out: every model, its attention maps on the source
+grids, and the IVIM maps of the tumour VOI.
+
+Nothing is fatal but a case with no usable input at all: a modality that is missing or unusable is
+reported and the survival models run on the others (they were trained with modality drop-out); a
+case without IVIM gets no early-recurrence probability, with a warning saying why.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ..errors import HEROVisionError, InputError
+from ..io.case import Case
+from ..io.measure import largest_axial_diameter_cm, volume_ml
+from ..devices import resolve_device
+from ..models.ivim_net import EarlyRecurrenceHead
+from .inputs import ivim_inputs, survival_inputs
+from .models import HORIZONS_MONTHS, ModelSet
+from .overlays import overlay_on_source
+from .result import PredictionResult, SurvivalResult
+
+
+@contextmanager
+def _timed(timings: dict, stage: str):
+    start = time.perf_counter()
+    yield
+    timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
+
+
+def predict_case(case: Case, models: ModelSet, device="cpu", overlays: bool = True) -> PredictionResult:
+    """Run every model on ``case`` (see module docstring)."""
+    device = resolve_device(device)
+    result = PredictionResult(case.case_id, device=str(device), model_versions=models.versions(),
+                              models_trained=models.trained)
+    if not models.trained:
+        result.warnings.append("untrained placeholder models: the numbers are meaningless")
+    timings = result.timings
+    with _timed(timings, "survival inputs"):
+        inputs = survival_inputs(case, models.ta.herovision["preprocessing"]["image_size"])
+    result.inputs_missing = dict(inputs.missing)
+    if not any(inputs.present.values()) and "ivim" in inputs.missing:
+        raise InputError(case.folder, "no usable image: " + "; ".join(f"{k}: {v}" for k, v in inputs.missing.items()))
+    with _timed(timings, "survival models"):
+        if any(inputs.present.values()):
+            for key in ("ta", "sr"):
+                _survival(result, key, getattr(models, key), inputs, device, overlays)
+        else:
+            result.warnings.append("no T2WI, DWI, US or CEUS image usable: no PFS prediction")
+    with _timed(timings, "IVIM"):
+        _early_recurrence(result, case, models, device, overlays)
+    result.inputs_used = tuple(m for m in ("ivim", *inputs.present) if m not in result.inputs_missing)
+    for modality, reason in result.inputs_missing.items():
+        result.warnings.append(f"{modality} not used: {reason}")
+    _tumour_measures(result, case)
+    return result
+
+
+def _survival(result, key, package, inputs, device, with_overlays):
+    network = package.network.to(device)
+    modalities = network.modalities
+    images = {m: inputs.images[m][None].to(device) for m in modalities}
+    present = torch.tensor([[inputs.present[m] for m in modalities]], device=device)
+    with torch.no_grad():
+        if with_overlays:
+            score, attention = network.forward_with_attention(images, present)
+        else:
+            score, attention = network(images, present), {}
+    block = package.herovision
+    risk = float(score[0])
+    hazards = {int(months): float(value) for months, value in block["baseline_cumulative_hazard"].items()}
+    pfs = {months: math.exp(-hazards[months] * math.exp(risk)) for months in HORIZONS_MONTHS}
+    used = tuple(m for m in modalities if inputs.present[m])
+    result.survival[key] = SurvivalResult(package.name, risk, "high" if risk > block["risk_cutoff"] else "low", pfs, used)
+    for modality in used if with_overlays else ():
+        maps = attention[modality][0].cpu().numpy()
+        result.overlays[f"attention_{key}_{modality}"] = overlay_on_source(
+            maps, inputs.crops[modality], inputs.sources[modality])
+
+
+def _early_recurrence(result, case, models, device, with_overlays):
+    if "ivim" in result.inputs_missing:
+        result.warnings.append("no IVIM series: no early-recurrence probability")
+        return
+    package = models.er
+    settings = package.herovision["preprocessing"]
+    try:
+        ivim = ivim_inputs(case, settings["crop_size"], settings["spacing_mm"], settings["ivim_method"], device)
+    except HEROVisionError as error:
+        result.inputs_missing["ivim"] = str(error)
+        result.warnings.append("IVIM unusable: no early-recurrence probability")
+        return
+    result.maps = {f"ivim_{name}": image for name, image in ivim.source_maps.items()}
+    tumour = ivim.statistics[ivim.statistics["label"] == 1].set_index("parameter")
+    result.ivim_medians = {name: float(tumour.loc[name, "median"]) for name in ("ADC", "D", "Dstar", "f")}
+    result.ivim_statistics = ivim.statistics.to_dict(orient="records")
+    head = EarlyRecurrenceHead.from_dict(package.herovision["early_recurrence"])
+    network = package.network.to(device)
+    bvalues, maps = ivim.bvalues[None].to(device), ivim.maps[None].to(device)
+    with torch.no_grad():
+        features = network.features(bvalues, maps)
+    size_cm = largest_axial_diameter_cm(case.load_roi("ivim", ivim.source), 1, case.roi_path("ivim"))
+    deep, combined = head.probabilities(features, size_cm, result.ivim_medians["D"])
+    result.er_probability, result.er_probability_combined = float(deep[0]), float(combined[0])
+    if with_overlays:
+        bvalue_cam, map_cam = network.gradcam(bvalues, maps, head.deep_score)
+        for name, cam in (("bvalues", bvalue_cam), ("maps", map_cam)):
+            result.overlays[f"attention_er_{name}"] = overlay_on_source([cam[0].cpu().numpy()], [ivim.crop], ivim.source)
+
+
+def _tumour_measures(result, case):
+    """Size and volume of ROI label 1 on T2WI (what a radiologist reports), else on the IVIM grid."""
+    for modality in ("t2wi", "ivim"):
+        if modality in result.inputs_used:
+            image = case.load_image(modality) if modality == "t2wi" else _first_frame(case)
+            roi = case.load_roi(modality, image)
+            result.tumor_size_cm = largest_axial_diameter_cm(roi, 1, case.roi_path(modality))
+            result.tumor_volume_ml = volume_ml(roi, 1, case.roi_path(modality))
+            return
+
+
+def _first_frame(case):
+    series = case.load_ivim()
+    return sitk.VectorIndexSelectionCast(series.image, int(np.argmin(series.bvalues)), sitk.sitkFloat32)

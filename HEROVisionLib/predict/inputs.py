@@ -1,0 +1,136 @@
+"""From a case folder to network inputs, keeping every crop's geometry for the way back.
+
+HEROVision (survival) reads 11 single-channel images per patient: T2WI ×3 and DWI ×3 (largest
+tumour slice and its neighbours), grayscale US ×2 (the tumour's bounding box with a 25 % margin, and
+a context view with a 100 % margin — the phantom, like many exams, has one US plane) and CEUS ×3
+(arterial, portal and late frames, by acquisition time). Intensities are scaled per modality to
+[0, 1] by the 0.5th–99.5th percentiles over that modality's crops together, so the contrast between
+slices or phases is kept.
+
+The IVIM model reads the tumour VOI: the b-value series as a 64³ world-aligned crop, divided by the
+mean b = 0 signal of the tumour, and the parametric maps ADC, D, D*, f fitted on the source grid
+over the crop's footprint, then cropped the same way and scaled to order one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ..errors import HEROVisionError, InputError
+from ..io.case import Case
+from ..io.crops import Crop, select_phase_frames, slice_crops, voi_crop
+from ..io.diffusion import DiffusionSeries
+from ..io.images import vector_to_frames
+from ..ivim import fit_series, roi_statistics
+from ..models.herovision_net import MODALITY_IMAGES
+from ..models.ivim_net import IVIM_MAP_CHANNELS
+
+#: Multipliers that bring each parametric map to order one (mm²/s → 10⁻³ mm²/s, D* → 10⁻¹ mm²/s).
+MAP_SCALES = {"ADC": 1e3, "D": 1e3, "Dstar": 1e1, "f": 1.0}
+US_MARGINS = (0.25, 1.0)
+PERCENTILES = (0.5, 99.5)
+
+
+@dataclass
+class SurvivalInputs:
+    """The 11 images (per modality a (k, H, W) tensor, zeros when absent) and their crops."""
+
+    images: dict[str, torch.Tensor]
+    present: dict[str, bool]
+    crops: dict[str, list[Crop]] = field(default_factory=dict)
+    sources: dict[str, sitk.Image] = field(default_factory=dict)  # the grid each modality's overlay lands on
+    missing: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class IVIMInputs:
+    bvalues: torch.Tensor  # (9, S, S, S)
+    maps: torch.Tensor  # (4, S, S, S)
+    crop: Crop  # the b-value crop and the ROI on the crop grid
+    source: sitk.Image  # the IVIM grid (a b = 0 frame), where the overlay lands
+    source_maps: dict[str, sitk.Image]  # parametric maps on the IVIM grid (0 outside the VOI)
+    statistics: object  # pandas DataFrame of roi_statistics
+
+
+def _modality_crops(case: Case, modality: str, size: int) -> tuple[list[Crop], sitk.Image]:
+    roi_path = case.roi_path(modality)
+    if modality in ("t2wi", "dwi"):
+        image = case.load_image(modality)
+        return slice_crops(image, case.load_roi(modality, image), size=size, neighbours=1,
+                           source=case.image_path(modality), roi_source=roi_path), image
+    if modality == "us":
+        image = case.load_image("us")
+        roi = case.load_roi("us", image)
+        crops = [slice_crops(image, roi, size=size, neighbours=0, margin=margin, source=case.image_path("us"),
+                             roi_source=roi_path)[0] for margin in US_MARGINS]
+        return crops, image
+    series = case.load_image("ceus")
+    frames = vector_to_frames(series)
+    roi = case.load_roi("ceus", frames[0])
+    phases = select_phase_frames(case.load_ceus_times(), source=case.folder / "ceus.times")
+    crops = [slice_crops(frames[index], roi, size=size, neighbours=0, source=case.image_path("ceus"),
+                         roi_source=roi_path)[0] for index in phases.values()]
+    return crops, frames[0]
+
+
+def _scaled(crops: list[Crop]) -> torch.Tensor:
+    values = np.stack([sitk.GetArrayViewFromImage(crop.image)[0] for crop in crops]).astype(np.float32)
+    low, high = np.percentile(values, PERCENTILES)
+    scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    return torch.from_numpy(np.clip(scaled, 0.0, 1.0).astype(np.float32))
+
+
+def survival_inputs(case: Case, size: int = 128) -> SurvivalInputs:
+    """Crops of every available modality; a modality that is missing or unusable is reported, not fatal."""
+    missing = dict(case.missing())
+    inputs = SurvivalInputs({}, {}, missing=missing)
+    for modality, count in MODALITY_IMAGES.items():
+        inputs.images[modality] = torch.zeros(count, size, size)
+        inputs.present[modality] = False
+        if modality in missing:
+            continue
+        try:
+            crops, source = _modality_crops(case, modality, size)
+        except HEROVisionError as error:
+            missing[modality] = str(error)
+            continue
+        inputs.images[modality] = _scaled(crops)
+        inputs.present[modality] = True
+        inputs.crops[modality], inputs.sources[modality] = crops, source
+    return inputs
+
+
+def _footprint(reference: sitk.Image, crop_grid: sitk.Image) -> sitk.Image:
+    """Voxels of ``reference`` whose centres lie inside the crop's box (the region to fit)."""
+    ones = sitk.Image(crop_grid.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(crop_grid)
+    return sitk.Resample(ones, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+
+
+def ivim_inputs(case: Case, crop_size: int = 64, spacing_mm: float = 1.5, method: str = "full",
+                device="cpu") -> IVIMInputs:
+    """The IVIM model's two crops, and the parametric maps and tumour statistics they come from."""
+    series: DiffusionSeries = case.load_ivim()
+    b0 = vector_to_frames(series.image)[int(np.argmin(series.bvalues))]
+    roi = case.load_roi("ivim", b0)
+    crop = voi_crop(series.image, roi, size=crop_size, spacing_mm=spacing_mm, source=series.source,
+                    roi_source=case.roi_path("ivim"))
+    footprint = _footprint(b0, crop.image)
+    if not sitk.GetArrayViewFromImage(footprint).any():
+        raise InputError(series.source, "the tumour VOI holds no voxel of the IVIM series")
+    maps = fit_series(series, footprint, method=method, device=device)
+    statistics = roi_statistics(maps, roi, case.roi_path("ivim"))
+    bvalue_crop = np.moveaxis(sitk.GetArrayFromImage(crop.image), -1, 0)  # (9, z, y, x)
+    tumour = sitk.GetArrayViewFromImage(crop.roi) == 1
+    b0_index = int(np.argmin(series.bvalues))
+    tumour_b0 = float(bvalue_crop[b0_index][tumour].mean()) if tumour.any() else float(bvalue_crop[b0_index].max())
+    if not tumour_b0 > 0:
+        raise InputError(series.source, "no b = 0 signal in the tumour: cannot normalise the IVIM crop")
+    map_crops = [sitk.GetArrayFromImage(voi_crop(maps[name], roi, size=crop_size, spacing_mm=spacing_mm).image)
+                 * MAP_SCALES[name] for name in IVIM_MAP_CHANNELS]
+    return IVIMInputs(torch.from_numpy((bvalue_crop / tumour_b0).astype(np.float32)),
+                      torch.from_numpy(np.stack(map_crops).astype(np.float32)), crop, b0, maps, statistics)

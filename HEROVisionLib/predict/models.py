@@ -1,0 +1,108 @@
+"""The set of model packages prediction uses, where they live, and untrained placeholders.
+
+Three packages: ``herovision_ta`` and ``herovision_sr`` (PFS after thermal ablation / surgical
+resection) and ``ivim_er`` (early recurrence after resection). The bundled ones live in
+``Resources/models``; ``HEROVISION_MODELS`` or an explicit folder points elsewhere (a site's own
+trained models). Until trained packages exist, :func:`write_untrained_models` makes clearly
+labelled placeholders with random weights so the whole pipeline can run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import InputError
+from ..models.herovision_net import HEROVisionNet
+from ..models.ivim_net import IVIMFeatureNet, EarlyRecurrenceHead
+from ..models.package import ModelPackage, build_metadata, load_package, save_package
+
+PACKAGE_NAMES = {"ta": "herovision_ta", "sr": "herovision_sr", "er": "ivim_er"}
+TREATMENTS = {"ta": "TA", "sr": "SR"}
+HORIZONS_MONTHS = (12, 24, 36)
+SURVIVAL_PREPROCESSING = {"image_size": 128, "us_margins": [0.25, 1.0], "percentiles": [0.5, 99.5]}
+IVIM_PREPROCESSING = {"crop_size": 64, "spacing_mm": 1.5, "ivim_method": "full",
+                      "map_scales": {"ADC": 1e3, "D": 1e3, "Dstar": 1e1, "f": 1.0}}
+
+
+def bundled_models_folder() -> Path:
+    """``HEROVISION_MODELS`` if set, else the repository's / extension's ``Resources/models``."""
+    configured = os.environ.get("HEROVISION_MODELS")
+    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "Resources" / "models"
+
+
+@dataclass
+class ModelSet:
+    ta: ModelPackage
+    sr: ModelPackage
+    er: ModelPackage
+
+    @property
+    def trained(self) -> bool:
+        return all(package.trained for package in (self.ta, self.sr, self.er))
+
+    def versions(self) -> dict[str, str]:
+        return {key: f"{package.name} {package.version}" for key, package in self.items()}
+
+    def items(self):
+        return (("ta", self.ta), ("sr", self.sr), ("er", self.er))
+
+
+def load_models(folder=None, device="cpu") -> ModelSet:
+    """Load and verify the three packages of ``folder`` (default: :func:`bundled_models_folder`)."""
+    folder = Path(folder) if folder is not None else bundled_models_folder()
+    missing = [name for name in PACKAGE_NAMES.values() if not (folder / name).is_dir()]
+    if missing:
+        raise InputError(folder, f"model packages missing: {', '.join(missing)} (train them with "
+                                 "`herovision train`, or point --models to a folder that has them)")
+    return ModelSet(**{key: load_package(folder / name, device) for key, name in PACKAGE_NAMES.items()})
+
+
+def survival_package(network: HEROVisionNet, treatment: str, *, trained: bool, cutoff: float,
+                     baseline_cumulative_hazard: dict, version: str, description: str, **extra) -> ModelPackage:
+    """A HEROVision-TA/SR package: network, risk cutoff and Breslow baseline at 12/24/36 months."""
+    herovision = {"kind": "survival", "treatment": treatment, "trained": trained, "risk_cutoff": cutoff,
+                  "baseline_cumulative_hazard": {str(k): v for k, v in baseline_cumulative_hazard.items()},
+                  "preprocessing": SURVIVAL_PREPROCESSING, **extra}
+    inputs = {modality: {"type": "image", "num_channels": count, "spatial_shape": [SURVIVAL_PREPROCESSING["image_size"]] * 2,
+                         "format": "magnitude", "value_range": [0, 1]}
+              for modality, count in network.modality_images.items()}
+    metadata = build_metadata(network, name=f"herovision_{treatment.lower()}", version=version,
+                              task=f"progression-free survival after {treatment} (Cox log-hazard)",
+                              description=description, inputs=inputs,
+                              outputs={"risk_score": {"type": "object", "format": "Cox log-hazard"}},
+                              herovision=herovision)
+    return ModelPackage(network, metadata)
+
+
+def early_recurrence_package(network: IVIMFeatureNet, head: EarlyRecurrenceHead, *, trained: bool, version: str,
+                             description: str, **extra) -> ModelPackage:
+    herovision = {"kind": "early_recurrence", "trained": trained, "early_recurrence": head.to_dict(),
+                  "preprocessing": IVIM_PREPROCESSING, **extra}
+    size = [IVIM_PREPROCESSING["crop_size"]] * 3
+    metadata = build_metadata(network, name="ivim_er", version=version,
+                              task="early recurrence within 2 years after resection",
+                              description=description,
+                              inputs={"bvalues": {"type": "image", "num_channels": 9, "spatial_shape": size},
+                                      "maps": {"type": "image", "num_channels": 4, "spatial_shape": size}},
+                              outputs={"probability": {"type": "probability"}}, herovision=herovision)
+    return ModelPackage(network, metadata)
+
+
+def write_untrained_models(folder, seed: int = 0) -> Path:
+    """Random-weight placeholders of all three packages (labelled untrained everywhere they show)."""
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    description = "UNTRAINED placeholder with random weights: exercises the software, predicts nothing."
+    flat_hazard = {months: 0.03 * months for months in HORIZONS_MONTHS}  # placeholder, ~30 % PFS at 3 years
+    for key in ("ta", "sr"):
+        package = survival_package(HEROVisionNet(), TREATMENTS[key], trained=False, cutoff=0.0,
+                                   baseline_cumulative_hazard=flat_hazard, version="0.0.0", description=description)
+        save_package(package, folder / PACKAGE_NAMES[key])
+    network = IVIMFeatureNet()
+    save_package(early_recurrence_package(network, EarlyRecurrenceHead.untrained(network.feature_count), trained=False,
+                                          version="0.0.0", description=description), folder / PACKAGE_NAMES["er"])
+    return folder

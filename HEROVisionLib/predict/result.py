@@ -1,0 +1,98 @@
+"""What prediction returns for one case, and its flat table row.
+
+``results.csv`` columns (one row per case, keyed by ``case_id``; names say model and quantity):
+
+========================== ==================================================================
+``case_id``, ``status``    ``ok`` or ``error``; ``error`` holds the message of a failed case
+``ta_risk_score``          HEROVision-TA Cox log-hazard (thermal ablation); ``sr_…`` for resection
+``ta_risk_group``          ``high`` above the package's cutoff, else ``low``
+``ta_pfs_1y/2y/3y``        PFS probability at 12/24/36 months, exp(−H₀(t)·e^score) (Breslow H₀)
+``er_probability``         early recurrence ≤ 2 years after resection, deep-feature model
+``er_probability_combined`` … with tumour size and tumour D
+``tumor_size_cm``          largest axial diameter of ROI label 1 (T2WI, else IVIM)
+``tumor_volume_ml``        volume of ROI label 1 (same image)
+``ivim_{ADC,D,Dstar,f}_median`` tumour (label 1) medians of the parametric maps
+``inputs_used``            modalities read, ``;``-separated; ``inputs_missing`` with reasons
+``models_trained``         False while placeholder (untrained) models are in use
+``device``, ``seconds``    where and how long
+========================== ==================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import SimpleITK as sitk
+
+RESULT_COLUMNS = ("case_id", "status", "error",
+                  "ta_risk_score", "ta_risk_group", "ta_pfs_1y", "ta_pfs_2y", "ta_pfs_3y",
+                  "sr_risk_score", "sr_risk_group", "sr_pfs_1y", "sr_pfs_2y", "sr_pfs_3y",
+                  "er_probability", "er_probability_combined", "tumor_size_cm", "tumor_volume_ml",
+                  "ivim_ADC_median", "ivim_D_median", "ivim_Dstar_median", "ivim_f_median",
+                  "inputs_used", "inputs_missing", "models_trained", "device", "seconds")
+
+
+@dataclass
+class SurvivalResult:
+    model: str
+    risk_score: float
+    risk_group: str
+    pfs: dict[int, float]  # months → probability
+    modalities_used: tuple[str, ...]
+
+
+@dataclass
+class PredictionResult:
+    case_id: str
+    survival: dict[str, SurvivalResult] = field(default_factory=dict)  # "ta", "sr"
+    er_probability: float = math.nan
+    er_probability_combined: float = math.nan
+    tumor_size_cm: float = math.nan
+    tumor_volume_ml: float = math.nan
+    ivim_medians: dict[str, float] = field(default_factory=dict)
+    ivim_statistics: list[dict] = field(default_factory=list)
+    inputs_used: tuple[str, ...] = ()
+    inputs_missing: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    device: str = "cpu"
+    model_versions: dict[str, str] = field(default_factory=dict)
+    models_trained: bool = False
+    overlays: dict[str, sitk.Image] = field(default_factory=dict, repr=False)  # file stem → image
+    maps: dict[str, sitk.Image] = field(default_factory=dict, repr=False)
+
+    def row(self) -> dict:
+        row = {"case_id": self.case_id, "status": "ok", "error": ""}
+        for key in ("ta", "sr"):
+            result = self.survival.get(key)
+            row[f"{key}_risk_score"] = result.risk_score if result else math.nan
+            row[f"{key}_risk_group"] = result.risk_group if result else ""
+            for years in (1, 2, 3):
+                row[f"{key}_pfs_{years}y"] = result.pfs[12 * years] if result else math.nan
+        row.update(er_probability=self.er_probability, er_probability_combined=self.er_probability_combined,
+                   tumor_size_cm=self.tumor_size_cm, tumor_volume_ml=self.tumor_volume_ml)
+        for name in ("ADC", "D", "Dstar", "f"):
+            row[f"ivim_{name}_median"] = self.ivim_medians.get(name, math.nan)
+        row.update(inputs_used=";".join(self.inputs_used),
+                   inputs_missing="; ".join(f"{k}: {v}" for k, v in self.inputs_missing.items()),
+                   models_trained=self.models_trained, device=self.device,
+                   seconds=round(sum(self.timings.values()), 3))
+        return {column: row[column] for column in RESULT_COLUMNS}
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data.pop("overlays"), data.pop("maps")
+        data["overlays"], data["maps"] = sorted(self.overlays), sorted(self.maps)
+        return json.dumps(data, indent=2, default=_plain, allow_nan=True)
+
+
+def _plain(value):
+    return float(value) if hasattr(value, "__float__") else str(value)
+
+
+def error_row(case_id: str, message: str) -> dict:
+    row = {column: "" for column in RESULT_COLUMNS}
+    row.update(case_id=case_id, status="error", error=message)
+    return row
