@@ -35,3 +35,13 @@ def test_unwritable_output_is_one_line_with_status_2(tmp_path, capsys):
     assert main(["phantom", "--n", "1", "--seed", "1", "--out", str(blocker / "cohort"), "--workers", "1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("herovision: error: ") and "file" in err[0]
+
+
+def test_demo_predicts_a_phantom_case_and_labels_placeholder_models(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HEROVISION_MODELS", str(tmp_path / "no-bundled-models"))
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "UNTRAINED placeholders" in out and "warning: untrained placeholder models" in out
+    row = pd.read_csv(tmp_path / "demo" / "prediction" / "A0001" / "results.csv").iloc[0]
+    assert row["status"] == "ok" and not row["models_trained"]
+    assert (tmp_path / "demo" / "prediction" / "A0001" / "attention_ta_t2wi.nrrd").is_file()

@@ -161,9 +161,11 @@ class EarlyRecurrenceHead:
                    LogisticModel.from_dict(data["combined"]))
 
     @classmethod
-    def untrained(cls, feature_count: int, n_selected: int = 10) -> EarlyRecurrenceHead:
-        """A neutral head for an untrained package: the first features, unit scaling, zero weights."""
+    def untrained(cls, feature_count: int, n_selected: int = 10, seed: int = 0) -> EarlyRecurrenceHead:
+        """A placeholder head for an untrained package: the first features, unit scaling and small
+        random weights (so every code path, Grad-CAM included, runs; the output means nothing)."""
         selected = list(range(min(n_selected, feature_count)))
-        zero = LogisticModel(0.0, {f"feature_{i}": 0.0 for i in selected})
-        return cls(selected, [0.0] * len(selected), [1.0] * len(selected), zero,
+        weights = torch.randn(len(selected), generator=torch.Generator().manual_seed(seed)) / len(selected) ** 0.5
+        deep = LogisticModel(0.0, {f"feature_{i}": float(w) for i, w in zip(selected, weights)})
+        return cls(selected, [0.0] * len(selected), [1.0] * len(selected), deep,
                    LogisticModel(0.0, {"deep_score": 1.0, "tumor_size_cm": 0.0, "tumor_D_1e3": 0.0}))

@@ -45,8 +45,6 @@ def predict_case(case: Case, models: ModelSet, device="cpu", overlays: bool = Tr
     with _timed(timings, "survival inputs"):
         inputs = survival_inputs(case, models.ta.herovision["preprocessing"]["image_size"])
     result.inputs_missing = dict(inputs.missing)
-    if not any(inputs.present.values()) and "ivim" in inputs.missing:
-        raise InputError(case.folder, "no usable image: " + "; ".join(f"{k}: {v}" for k, v in inputs.missing.items()))
     with _timed(timings, "survival models"):
         if any(inputs.present.values()):
             for key in ("ta", "sr"):
@@ -56,6 +54,8 @@ def predict_case(case: Case, models: ModelSet, device="cpu", overlays: bool = Tr
     with _timed(timings, "IVIM"):
         _early_recurrence(result, case, models, device, overlays)
     result.inputs_used = tuple(m for m in ("ivim", *inputs.present) if m not in result.inputs_missing)
+    if not result.inputs_used:
+        raise InputError(case.folder, "no usable image: " + "; ".join(f"{k}: {v}" for k, v in result.inputs_missing.items()))
     for modality, reason in result.inputs_missing.items():
         result.warnings.append(f"{modality} not used: {reason}")
     _tumour_measures(result, case)
@@ -108,8 +108,9 @@ def _early_recurrence(result, case, models, device, with_overlays):
     size_cm = largest_axial_diameter_cm(case.load_roi("ivim", ivim.source), 1, case.roi_path("ivim"))
     deep, combined = head.probabilities(features, size_cm, result.ivim_medians["D"])
     result.er_probability, result.er_probability_combined = float(deep[0]), float(combined[0])
-    if with_overlays:
-        bvalue_cam, map_cam = network.gradcam(bvalues, maps, head.deep_score)
+    if with_overlays:  # Grad-CAM explains the predicted class: recurrence, or no recurrence
+        sign = 1.0 if result.er_probability >= 0.5 else -1.0
+        bvalue_cam, map_cam = network.gradcam(bvalues, maps, lambda fused: sign * head.deep_score(fused))
         for name, cam in (("bvalues", bvalue_cam), ("maps", map_cam)):
             result.overlays[f"attention_er_{name}"] = overlay_on_source([cam[0].cpu().numpy()], [ivim.crop], ivim.source)
 

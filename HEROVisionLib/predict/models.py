@@ -103,6 +103,6 @@ def write_untrained_models(folder, seed: int = 0) -> Path:
                                    baseline_cumulative_hazard=flat_hazard, version="0.0.0", description=description)
         save_package(package, folder / PACKAGE_NAMES[key])
     network = IVIMFeatureNet()
-    save_package(early_recurrence_package(network, EarlyRecurrenceHead.untrained(network.feature_count), trained=False,
+    save_package(early_recurrence_package(network, EarlyRecurrenceHead.untrained(network.feature_count, seed=seed), trained=False,
                                           version="0.0.0", description=description), folder / PACKAGE_NAMES["er"])
     return folder

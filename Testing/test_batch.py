@@ -1,0 +1,81 @@
+"""Cohort prediction: one corrupt case never stops the batch; resume skips what finished; shards
+partition the cohort; the predict and batch commands."""
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from HEROVisionLib.cli import main
+from HEROVisionLib.errors import InputError
+from HEROVisionLib.predict import parse_shard, predict_cohort, write_untrained_models
+from HEROVisionLib.predict.batch import shard_case_ids
+from HEROVisionLib.predict.models import load_models
+
+
+@pytest.fixture(scope="module")
+def models_folder(tmp_path_factory):
+    return write_untrained_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture
+def small_cohort(phantom_cohort, tmp_path):
+    """Three phantom cases; A0002 corrupt in every image."""
+    folder = tmp_path / "cohort"
+    folder.mkdir()
+    for case_id in ("A0001", "A0002", "A0003"):
+        shutil.copytree(phantom_cohort / case_id, folder / case_id)
+    table = pd.read_csv(phantom_cohort / "cohort.csv", dtype={"case_id": str})
+    table[table["case_id"].isin(["A0001", "A0002", "A0003"])].to_csv(folder / "cohort.csv", index=False)
+    for image in (folder / "A0002").glob("*"):
+        if not image.name.endswith((".bval", ".times")) and "_roi" not in image.name:
+            image.write_bytes(b"not an image")
+    return folder
+
+
+def test_a_corrupt_case_is_reported_and_the_others_finish_then_resume_skips_them(small_cohort, models_folder, tmp_path):
+    out = tmp_path / "out"
+    models = load_models(models_folder, "cpu")
+    table = predict_cohort(small_cohort, models, out, progress=False).set_index("case_id")
+    assert list(table.index) == ["A0001", "A0002", "A0003"]
+    assert list(table["status"]) == ["ok", "error", "ok"]
+    assert "A0002" in table.loc["A0002", "error"] and "no usable image" in table.loc["A0002", "error"]
+    assert (out / "A0001" / "attention_ta_t2wi.nrrd").is_file() and (out / "A0003" / "ivim_D.nrrd").is_file()
+    assert pd.read_csv(out / "results.csv", dtype={"case_id": str})["case_id"].tolist() == ["A0001", "A0002", "A0003"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no partial folders left
+
+    finished = {case: (out / case / "results.csv").stat().st_mtime_ns for case in ("A0001", "A0003")}
+    failed_before = (out / "A0002" / "results.csv").stat().st_mtime_ns
+    table = predict_cohort(small_cohort, models, out, resume=True, progress=False).set_index("case_id")
+    assert {case: (out / case / "results.csv").stat().st_mtime_ns for case in finished} == finished
+    assert (out / "A0002" / "results.csv").stat().st_mtime_ns != failed_before  # the failed case was retried
+    assert list(table["status"]) == ["ok", "error", "ok"]
+
+
+def test_shards_partition_the_cohort():
+    ids = [f"A{i:04d}" for i in range(1, 12)]
+    shards = [shard_case_ids(ids, (i, 4)) for i in range(1, 5)]
+    assert sorted(sum(shards, [])) == ids and max(map(len, shards)) - min(map(len, shards)) <= 1
+    assert parse_shard("2/4") == (2, 4)
+    for bad in ("0/4", "5/4", "two"):
+        with pytest.raises(InputError, match="--shard"):
+            parse_shard(bad)
+
+
+def test_predict_and_batch_commands(phantom_cohort, models_folder, tmp_path, capsys):
+    out = tmp_path / "one"
+    assert main(["predict", str(phantom_cohort / "A0005"), "--out", str(out), "--models", str(models_folder),
+                 "--device", "cpu"]) == 0
+    row = pd.read_csv(out / "results.csv").iloc[0]
+    assert row["case_id"] == "A0005" and row["status"] == "ok"
+    assert {"attention_ta_t2wi.nrrd", "attention_sr_ceus.nrrd", "attention_er_maps.nrrd", "ivim_D.nrrd",
+            "results.json"} <= {p.name for p in out.iterdir()}
+    assert "untrained placeholder models" in capsys.readouterr().out
+
+    assert main(["batch", str(phantom_cohort), "--out", str(tmp_path / "b"), "--shard", "4/4",
+                 "--models", str(models_folder), "--device", "cpu"]) == 0
+    assert pd.read_csv(tmp_path / "b" / "results.csv")["case_id"].tolist() == ["A0004", "A0008"]
+
+    assert main(["predict", str(phantom_cohort / "A0005"), "--out", str(tmp_path / "x"),
+                 "--models", str(tmp_path / "nowhere")]) == 2
+    assert "model packages missing" in capsys.readouterr().err

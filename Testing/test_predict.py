@@ -1,0 +1,169 @@
+"""Prediction of whole cases: the result and its table row, missing modalities, overlays that land
+on the tumour whatever the image orientation, batches that survive bad cases and resume."""
+
+import math
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from HEROVisionLib.cli import main
+from HEROVisionLib.io.case import Case
+from HEROVisionLib.io.crops import slice_crops
+from HEROVisionLib.io.geometry import label_centroid, same_grid
+from HEROVisionLib.predict import RESULT_COLUMNS, load_models, predict_case, predict_cohort, write_untrained_models
+from HEROVisionLib.predict.batch import shard_case_ids
+from HEROVisionLib.predict.overlays import overlay_on_source
+
+
+@pytest.fixture(scope="session")
+def untrained_models(tmp_path_factory):
+    return write_untrained_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def models(untrained_models):
+    return load_models(untrained_models, "cpu")
+
+
+def _copy_case(phantom_cohort, tmp_path, case_id="A0003"):
+    return Case(shutil.copytree(phantom_cohort / case_id, tmp_path / case_id))
+
+
+def test_a_full_case_gives_every_number_overlay_and_map(phantom_cohort, models):
+    case = Case(phantom_cohort / "A0003")
+    result = predict_case(case, models, "cpu")
+    row = result.row()
+    assert list(row) == list(RESULT_COLUMNS)
+    assert row["inputs_used"] == "ivim;t2wi;dwi;us;ceus" and row["inputs_missing"] == ""
+    for key in ("ta", "sr"):
+        pfs = [row[f"{key}_pfs_{y}y"] for y in (1, 2, 3)]
+        assert all(0 < p < 1 for p in pfs) and pfs[0] > pfs[1] > pfs[2]
+        cutoff = (models.ta if key == "ta" else models.sr).herovision["risk_cutoff"]
+        assert row[f"{key}_risk_group"] == ("high" if row[f"{key}_risk_score"] > cutoff else "low")
+    assert 0 < row["er_probability"] < 1 and 0 < row["er_probability_combined"] < 1
+    assert row["models_trained"] is False and any("untrained" in w for w in result.warnings)
+    sources = {"t2wi": case.load_image("t2wi"), "dwi": case.load_image("dwi"), "us": case.load_image("us")}
+    for key in ("ta", "sr"):
+        for modality, source in sources.items():
+            overlay = result.overlays[f"attention_{key}_{modality}"]
+            assert same_grid(overlay, source)
+            values = sitk.GetArrayViewFromImage(overlay)
+            assert values.max() > 0 and values.min() >= 0 and values.max() <= 1
+    ivim_roi = case.load_roi("ivim", result.maps["ivim_D"])
+    assert same_grid(result.overlays["attention_er_maps"], ivim_roi)
+    tumour_d = sitk.GetArrayViewFromImage(result.maps["ivim_D"])[sitk.GetArrayViewFromImage(ivim_roi) == 1]
+    assert row["ivim_D_median"] == pytest.approx(float(np.median(tumour_d)), rel=1e-6)
+    assert json_keys(result) >= {"survival", "er_probability", "warnings", "timings", "model_versions"}
+
+
+def json_keys(result):
+    import json
+
+    return set(json.loads(result.to_json()))
+
+
+def test_the_same_case_twice_gives_identical_numbers(phantom_cohort, models):
+    case = Case(phantom_cohort / "A0004")
+    first, second = predict_case(case, models, "cpu"), predict_case(case, models, "cpu")
+    drop = ("seconds",)
+    assert {k: v for k, v in first.row().items() if k not in drop} == {k: v for k, v in second.row().items() if k not in drop}
+    for name, image in first.overlays.items():
+        assert np.array_equal(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(second.overlays[name]))
+
+
+def test_a_missing_modality_is_reported_and_the_rest_is_used(phantom_cohort, models, tmp_path):
+    case = _copy_case(phantom_cohort, tmp_path)
+    (case.folder / "us.nrrd").unlink()
+    (case.folder / "ceus.times").write_text("1 2 3\n")  # CEUS present but without usable phases
+    result = predict_case(case, models, "cpu")
+    assert set(result.inputs_missing) == {"us", "ceus"}
+    assert "no frame in the arterial phase" in result.inputs_missing["ceus"]
+    assert result.inputs_used == ("ivim", "t2wi", "dwi")
+    assert result.survival["ta"].modalities_used == ("t2wi", "dwi")
+    assert not any(name.endswith(("_us", "_ceus")) for name in result.overlays)
+    assert math.isfinite(result.row()["ta_risk_score"])
+    assert any(w.startswith("us not used") for w in result.warnings)
+
+
+def _reoriented(image, direction, interpolator):
+    """``image`` resampled onto a grid with another direction covering the same physical region."""
+    size = np.array(image.GetSize())
+    spacing = np.array(image.GetSpacing())
+    centre = np.array(image.TransformContinuousIndexToPhysicalPoint(((size - 1) / 2).tolist()))
+    new_size = np.ceil(size * np.array([1.5, 1.5, 1.0])).astype(int)
+    origin = centre - direction @ (spacing * (new_size - 1) / 2)
+    reference = sitk.Image(new_size.tolist(), image.GetPixelID())
+    reference.SetSpacing(spacing.tolist())
+    reference.SetOrigin(origin.tolist())
+    reference.SetDirection(direction.ravel().tolist())
+    return sitk.Resample(image, reference, sitk.Transform(), interpolator, 0.0, image.GetPixelID())
+
+
+ANGLE = np.deg2rad(30)
+ORIENTATIONS = {
+    "flipped": np.diag([-1.0, 1.0, -1.0]),
+    "oblique": np.array([[np.cos(ANGLE), -np.sin(ANGLE), 0], [np.sin(ANGLE), np.cos(ANGLE), 0], [0, 0, 1]])
+    @ np.diag([-1.0, 1.0, 1.0]),
+}
+
+
+@pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
+def test_an_overlay_maps_back_onto_the_roi(phantom_cohort, orientation):
+    """Independent of any network: a crop-space copy of the ROI, mapped back, must cover the ROI."""
+    case = Case(phantom_cohort / "A0003")
+    image = _reoriented(case.load_image("t2wi"), ORIENTATIONS[orientation], sitk.sitkLinear)
+    roi = _reoriented(case.load_roi("t2wi"), ORIENTATIONS[orientation], sitk.sitkNearestNeighbor)
+    crops = slice_crops(image, roi, neighbours=1)
+    masks = [(sitk.GetArrayFromImage(crop.roi)[0] == 1).astype(np.float32) for crop in crops]
+    back = sitk.GetArrayViewFromImage(overlay_on_source(masks, crops, image)) >= 0.5
+    truth = sitk.GetArrayViewFromImage(roi) == 1
+    slices = sorted({int(round(image.TransformPhysicalPointToContinuousIndex(
+        crop.roi.TransformIndexToPhysicalPoint((0, 0, 0)))[2])) for crop in crops})
+    truth_on_slices = np.zeros_like(truth)
+    truth_on_slices[slices] = truth[slices]
+    dice = 2 * (back & truth_on_slices).sum() / (back.sum() + truth_on_slices.sum())
+    assert dice > 0.9
+
+
+def _weighted_centre(overlay):
+    weights = sitk.GetArrayFromImage(overlay).astype(float)
+    zyx = np.argwhere(weights > 0)
+    points = np.array([overlay.TransformIndexToPhysicalPoint([int(v) for v in p[::-1]]) for p in zyx])
+    return (points * weights[weights > 0][:, None]).sum(0) / weights.sum()
+
+
+@pytest.fixture(scope="module")
+def original_a0003(phantom_cohort, models):
+    return predict_case(Case(phantom_cohort / "A0003"), models, "cpu")
+
+
+@pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
+def test_attention_overlays_land_on_the_tumour_of_reoriented_images(phantom_cohort, models, tmp_path, orientation,
+                                                                    original_a0003):
+    """The same anatomy stored flipped or oblique: the T2WI overlay's centre of mass stays inside the
+    tumour, and the IVIM Grad-CAM (its VOI crop is world-aligned, so the network sees the same crop)
+    lands where it lands for the original orientation."""
+    case = _copy_case(phantom_cohort, tmp_path)
+    direction = ORIENTATIONS[orientation]
+    sitk.WriteImage(_reoriented(case.load_image("t2wi"), direction, sitk.sitkLinear), str(case.folder / "t2wi.nii.gz"))
+    series = case.load_ivim()
+    frames = [_reoriented(sitk.VectorIndexSelectionCast(series.image, k, sitk.sitkFloat32), direction, sitk.sitkLinear)
+              for k in range(series.n_frames)]
+    (case.folder / "ivim.nii.gz").unlink()
+    sitk.WriteImage(sitk.Compose(frames), str(case.folder / "ivim.nrrd"))  # ivim.bval still applies
+    for name in ("t2wi", "ivim"):
+        roi = sitk.ReadImage(str(case.folder / f"{name}_roi.nii.gz"))
+        sitk.WriteImage(_reoriented(roi, direction, sitk.sitkNearestNeighbor), str(case.folder / f"{name}_roi.nii.gz"))
+    result = predict_case(case, models, "cpu")
+    overlay = result.overlays["attention_ta_t2wi"]
+    assert not same_grid(overlay, original_a0003.overlays["attention_ta_t2wi"])
+    centre = _weighted_centre(overlay)
+    assert np.linalg.norm(centre - label_centroid(case.load_roi("t2wi", overlay), 1)) < 10 * result.tumor_size_cm / 2
+    for name in ("attention_er_bvalues", "attention_er_maps"):
+        shift = np.linalg.norm(_weighted_centre(result.overlays[name]) - _weighted_centre(original_a0003.overlays[name]))
+        # mm: the reoriented series was itself resampled (rotated, linear), so its crop differs by
+        # interpolation; a wrong geometry would move the map by tens of mm. IVIM slices are 5 mm.
+        assert shift < 5.0, (name, shift)
