@@ -180,6 +180,30 @@ def _run_batch(args) -> int:
     return 0
 
 
+def _add_train(commands):
+    parser = commands.add_parser("train", help="train a model on a cohort and write its model package")
+    parser.add_argument("--task", required=True, help="pfs-ta, pfs-sr (HEROVision survival) or er (IVIM early recurrence)")
+    parser.add_argument("--cohort", type=Path, required=True, help="cohort folder (cohort.csv with outcomes)")
+    parser.add_argument("--out", type=Path, required=True, help="model package folder to write")
+    parser.add_argument("--preset", default="default", help="network size and schedule: default or tiny")
+    parser.add_argument("--split", default="stratified", help="internal validation split: stratified or chronological")
+    parser.add_argument("--epochs", type=int, help="maximum epochs (default: the preset's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, help="processes preparing the inputs (default: all cores)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda …")
+    parser.set_defaults(run=_run_train)
+
+
+def _run_train(args) -> int:
+    from .train.run import train_task
+
+    package = train_task(args.task, args.cohort, args.out, preset=args.preset, split_how=args.split,
+                         epochs=args.epochs, seed=args.seed, device=args.device, workers=args.workers)
+    if package is not None:
+        print(f"Model package written to {package}; training log and curves in {package}-training")
+    return 0
+
+
 def _add_demo(commands):
     parser = commands.add_parser("demo", help="generate a phantom case and predict it with the bundled models")
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (default demo-output)")
@@ -215,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="herovision", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"HEROVision {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_predict, _add_batch, _add_phantom, _add_inspect, _add_ivim):
+    for add in (_add_demo, _add_predict, _add_batch, _add_train, _add_phantom, _add_inspect, _add_ivim):
         add(commands)
     return parser
 

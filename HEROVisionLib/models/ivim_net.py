@@ -40,6 +40,8 @@ class IVIMFeatureNet(nn.Module):
                    num_layers=num_layers, num_heads=num_heads, dropout_rate=dropout, spatial_dims=3)
         self.bvalue_vit = ViT(in_channels=bvalue_channels, **vit)
         self.map_vit = ViT(in_channels=map_channels, **vit)
+        for branch in (self.bvalue_vit, self.map_vit):
+            branch.norm = nn.Identity()  # features are read before the ViT's final norm: it would never train
         self.fusion_norm = nn.LayerNorm(2 * hidden_size)
         self.head = nn.Linear(2 * hidden_size, 1)
         self.grid = crop_size // patch_size

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -126,7 +127,7 @@ def save_package(package: ModelPackage, folder) -> Path:
     try:
         state = {key: value.detach().cpu().contiguous() for key, value in package.network.state_dict().items()}
         save_file(state, str(partial / WEIGHTS_FILE), metadata={"format": "pt"})
-        (partial / METADATA_FILE).write_text(json.dumps(package.metadata, indent=2, sort_keys=False) + "\n")
+        (partial / METADATA_FILE).write_text(json.dumps(_json_safe(package.metadata), indent=2, allow_nan=False) + "\n")
         (partial / MODEL_CARD_FILE).write_text(model_card(package.metadata))
         (partial / LICENSE_FILE).write_text(LICENSE_TEXT)
         lines = [f"{_sha256(partial / name)}  {name}" for name in sorted(REQUIRED_FILES)]
@@ -140,6 +141,17 @@ def save_package(package: ModelPackage, folder) -> Path:
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return folder
+
+
+def _json_safe(value):
+    """Metadata as strict JSON: a metric that could not be computed (NaN, ±inf) becomes null."""
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _sha256(path: Path) -> str:

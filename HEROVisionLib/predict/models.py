@@ -1,8 +1,8 @@
 """The set of model packages prediction uses, where they live, and untrained placeholders.
 
-Three packages: ``herovision_ta`` and ``herovision_sr`` (PFS after thermal ablation / surgical
-resection) and ``ivim_er`` (early recurrence after resection). The bundled ones live in
-``Resources/models``; ``HEROVISION_MODELS`` or an explicit folder points elsewhere (a site's own
+Three packages: ``HEROVision-TA`` and ``HEROVision-SR`` (PFS after thermal ablation / surgical
+resection) and ``IVIM-ER`` (early recurrence after resection). The bundled ones live in
+``Resources/Models``; ``HEROVISION_MODELS`` or an explicit folder points elsewhere (a site's own
 trained models). Until trained packages exist, :func:`write_untrained_models` makes clearly
 labelled placeholders with random weights so the whole pipeline can run.
 """
@@ -20,7 +20,7 @@ from ..models.herovision_net import HEROVisionNet
 from ..models.ivim_net import IVIMFeatureNet, EarlyRecurrenceHead
 from ..models.package import ModelPackage, build_metadata, load_package, save_package
 
-PACKAGE_NAMES = {"ta": "herovision_ta", "sr": "herovision_sr", "er": "ivim_er"}
+PACKAGE_NAMES = {"ta": "HEROVision-TA", "sr": "HEROVision-SR", "er": "IVIM-ER"}
 TREATMENTS = {"ta": "TA", "sr": "SR"}
 HORIZONS_MONTHS = (12, 24, 36)
 SURVIVAL_PREPROCESSING = {"image_size": 128, "us_margins": [0.25, 1.0], "percentiles": [0.5, 99.5]}
@@ -29,9 +29,9 @@ IVIM_PREPROCESSING = {"crop_size": 64, "spacing_mm": 1.5, "ivim_method": "full",
 
 
 def bundled_models_folder() -> Path:
-    """``HEROVISION_MODELS`` if set, else the repository's / extension's ``Resources/models``."""
+    """``HEROVISION_MODELS`` if set, else the repository's / extension's ``Resources/Models``."""
     configured = os.environ.get("HEROVISION_MODELS")
-    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "Resources" / "models"
+    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "Resources" / "Models"
 
 
 @dataclass
@@ -62,15 +62,16 @@ def load_models(folder=None, device="cpu") -> ModelSet:
 
 
 def survival_package(network: HEROVisionNet, treatment: str, *, trained: bool, cutoff: float,
-                     baseline_cumulative_hazard: dict, version: str, description: str, **extra) -> ModelPackage:
+                     baseline_cumulative_hazard: dict, version: str, description: str,
+                     preprocessing: dict = SURVIVAL_PREPROCESSING, **extra) -> ModelPackage:
     """A HEROVision-TA/SR package: network, risk cutoff and Breslow baseline at 12/24/36 months."""
     herovision = {"kind": "survival", "treatment": treatment, "trained": trained, "risk_cutoff": cutoff,
                   "baseline_cumulative_hazard": {str(k): v for k, v in baseline_cumulative_hazard.items()},
-                  "preprocessing": SURVIVAL_PREPROCESSING, **extra}
-    inputs = {modality: {"type": "image", "num_channels": count, "spatial_shape": [SURVIVAL_PREPROCESSING["image_size"]] * 2,
+                  "preprocessing": preprocessing, **extra}
+    inputs = {modality: {"type": "image", "num_channels": count, "spatial_shape": [preprocessing["image_size"]] * 2,
                          "format": "magnitude", "value_range": [0, 1]}
               for modality, count in network.modality_images.items()}
-    metadata = build_metadata(network, name=f"herovision_{treatment.lower()}", version=version,
+    metadata = build_metadata(network, name=f"HEROVision-{treatment}", version=version,
                               task=f"progression-free survival after {treatment} (Cox log-hazard)",
                               description=description, inputs=inputs,
                               outputs={"risk_score": {"type": "object", "format": "Cox log-hazard"}},
@@ -79,11 +80,11 @@ def survival_package(network: HEROVisionNet, treatment: str, *, trained: bool, c
 
 
 def early_recurrence_package(network: IVIMFeatureNet, head: EarlyRecurrenceHead, *, trained: bool, version: str,
-                             description: str, **extra) -> ModelPackage:
+                             description: str, preprocessing: dict = IVIM_PREPROCESSING, **extra) -> ModelPackage:
     herovision = {"kind": "early_recurrence", "trained": trained, "early_recurrence": head.to_dict(),
-                  "preprocessing": IVIM_PREPROCESSING, **extra}
-    size = [IVIM_PREPROCESSING["crop_size"]] * 3
-    metadata = build_metadata(network, name="ivim_er", version=version,
+                  "preprocessing": preprocessing, **extra}
+    size = [preprocessing["crop_size"]] * 3
+    metadata = build_metadata(network, name="IVIM-ER", version=version,
                               task="early recurrence within 2 years after resection",
                               description=description,
                               inputs={"bvalues": {"type": "image", "num_channels": 9, "spatial_shape": size},

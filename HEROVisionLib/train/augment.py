@@ -1,0 +1,57 @@
+"""Training-time augmentation suited to each modality (MONAI transforms, seeded).
+
+All images of one modality share a spatial transform within a batch (they are slices or phases of
+one acquisition; one draw per batch and modality keeps augmentation cheap on a CPU — the draws
+still differ from batch to batch and epoch to epoch). MR (T2WI, DWI): small rotations, scaling and shifts, left-right flips (prognosis does
+not depend on handedness), gamma contrast and Gaussian noise (coil and sequence variation).
+Ultrasound (US, CEUS): the same geometry without flips of the depth axis (the beam comes from the
+top), gain changes (intensity scaling) and multiplicative speckle-like noise. IVIM crops (3-D):
+flips along all axes and a global intensity scale; parametric maps are only flipped (their values
+are physical quantities).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from monai.transforms import (Compose, RandAdjustContrast, RandAffine, RandFlip, RandGaussianNoise,
+                              RandScaleIntensity, RandStdShiftIntensity)
+
+_GEOMETRY = dict(prob=0.8, rotate_range=math.radians(10), scale_range=0.1, translate_range=6, padding_mode="zeros")
+
+
+def modality_augmentation(modality: str) -> Compose:
+    """The transform of one modality's (k, H, W) image stack."""
+    if modality in ("t2wi", "dwi"):
+        steps = [RandFlip(prob=0.5, spatial_axis=1), RandAffine(**_GEOMETRY),
+                 RandAdjustContrast(prob=0.3, gamma=(0.8, 1.25)), RandGaussianNoise(prob=0.3, std=0.02)]
+    else:
+        steps = [RandFlip(prob=0.5, spatial_axis=1), RandAffine(**_GEOMETRY), RandScaleIntensity(prob=0.5, factors=0.15),
+                 RandStdShiftIntensity(prob=0.3, factors=0.05)]
+    return Compose(steps)
+
+
+def augment_survival_batch(images: dict[str, torch.Tensor], transforms: dict[str, Compose]) -> dict[str, torch.Tensor]:
+    """Augment a batch ``{modality: (N, k, H, W)}`` (one draw per modality); values stay in [0, 1]."""
+    augmented = {}
+    for modality, batch in images.items():
+        n, k, height, width = batch.shape
+        stacked = torch.as_tensor(transforms[modality](batch.float().reshape(n * k, height, width)))
+        augmented[modality] = stacked.as_subclass(torch.Tensor).reshape(n, k, height, width).clamp(0, 1)
+    return augmented
+
+
+def _flips() -> list[RandFlip]:
+    return [RandFlip(prob=0.5, spatial_axis=axis) for axis in range(3)]
+
+
+def augment_ivim_pair(bvalues: torch.Tensor, maps: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One case's b-value and map crops with the same random flips (two transform chains seeded
+    alike, so their flip draws coincide), the b-values also intensity-scaled."""
+    bvalue_transform = Compose(_flips() + [RandScaleIntensity(prob=0.5, factors=0.1)])
+    map_transform = Compose(_flips())
+    bvalue_transform.set_random_state(seed)
+    map_transform.set_random_state(seed)
+    return (torch.as_tensor(bvalue_transform(bvalues.float())).as_subclass(torch.Tensor),
+            torch.as_tensor(map_transform(maps.float())).as_subclass(torch.Tensor))

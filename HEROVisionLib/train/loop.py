@@ -1,0 +1,144 @@
+"""What every training run shares: seeding, devices and mixed precision, event-balanced batches,
+early stopping on an internal-validation metric, the CSV log and the learning curves, and the
+optional DistributedDataParallel set-up under ``torchrun``."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass
+class Distributed:
+    """Rank and world size; a single process is rank 0 of 1."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_environment(cls, device: torch.device) -> Distributed:
+        """Join the process group ``torchrun`` describes (gloo on CPU, nccl on CUDA), if any."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return cls(dist.get_rank(), dist.get_world_size())
+
+    def wrap(self, network: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        if self.world == 1:
+            return network
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Modality drop-out leaves some parameters without gradient in some steps.
+        return DistributedDataParallel(network, device_ids=[device.index] if device.type == "cuda" else None,
+                                       find_unused_parameters=True)
+
+    def share(self, batches: list) -> list:
+        """This rank's batches (round robin); every rank gets the same count so steps stay in lockstep."""
+        usable = len(batches) - len(batches) % self.world if len(batches) >= self.world else len(batches)
+        return batches[self.rank:usable:self.world] if self.world > 1 else batches
+
+    def close(self) -> None:
+        if self.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def autocast(device: torch.device):
+    """bfloat16 mixed precision on CUDA; full precision elsewhere."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def event_balanced_batches(event: torch.Tensor, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Shuffled index batches, each with its share of the events (so no batch is without a risk set
+    to rank) — cases with and without the event are shuffled separately and dealt out evenly."""
+    n_batches = max(1, round(len(event) / batch_size))
+    with_event, without = (group[torch.randperm(len(group), generator=generator)]
+                           for group in (torch.nonzero(event).flatten(), torch.nonzero(~event).flatten()))
+    # tensor_split gives the first parts the extra members: pair them with the last parts of the other group.
+    batches = [torch.cat([a, b]) for a, b in zip(torch.tensor_split(with_event, n_batches),
+                                                 reversed(torch.tensor_split(without, n_batches)))]
+    return [batch[torch.randperm(len(batch), generator=generator)] for batch in batches if len(batch)]
+
+
+@dataclass
+class EarlyStopping:
+    """Keep the best state by a validation metric (higher is better); stop after ``patience`` epochs
+    without improvement. A metric that cannot be computed (NaN: a validation set without the pairs
+    or classes it needs) never counts as an improvement; if none ever could, the last epoch is kept."""
+
+    patience: int
+    best_metric: float = -np.inf
+    best_epoch: int = -1
+    best_state: dict = field(default_factory=dict)
+
+    def update(self, epoch: int, metric: float, network: torch.nn.Module) -> bool:
+        """Record the epoch; True when training should stop."""
+        if np.isfinite(metric) and metric > self.best_metric:
+            self.best_metric, self.best_epoch = metric, epoch
+            self.best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        return epoch - self.best_epoch >= self.patience
+
+    def restore_best(self, network: torch.nn.Module, last_epoch: int) -> int:
+        """Load the best state into ``network``; returns the epoch it comes from."""
+        if not self.best_state:
+            return last_epoch
+        network.load_state_dict(self.best_state)
+        return self.best_epoch
+
+
+class TrainingLog:
+    """One CSV row per epoch, and a PNG of the curves, in ``folder``."""
+
+    def __init__(self, folder: Path | None, columns: list[str]):
+        self.folder, self.columns, self.rows = folder, columns, []
+
+    def add(self, **row) -> None:
+        self.rows.append(row)
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.folder / "training_log.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.columns)
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+    def plot(self, metric: str) -> None:
+        if self.folder is None or not self.rows:
+            return
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        epochs = [row["epoch"] for row in self.rows]
+        figure, loss_axis = plt.subplots(figsize=(6, 4))
+        loss_axis.plot(epochs, [row["train_loss"] for row in self.rows], label="training loss", color="tab:blue")
+        loss_axis.set_xlabel("epoch")
+        loss_axis.set_ylabel("training loss")
+        metric_axis = loss_axis.twinx()
+        metric_axis.plot(epochs, [row[metric] for row in self.rows], label=metric, color="tab:red")
+        metric_axis.set_ylabel(f"internal validation {metric}")
+        figure.legend(loc="upper right")
+        figure.tight_layout()
+        figure.savefig(self.folder / "training_curves.png", dpi=120)
+        plt.close(figure)

@@ -1,0 +1,89 @@
+"""``herovision train``: one task from a cohort folder to a complete model package.
+
+Tasks: ``pfs-ta`` and ``pfs-sr`` (HEROVision survival models on the patients treated that way) and
+``er`` (the IVIM early-recurrence model). Presets fix the network sizes and schedule: ``default``
+(the bundled models), ``tiny`` (seconds; the test suite's smoke run). Under ``torchrun`` every
+process trains on its share of each epoch's batches (DistributedDataParallel) and rank 0 writes the
+package; the command is the same.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from ..devices import resolve_device
+from ..errors import InputError
+from ..io.case import Cohort
+from ..models.package import save_package
+from ..predict.models import IVIM_PREPROCESSING
+from .data import TASKS, prepare, split
+from .early_recurrence import (EarlyRecurrenceConfig, early_recurrence_model_package, train_feature_network)
+from .survival import SurvivalConfig, survival_model_package, train_survival
+
+PRESETS = {
+    "default": {
+        "survival": dict(epochs=40, batch_size=48, patience=8,
+                         network=dict(encoder=dict(image_size=64, stem_channels=16, patch_grid=8, embed_dim=48,
+                                                   depth=2, num_heads=4, out_features=128))),
+        "er": dict(epochs=30, batch_size=8, patience=6,
+                   network=dict(crop_size=64, patch_size=16, hidden_size=96, mlp_dim=192, num_layers=2, num_heads=4)),
+    },
+    "tiny": {
+        "survival": dict(epochs=2, batch_size=8, patience=2,
+                         network=dict(encoder=dict(image_size=32, stem_channels=8, patch_grid=4, embed_dim=16, depth=1,
+                                                   num_heads=2, out_features=16), modality_features=8, fusion_hidden=16)),
+        "er": dict(epochs=2, batch_size=4, patience=2, folds=2,
+                   network=dict(crop_size=16, patch_size=8, hidden_size=16, mlp_dim=32, num_layers=1, num_heads=2)),
+    },
+}
+
+
+def train_task(task: str, cohort_folder, out, *, preset: str = "default", split_how: str = "stratified",
+               epochs: int | None = None, seed: int = 0, device="auto", workers: int | None = None,
+               progress: bool = True) -> Path | None:
+    """Train ``task`` on the cohort and write the package to ``out`` (rank 0); returns its path."""
+    if preset not in PRESETS:
+        raise InputError("--preset", f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+    if task not in TASKS:
+        raise InputError("--task", f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    device = resolve_device(device)
+    cohort = Cohort(cohort_folder)
+    out = Path(out)
+    log_folder = out.with_name(out.name + "-training")
+    command = "herovision " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "train_task(...)"
+    overrides = dict(seed=seed, **({"epochs": epochs} if epochs else {}))
+    if TASKS[task]:
+        config = SurvivalConfig(**{**PRESETS[preset]["survival"], **overrides})
+        image_size = config.network.get("encoder", {}).get("image_size", 128)
+        data = prepare(cohort, task, image_size=image_size, workers=workers, progress=progress)
+        training, validation = split(data, split_how, seed=seed, stratify="event")
+        network, history, best_epoch, distributed = train_survival(training, validation, config, device, log_folder,
+                                                                   progress)
+        metric = {"internal_validation_c_index": history[best_epoch]["c_index"]}
+        build = lambda: survival_model_package(  # noqa: E731
+            network, TASKS[task], training, metrics={**metric, "best_epoch": best_epoch},
+            training_cohort=_describe(cohort, data, training, validation, split_how, seed), command=command,
+            config=config, device=device)
+    else:
+        config = EarlyRecurrenceConfig(**{**PRESETS[preset]["er"], **overrides})
+        settings = dict(IVIM_PREPROCESSING, crop_size=config.network.get("crop_size", 64))
+        data = prepare(cohort, task, ivim_settings=settings, workers=workers, progress=progress)
+        training, validation = split(data, split_how, seed=seed, stratify="er")
+        network, history, best_epoch, distributed = train_feature_network(training, validation, config, device,
+                                                                           log_folder, progress)
+        metric = {"internal_validation_auc_network": history[best_epoch]["auc"]}
+        build = lambda: early_recurrence_model_package(  # noqa: E731
+            network, training, metrics={**metric, "best_epoch": best_epoch},
+            training_cohort=_describe(cohort, data, training, validation, split_how, seed), command=command,
+            config=config, device=device)
+    if not distributed.main:
+        return None
+    return save_package(build(), out)
+
+
+def _describe(cohort, data, training, validation, split_how, seed) -> dict:
+    return {"cohort": cohort.folder.name, "synthetic": (cohort.folder / "truth.csv").exists(),
+            "cases": len(data), "training_cases": len(training), "validation_cases": len(validation),
+            "split": split_how, "seed": seed, "skipped_cases": data.skipped}

@@ -1,0 +1,121 @@
+"""Training a HEROVision survival model (TA or SR) and everything its package needs afterwards.
+
+The network is trained on the Cox partial likelihood (Efron ties) over event-balanced batches, with
+modality drop-out and per-modality augmentation, keeping the epoch with the best internal-validation
+Harrell's C. Then, on the training cohort: the risk cutoff by maximally selected log-rank statistics
+(as R ``survminer::surv_cutpoint``) and the Breslow baseline cumulative hazard at 12, 24, 36 months.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from ..errors import HEROVisionError
+from ..models.herovision_net import HEROVisionNet
+from ..stats.survival import breslow_baseline_cumulative_hazard, harrell_c
+from ..stats.cutpoint import optimal_cutpoint
+from ..predict.models import HORIZONS_MONTHS, SURVIVAL_PREPROCESSING, survival_package
+from .augment import augment_survival_batch, modality_augmentation
+from .data import CohortTensors
+from .loop import Distributed, EarlyStopping, TrainingLog, autocast, event_balanced_batches, seed_everything
+from .losses import cox_partial_likelihood_loss
+
+
+@dataclass
+class SurvivalConfig:
+    epochs: int = 40
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 8
+    seed: int = 0
+    augment: bool = True
+    network: dict = field(default_factory=dict)  # HEROVisionNet keyword arguments
+
+
+def _inputs(data: CohortTensors, index, device, modalities):
+    images = {m: data.inputs[m][index].to(device).float() for m in modalities}
+    return images, data.inputs["present"][index].to(device)
+
+
+def risk_scores(network: HEROVisionNet, data: CohortTensors, device, batch_size: int = 32) -> np.ndarray:
+    network.eval()
+    scores = []
+    with torch.no_grad():
+        for index in torch.arange(len(data)).split(batch_size):
+            with autocast(device):
+                scores.append(network(*_inputs(data, index, device, network.modalities)).float().cpu())
+    return torch.cat(scores).numpy().astype(np.float64)
+
+
+def _validation_c(network, validation: CohortTensors, device) -> float:
+    """Harrell's C on the validation set; NaN when it has no comparable pair (tiny cohorts)."""
+    try:
+        return harrell_c(risk_scores(network, validation, device), validation.labels["time"].numpy(),
+                         validation.labels["event"].numpy())
+    except (ZeroDivisionError, HEROVisionError):
+        return float("nan")
+
+
+def train_survival(training: CohortTensors, validation: CohortTensors, config: SurvivalConfig, device,
+                   log_folder=None, progress: bool = True):
+    """Returns (network with the best validation C, history rows, best epoch)."""
+    from tqdm import tqdm
+
+    generator = seed_everything(config.seed)
+    distributed = Distributed.from_environment(device)
+    network = HEROVisionNet(**config.network).to(device)
+    model = distributed.wrap(network, device)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    transforms = {m: modality_augmentation(m) for m in network.modalities}
+    for k, transform in enumerate(transforms.values()):
+        transform.set_random_state(config.seed * 100 + k + distributed.rank)
+    stopping = EarlyStopping(config.patience)
+    log = TrainingLog(log_folder if distributed.main else None, ["epoch", "train_loss", "c_index", "seconds"])
+    event = training.labels["event"]
+    for epoch in tqdm(range(config.epochs), desc="epochs", unit="epoch", disable=not (progress and distributed.main)):
+        start = time.perf_counter()
+        model.train()
+        losses = []
+        for index in distributed.share(event_balanced_batches(event, config.batch_size, generator)):
+            images, present = _inputs(training, index, device, network.modalities)
+            if config.augment:
+                images = {m: v.to(device) for m, v in augment_survival_batch(
+                    {m: v.cpu() for m, v in images.items()}, transforms).items()}
+            with autocast(device):
+                scores = model(images, present)  # training mode: the network applies modality drop-out
+            loss = cox_partial_likelihood_loss(scores.float(), training.labels["time"][index].to(device),
+                                               event[index].to(device))
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss))
+        c_index = _validation_c(network, validation, device)
+        log.add(epoch=epoch, train_loss=float(np.mean(losses)) if losses else np.nan, c_index=c_index,
+                seconds=round(time.perf_counter() - start, 2))
+        if stopping.update(epoch, c_index, network):
+            break
+    log.plot("c_index")
+    best_epoch = stopping.restore_best(network, len(log.rows) - 1)
+    distributed.close()
+    return network.eval(), log.rows, best_epoch, distributed
+
+
+def survival_model_package(network: HEROVisionNet, treatment: str, training: CohortTensors, *, metrics: dict,
+                           training_cohort: dict, command: str, config: SurvivalConfig, device):
+    """Cutoff and Breslow baseline on the training cohort, then the package."""
+    scores = risk_scores(network, training, device)
+    time_, event = training.labels["time"].numpy(), training.labels["event"].numpy().astype(bool)
+    cutoff = optimal_cutpoint(scores, time_, event)
+    hazard = breslow_baseline_cumulative_hazard(scores, time_, event, HORIZONS_MONTHS)
+    preprocessing = dict(SURVIVAL_PREPROCESSING, image_size=network.encoder_config["image_size"])
+    return survival_package(network, treatment, trained=True, cutoff=float(cutoff),
+                            baseline_cumulative_hazard=dict(zip(HORIZONS_MONTHS, map(float, hazard))),
+                            version="1.0.0", description=f"HEROVision-{treatment}: progression-free survival after "
+                            f"{'thermal ablation' if treatment == 'TA' else 'surgical resection'} from T2WI, DWI, US and CEUS.",
+                            metrics=metrics, training_cohort=training_cohort,
+                            training={"command": command, "config": asdict(config)},
+                            preprocessing=preprocessing)

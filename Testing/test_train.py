@@ -1,0 +1,100 @@
+"""Training: the tiny configuration runs end to end and writes loadable packages (also under
+torchrun with two processes); splits, event-balanced batches and paired IVIM augmentation behave."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from HEROVisionLib.errors import InputError
+from HEROVisionLib.io.case import Cohort
+from HEROVisionLib.models.package import load_package
+from HEROVisionLib.predict import load_models, predict_case
+from HEROVisionLib.train.augment import augment_ivim_pair
+from HEROVisionLib.train.data import CohortTensors, split, task_cases
+from HEROVisionLib.train.loop import event_balanced_batches
+from HEROVisionLib.train.run import train_task
+
+
+@pytest.fixture(scope="module")
+def tiny_packages(phantom_cohort, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained")
+    for task, name in (("pfs-ta", "HEROVision-TA"), ("pfs-sr", "HEROVision-SR"), ("er", "IVIM-ER")):
+        train_task(task, phantom_cohort, out / name, preset="tiny", device="cpu", workers=2, progress=False)
+    return out
+
+
+def test_tiny_training_writes_packages_that_predict(tiny_packages, phantom_cohort):
+    for name, kind in (("HEROVision-TA", "survival"), ("HEROVision-SR", "survival"), ("IVIM-ER", "early_recurrence")):
+        package = load_package(tiny_packages / name)
+        block = package.herovision
+        assert block["trained"] and block["kind"] == kind
+        assert block["training_cohort"]["synthetic"] and block["training_cohort"]["cases"] > 0
+        assert (tiny_packages / f"{name}-training" / "training_log.csv").is_file()
+        assert (tiny_packages / f"{name}-training" / "training_curves.png").is_file()
+        if kind == "survival":
+            hazard = [block["baseline_cumulative_hazard"][m] for m in ("12", "24", "36")]
+            assert hazard == sorted(hazard) and hazard[0] >= 0
+            assert np.isfinite(block["risk_cutoff"])
+    result = predict_case(Cohort(phantom_cohort).case("A0001"), load_models(tiny_packages, "cpu"), "cpu")
+    assert result.models_trained and result.row()["status"] == "ok"
+    assert 0 < result.er_probability < 1
+
+
+def test_training_under_torchrun_with_two_processes(phantom_cohort, tmp_path):
+    """The same command under torchrun (gloo on CPU): both ranks train, rank 0 writes the package."""
+    out = tmp_path / "IVIM-ER"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+               "-m", "HEROVisionLib.cli", "train", "--task", "er", "--cohort", str(phantom_cohort), "--out", str(out),
+               "--preset", "tiny", "--device", "cpu", "--workers", "1"]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert load_package(out).herovision["trained"]
+    assert completed.stdout.count("Model package written") == 1  # rank 0 only
+
+
+def _labelled(n, positive):
+    labels = torch.zeros(n)
+    labels[:positive] = 1
+    return CohortTensors([f"C{i}" for i in range(n)], {"x": torch.arange(n)}, {"er": labels},
+                         __import__("pandas").DataFrame({"case_id": [f"C{i}" for i in range(n)]}))
+
+
+def test_splits_are_four_to_one_and_stratified_or_chronological():
+    data = _labelled(50, 20)
+    training, validation = split(data, "stratified", seed=3, stratify="er")
+    assert (len(training), len(validation)) == (40, 10)
+    assert int(validation.labels["er"].sum()) == 4  # 20 % of the positives
+    assert set(training.case_ids).isdisjoint(validation.case_ids)
+    training, validation = split(data, "chronological")
+    assert validation.case_ids == [f"C{i}" for i in range(40, 50)]
+    with pytest.raises(InputError, match="unknown split"):
+        split(data, "random")
+
+
+def test_every_batch_has_its_share_of_events():
+    event = torch.zeros(130, dtype=torch.bool)
+    event[::4] = True  # 33 events
+    batches = event_balanced_batches(event, 32, torch.Generator().manual_seed(0))
+    assert sorted(torch.cat(batches).tolist()) == list(range(130))
+    assert [int(event[b].sum()) for b in batches] in ([9, 8, 8, 8], [8, 9, 8, 8], [8, 8, 9, 8], [8, 8, 8, 9])
+
+
+def test_ivim_crops_and_maps_are_flipped_together():
+    volume = torch.arange(8 ** 3, dtype=torch.float32).reshape(1, 8, 8, 8)
+    for seed in range(6):
+        bvalues, maps = augment_ivim_pair(volume.repeat(9, 1, 1, 1), volume.repeat(4, 1, 1, 1), seed)
+        # same flips: the intensity scale of the b-values is the only difference
+        scale = bvalues[0].sum() / maps[0].sum()
+        assert torch.allclose(bvalues[0], maps[0] * scale, rtol=1e-5)
+    assert not torch.equal(augment_ivim_pair(volume, volume, 0)[1], augment_ivim_pair(volume, volume, 1)[1])
+
+
+def test_tasks_read_the_right_cases(phantom_cohort):
+    cohort = Cohort(phantom_cohort)
+    assert set(task_cases(cohort, "pfs-ta")["treatment"]) == {"TA"}
+    assert len(task_cases(cohort, "er")) == len(cohort)
+    with pytest.raises(InputError, match="unknown task"):
+        task_cases(cohort, "os")
