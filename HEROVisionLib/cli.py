@@ -7,6 +7,7 @@ status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -198,9 +199,34 @@ def _run_train(args) -> int:
     from .train.run import train_task
 
     package = train_task(args.task, args.cohort, args.out, preset=args.preset, split_how=args.split,
-                         epochs=args.epochs, seed=args.seed, device=args.device, workers=args.workers)
+                         epochs=args.epochs, seed=args.seed, device=args.device, workers=args.workers,
+                         command=args.command_line)
     if package is not None:
         print(f"Model package written to {package}; training log and curves in {package}-training")
+    return 0
+
+
+def _add_evaluate(commands):
+    parser = commands.add_parser("evaluate", help="a model package's performance on a cohort, with CIs and plots")
+    parser.add_argument("--package", type=Path, required=True, help="model package folder")
+    parser.add_argument("--cohort", type=Path, required=True, help="cohort folder (cohort.csv with outcomes)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for metrics.json, metrics.csv and PNG plots")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs (default 1000)")
+    parser.add_argument("--record", action="store_true", help="write the metrics into the package and its model card")
+    parser.add_argument("--workers", type=int, help="processes preparing the inputs (default: all cores)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda …")
+    parser.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args) -> int:
+    import json
+
+    from .train.evaluate import evaluate_package
+
+    metrics = evaluate_package(args.package, args.cohort, args.out, device=args.device, n_boot=args.bootstrap,
+                               workers=args.workers, record=args.record, command=args.command_line)
+    print(json.dumps(metrics, indent=2, default=float))
+    print(f"Metrics and plots written to {args.out}" + ("; recorded in the package" if args.record else ""))
     return 0
 
 
@@ -239,14 +265,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="herovision", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"HEROVision {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_predict, _add_batch, _add_train, _add_phantom, _add_inspect, _add_ivim):
+    for add in (_add_demo, _add_predict, _add_batch, _add_train, _add_evaluate, _add_phantom, _add_inspect, _add_ivim):
         add(commands)
     return parser
 
 
 def main(argv=None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # units and dashes must not crash a console that cannot show them
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.command_line = "herovision " + shlex.join(argv)  # recorded on model cards
     try:
         return args.run(args)
     except HEROVisionError as error:

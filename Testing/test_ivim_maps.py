@@ -177,6 +177,7 @@ def test_clinical_size_series_stays_under_2_gb(tmp_path):
         assert all(np.isfinite(sitk.GetArrayViewFromImage(m)).all() for m in maps.values())
         print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, encoding="utf-8",
+                            check=True)
     peak_kib = int(result.stdout.split()[-1])
     assert peak_kib < 2 * 1024 ** 2, f"peak RSS {peak_kib / 1024:.0f} MiB"

@@ -1,17 +1,21 @@
 """Training: the tiny configuration runs end to end and writes loadable packages (also under
 torchrun with two processes); splits, event-balanced batches and paired IVIM augmentation behave."""
 
+import json
 import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from HEROVisionLib.cli import main
 from HEROVisionLib.errors import InputError
 from HEROVisionLib.io.case import Cohort
 from HEROVisionLib.models.package import load_package
 from HEROVisionLib.predict import load_models, predict_case
+from HEROVisionLib.stats import harrell_c
 from HEROVisionLib.train.augment import augment_ivim_pair
 from HEROVisionLib.train.data import CohortTensors, split, task_cases
 from HEROVisionLib.train.loop import event_balanced_batches
@@ -49,7 +53,7 @@ def test_training_under_torchrun_with_two_processes(phantom_cohort, tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
                "-m", "HEROVisionLib.cli", "train", "--task", "er", "--cohort", str(phantom_cohort), "--out", str(out),
                "--preset", "tiny", "--device", "cpu", "--workers", "1"]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    completed = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=600)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert load_package(out).herovision["trained"]
     assert completed.stdout.count("Model package written") == 1  # rank 0 only
@@ -59,7 +63,7 @@ def _labelled(n, positive):
     labels = torch.zeros(n)
     labels[:positive] = 1
     return CohortTensors([f"C{i}" for i in range(n)], {"x": torch.arange(n)}, {"er": labels},
-                         __import__("pandas").DataFrame({"case_id": [f"C{i}" for i in range(n)]}))
+                         pd.DataFrame({"case_id": [f"C{i}" for i in range(n)]}))
 
 
 def test_splits_are_four_to_one_and_stratified_or_chronological():
@@ -98,3 +102,31 @@ def test_tasks_read_the_right_cases(phantom_cohort):
     assert len(task_cases(cohort, "er")) == len(cohort)
     with pytest.raises(InputError, match="unknown task"):
         task_cases(cohort, "os")
+
+
+def test_evaluation_reports_metrics_oracle_and_plots_and_records_them(tiny_packages, phantom_cohort, tmp_path):
+    weights = {k: v.clone() for k, v in load_package(tiny_packages / "HEROVision-TA").network.state_dict().items()}
+    out = tmp_path / "ta"
+    assert main(["evaluate", "--package", str(tiny_packages / "HEROVision-TA"), "--cohort", str(phantom_cohort),
+                 "--out", str(out), "--bootstrap", "50", "--device", "cpu", "--workers", "1", "--record"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    truth = pd.read_csv(phantom_cohort / "truth.csv", dtype={"case_id": str})
+    cohort = pd.read_csv(phantom_cohort / "cohort.csv", dtype={"case_id": str})
+    ta = cohort[cohort["treatment"] == "TA"].merge(truth, on="case_id")
+    assert metrics["cases"] == len(ta)
+    assert metrics["oracle_c_index"] == pytest.approx(harrell_c(ta["lp_TA"], ta["pfs_months"], ta["pfs_event"]))
+    low, high = metrics["c_index"]["ci95"]
+    assert low <= metrics["c_index"]["estimate"] <= high
+    assert {"decision_curve.png", "metrics.csv"} <= {p.name for p in out.iterdir()}
+    assert (out / "kaplan_meier.png").is_file() == (0 < metrics["high_risk_cases"] < metrics["cases"])
+    recorded = load_package(tiny_packages / "HEROVision-TA")
+    assert recorded.herovision["metrics"]["test"]["oracle_c_index"] == pytest.approx(metrics["oracle_c_index"])
+    assert recorded.herovision["metrics"]["test"]["command"].startswith("herovision evaluate")
+    assert all(torch.equal(weights[k], v) for k, v in recorded.network.state_dict().items())
+
+    out = tmp_path / "er"
+    assert main(["evaluate", "--package", str(tiny_packages / "IVIM-ER"), "--cohort", str(phantom_cohort),
+                 "--out", str(out), "--device", "cpu", "--workers", "1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["deep"]["auc"] <= 1 and "oracle_auc" in metrics and "p" in metrics["combined_vs_deep"]
+    assert {"roc.png", "calibration.png", "decision_curve.png"} <= {p.name for p in out.iterdir()}

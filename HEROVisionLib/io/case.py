@@ -46,7 +46,7 @@ def read_frame_times(path) -> tuple[float, ...]:
     if not path.exists():
         raise InputError(path, "file not found")
     try:
-        times = tuple(float(t) for t in path.read_text().split())
+        times = tuple(float(t) for t in path.read_text(encoding="utf-8").split())
     except ValueError:
         raise InputError(path, "frame times must be numbers (seconds) separated by spaces") from None
     if any(b <= a for a, b in zip(times, times[1:])):

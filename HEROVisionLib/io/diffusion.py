@@ -61,7 +61,7 @@ def read_bval_file(path) -> tuple[float, ...]:
     if not path.exists():
         raise InputError(path, "file not found")
     try:
-        return tuple(float(token) for token in path.read_text().split())
+        return tuple(float(token) for token in path.read_text(encoding="utf-8").split())
     except ValueError:
         raise InputError(path, "b-values must be numbers separated by spaces or new lines") from None
 

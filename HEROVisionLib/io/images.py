@@ -199,7 +199,7 @@ def write_text_atomic(text: str, path) -> Path:
     path = Path(path)
     partial = _atomic_target(path)
     try:
-        partial.write_text(text)
+        partial.write_text(text, encoding="utf-8")
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)

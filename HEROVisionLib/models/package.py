@@ -127,11 +127,12 @@ def save_package(package: ModelPackage, folder) -> Path:
     try:
         state = {key: value.detach().cpu().contiguous() for key, value in package.network.state_dict().items()}
         save_file(state, str(partial / WEIGHTS_FILE), metadata={"format": "pt"})
-        (partial / METADATA_FILE).write_text(json.dumps(_json_safe(package.metadata), indent=2, allow_nan=False) + "\n")
-        (partial / MODEL_CARD_FILE).write_text(model_card(package.metadata))
-        (partial / LICENSE_FILE).write_text(LICENSE_TEXT)
+        metadata_text = json.dumps(_json_safe(package.metadata), indent=2, allow_nan=False) + "\n"
+        (partial / METADATA_FILE).write_text(metadata_text, encoding="utf-8")
+        (partial / MODEL_CARD_FILE).write_text(model_card(package.metadata), encoding="utf-8")
+        (partial / LICENSE_FILE).write_text(LICENSE_TEXT, encoding="utf-8")
         lines = [f"{_sha256(partial / name)}  {name}" for name in sorted(REQUIRED_FILES)]
-        (partial / MANIFEST_FILE).write_text("\n".join(lines) + "\n")
+        (partial / MANIFEST_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
         old = folder.with_name(f".{folder.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if folder.exists():
@@ -171,7 +172,7 @@ def verify_package(folder) -> dict:
     if not manifest.is_file():
         raise InputError(folder, f"not a HEROVision model package: {MANIFEST_FILE} is missing")
     listed = {}
-    for number, line in enumerate(manifest.read_text().splitlines(), 1):
+    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
         digest, _, name = line.partition("  ")
         if len(digest) != 64 or not name or Path(name).is_absolute() or ".." in Path(name).parts:
             raise InputError(manifest, f"line {number} is not '<sha256>  <relative path>'")
@@ -193,7 +194,7 @@ def verify_package(folder) -> dict:
 
 def _read_metadata(path: Path) -> dict:
     try:
-        metadata = json.loads(path.read_text())
+        metadata = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InputError(path, f"not valid JSON ({error})") from None
     if not isinstance(metadata, dict) or not isinstance(metadata.get("herovision"), dict):
@@ -233,12 +234,21 @@ def load_package(folder, device="cpu") -> ModelPackage:
         state = load_file(str(folder / WEIGHTS_FILE), device="cpu")
     except (SafetensorError, OSError) as error:
         raise InputError(folder / WEIGHTS_FILE, f"unreadable weights ({error})") from None
-    try:
-        network.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise InputError(folder / WEIGHTS_FILE, f"weights do not fit the recorded architecture ({first})") from None
+    problems = _state_mismatch(network.state_dict(), state)
+    if problems:
+        raise InputError(folder / WEIGHTS_FILE, f"weights do not fit the recorded architecture: {problems}")
+    network.load_state_dict(state, strict=True)
     return ModelPackage(network.to(resolve_device(device)).eval(), metadata, folder)
+
+
+def _state_mismatch(expected: dict, found: dict) -> str:
+    """What differs between the architecture's tensors and the file's ('' when they match)."""
+    missing = [key for key in expected if key not in found]
+    unexpected = [key for key in found if key not in expected]
+    reshaped = [key for key in expected if key in found and found[key].shape != expected[key].shape]
+    parts = [f"{len(keys)} {what} (e.g. {keys[0]})" for keys, what in
+             ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "of another shape")) if keys]
+    return "; ".join(parts)
 
 
 def model_card(metadata: dict) -> str:

@@ -117,7 +117,7 @@ class TrainingLog:
         if self.folder is None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / "training_log.csv", "w", newline="") as handle:
+        with open(self.folder / "training_log.csv", "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=self.columns)
             writer.writeheader()
             writer.writerows(self.rows)

@@ -9,8 +9,7 @@ package; the command is the same.
 
 from __future__ import annotations
 
-import shlex
-import sys
+import time
 from pathlib import Path
 
 from ..devices import resolve_device
@@ -42,17 +41,18 @@ PRESETS = {
 
 def train_task(task: str, cohort_folder, out, *, preset: str = "default", split_how: str = "stratified",
                epochs: int | None = None, seed: int = 0, device="auto", workers: int | None = None,
-               progress: bool = True) -> Path | None:
-    """Train ``task`` on the cohort and write the package to ``out`` (rank 0); returns its path."""
+               progress: bool = True, command: str = "") -> Path | None:
+    """Train ``task`` on the cohort and write the package to ``out`` (rank 0); returns its path.
+    ``command`` (the command line that asked for it) goes on the model card."""
     if preset not in PRESETS:
         raise InputError("--preset", f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
     if task not in TASKS:
         raise InputError("--task", f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     device = resolve_device(device)
+    started = time.perf_counter()
     cohort = Cohort(cohort_folder)
     out = Path(out)
     log_folder = out.with_name(out.name + "-training")
-    command = "herovision " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "train_task(...)"
     overrides = dict(seed=seed, **({"epochs": epochs} if epochs else {}))
     if TASKS[task]:
         config = SurvivalConfig(**{**PRESETS[preset]["survival"], **overrides})
@@ -80,7 +80,10 @@ def train_task(task: str, cohort_folder, out, *, preset: str = "default", split_
             config=config, device=device)
     if not distributed.main:
         return None
-    return save_package(build(), out)
+    package = build()
+    package.herovision["training"].update(seconds=round(time.perf_counter() - started), device=str(device),
+                                          processes=distributed.world)
+    return save_package(package, out)
 
 
 def _describe(cohort, data, training, validation, split_how, seed) -> dict:
