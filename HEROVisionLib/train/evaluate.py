@@ -17,6 +17,7 @@ card (the package is re-signed; its weights are untouched).
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -140,76 +141,65 @@ def _record(package: ModelPackage, metrics: dict, command: str) -> None:
     save_package(ModelPackage(package.network.cpu(), metadata), package.path)
 
 
-def _figure():
+@contextmanager
+def _figure(path: Path, title: str, x_label: str, y_label: str, diagonal: bool = False):
+    """A matplotlib axis, saved to ``path`` as PNG (with a legend when labelled) when the block ends."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt, *plt.subplots(figsize=(6, 4.5))
+    figure, axis = plt.subplots(figsize=(6, 4.5))
+    try:
+        yield axis
+        if diagonal:
+            axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
+        axis.set(xlabel=x_label, ylabel=y_label, title=title)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend()
+        figure.tight_layout()
+        figure.savefig(path, dpi=120)
+    finally:
+        plt.close(figure)
 
 
 def _plot_kaplan_meier(groups, path: Path, title: str) -> None:
     from lifelines.plotting import add_at_risk_counts
 
-    plt, figure, axis = _figure()
-    for name in ("low", "high"):
-        groups.kaplan_meier[name].plot_survival_function(ax=axis, ci_show=True)
-    axis.set_xlabel("months")
-    axis.set_ylabel("progression-free survival")
-    axis.set_title(f"{title}: log-rank p = {groups.logrank_p:.3g}, HR {groups.hazard_ratio:.2f}")
-    add_at_risk_counts(*(groups.kaplan_meier[name] for name in ("low", "high")), ax=axis)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    title = f"{title}: log-rank p = {groups.logrank_p:.3g}, HR {groups.hazard_ratio:.2f}"
+    with _figure(path, title, "months", "progression-free survival") as axis:
+        for name in ("low", "high"):
+            groups.kaplan_meier[name].plot_survival_function(ax=axis, ci_show=True)
+        add_at_risk_counts(*(groups.kaplan_meier[name] for name in ("low", "high")), ax=axis)
 
 
 def _plot_series(x, y, x_label, y_label, path: Path, title: str) -> None:
-    plt, figure, axis = _figure()
-    axis.plot(x, y, marker="o")
-    axis.set_ylim(0.4, 1.0)
-    axis.set(xlabel=x_label, ylabel=y_label, title=title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with _figure(path, title, x_label, y_label) as axis:
+        axis.plot(x, y, marker="o")
+        axis.set_ylim(0.4, 1.0)
 
 
 def _plot_decision_curve(curve: pd.DataFrame, path: Path, title: str) -> None:
-    plt, figure, axis = _figure()
-    axis.plot(curve["threshold"], curve["model"], label="model")
-    axis.plot(curve["threshold"], curve["treat_all"], label="treat all", linestyle="--")
-    axis.axhline(0, color="grey", linewidth=0.8, label="treat none")
-    axis.set(xlabel="threshold probability", ylabel="net benefit", title=title)
-    axis.set_ylim(bottom=min(-0.05, float(curve["model"].min())))
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with _figure(path, title, "threshold probability", "net benefit") as axis:
+        axis.plot(curve["threshold"], curve["model"], label="model")
+        axis.plot(curve["threshold"], curve["treat_all"], label="treat all", linestyle="--")
+        axis.axhline(0, color="grey", linewidth=0.8, label="treat none")
+        axis.set_ylim(bottom=min(-0.05, float(curve["model"].min())))
 
 
 def _plot_roc(outcome, probabilities: dict, path: Path) -> None:
     from sklearn.metrics import roc_curve
 
-    plt, figure, axis = _figure()
-    for name, probability in probabilities.items():
-        false_positive, true_positive, _ = roc_curve(outcome, probability)
-        axis.plot(false_positive, true_positive, label=f"{name} (AUC {auc_with_delong_ci(outcome, probability).auc:.3f})")
-    axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
-    axis.set(xlabel="1 − specificity", ylabel="sensitivity", title="Early recurrence: ROC")
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    with _figure(path, "Early recurrence: ROC", "1 − specificity", "sensitivity", diagonal=True) as axis:
+        for name, probability in probabilities.items():
+            false_positive, true_positive, _ = roc_curve(outcome, probability)
+            auc = auc_with_delong_ci(outcome, probability).auc
+            axis.plot(false_positive, true_positive, label=f"{name} (AUC {auc:.3f})")
 
 
 def _plot_calibration(outcome, probabilities: dict, path: Path) -> None:
-    plt, figure, axis = _figure()
-    for name, probability in probabilities.items():
-        observed, predicted = calibration(outcome, probability)
-        axis.plot(predicted, observed, marker="o", label=name)
-    axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
-    axis.set(xlabel="predicted probability", ylabel="observed frequency", title="Early recurrence: calibration")
-    axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    title = "Early recurrence: calibration"
+    with _figure(path, title, "predicted probability", "observed frequency", diagonal=True) as axis:
+        for name, probability in probabilities.items():
+            observed, predicted = calibration(outcome, probability)
+            axis.plot(predicted, observed, marker="o", label=name)
