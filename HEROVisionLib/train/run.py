@@ -23,11 +23,11 @@ from .survival import SurvivalConfig, survival_model_package, train_survival
 
 PRESETS = {
     "default": {
-        "survival": dict(epochs=40, batch_size=48, patience=8,
+        "survival": dict(epochs=30, batch_size=48, patience=6,
                          network=dict(encoder=dict(image_size=64, stem_channels=16, patch_grid=8, embed_dim=48,
                                                    depth=2, num_heads=4, out_features=128))),
-        "er": dict(epochs=30, batch_size=8, patience=6,
-                   network=dict(crop_size=64, patch_size=16, hidden_size=96, mlp_dim=192, num_layers=2, num_heads=4)),
+        "er": dict(epochs=15, batch_size=8, patience=4,
+                   network=dict(crop_size=64, patch_size=8, hidden_size=64, mlp_dim=128, num_layers=2, num_heads=4)),
     },
     "tiny": {
         "survival": dict(epochs=2, batch_size=8, patience=2,
