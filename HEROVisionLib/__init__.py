@@ -1,8 +1,9 @@
 """HEROVisionLib: the Slicer-independent engine of the HEROVision extension.
 
 Layers (each uses only those before it): ``io`` → ``ivim`` → ``models`` → ``predict`` →
-``train``/``evaluate`` → ``mrml`` (Slicer adapter) → ``cli``. ``phantom`` generates the synthetic
-cohort every layer is tested on.
+``stats`` and ``train`` (training and evaluation) → ``mrml`` (Slicer adapter) → ``cli``.
+``phantom`` generates the synthetic cohort every layer is tested on; ``devices`` and ``errors``
+serve them all.
 """
 
 from .errors import HEROVisionError, InputError

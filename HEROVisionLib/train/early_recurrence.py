@@ -103,7 +103,7 @@ def train_feature_network(training: CohortTensors, validation: CohortTensors, co
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         auc = _validation_auc(network, validation, device)
         log.add(epoch=epoch, train_loss=float(np.mean(losses)) if losses else np.nan, auc=auc,
                 seconds=round(time.perf_counter() - start, 2))

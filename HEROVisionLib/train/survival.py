@@ -92,7 +92,7 @@ def train_survival(training: CohortTensors, validation: CohortTensors, config: S
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         c_index = _validation_c(network, validation, device)
         log.add(epoch=epoch, train_loss=float(np.mean(losses)) if losses else np.nan, c_index=c_index,
                 seconds=round(time.perf_counter() - start, 2))
