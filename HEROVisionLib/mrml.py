@@ -12,12 +12,18 @@ helpers), so it runs inside Slicer and headless in the tests alike.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import SimpleITK as sitk
 import vtk
 
 from .errors import InputError
+from .io.crops import CEUS_PHASES
+from .io.diffusion import DiffusionSeries, validate_bvalues
+from .io.geometry import same_grid
+from .io.images import frames_to_vector
+from .io.memory_case import MemoryCase
 
 _RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
 
@@ -126,3 +132,134 @@ def table_node_from_rows(scene, rows: list[dict], name: str):
         table.AddColumn(array)
     node.Modified()
     return node
+
+
+@dataclass
+class SceneInputs:
+    """The nodes one prediction reads: volumes per modality (IVIM as one scalar volume per b-value,
+    CEUS as arterial/portal/late phase volumes), one segmentation and the segment to use on each."""
+
+    case_id: str
+    segmentation: object
+    segments: dict[str, str]  # modality → segment id
+    ivim_volumes: list = field(default_factory=list)
+    bvalues: list[float] = field(default_factory=list)
+    volumes: dict[str, object] = field(default_factory=dict)  # "t2wi", "dwi", "us" → volume node
+    ceus_phase_volumes: list = field(default_factory=list)  # arterial, portal, late
+
+    def reference_node(self, modality: str):
+        if modality == "ivim":
+            return self.ivim_volumes[0] if self.ivim_volumes else None
+        if modality == "ceus":
+            return self.ceus_phase_volumes[0] if self.ceus_phase_volumes else None
+        return self.volumes.get(modality)
+
+
+#: Frame times given to CEUS phase volumes: the preferred time of each phase window.
+CEUS_PHASE_TIMES_S = tuple(preferred for _, _, preferred in CEUS_PHASES.values())
+
+
+def case_from_scene(scene, inputs: SceneInputs) -> MemoryCase:
+    """A :class:`MemoryCase` of the scene's nodes (nothing in the scene is modified)."""
+    images, rois, sources = {}, {}, {}
+    if inputs.ivim_volumes:
+        frames = [image_from_volume_node(node) for node in inputs.ivim_volumes]
+        if any(not same_grid(frame, frames[0]) for frame in frames[1:]):
+            raise InputError(inputs.ivim_volumes[0].GetName(), "IVIM b-value volumes are not on one grid")
+        names = ", ".join(node.GetName() for node in inputs.ivim_volumes)
+        bvalues = validate_bvalues(inputs.bvalues, len(frames), f"b-values of {names}")
+        images["ivim"] = DiffusionSeries(frames_to_vector(frames), bvalues, inputs.ivim_volumes[0].GetName())
+    for modality, node in inputs.volumes.items():
+        if node is not None:
+            images[modality] = image_from_volume_node(node)
+    if inputs.ceus_phase_volumes:
+        if len(inputs.ceus_phase_volumes) != len(CEUS_PHASE_TIMES_S):
+            raise InputError("CEUS", f"expected {len(CEUS_PHASE_TIMES_S)} phase volumes (arterial, portal, late), "
+                                     f"got {len(inputs.ceus_phase_volumes)}")
+        images["ceus"] = frames_to_vector([image_from_volume_node(n) for n in inputs.ceus_phase_volumes])
+    for modality in images:
+        node = inputs.reference_node(modality)
+        sources[modality] = node.GetName()
+        segment_id = inputs.segments.get(modality)
+        if segment_id:
+            rois[modality] = label_image_from_segment(scene, inputs.segmentation, segment_id, node)
+            segment = inputs.segmentation.GetSegmentation().GetSegment(segment_id)
+            sources[f"{modality}_roi"] = f"segment {segment.GetName()!r} on {node.GetName()}"
+    return MemoryCase(inputs.case_id, images, rois, CEUS_PHASE_TIMES_S if "ceus" in images else None, sources)
+
+
+def _subject_hierarchy_item(hierarchy, node) -> int:
+    """The node's subject-hierarchy item, made if the scene has none yet (headless scenes)."""
+    item = hierarchy.GetItemByDataNode(node)
+    return item or hierarchy.CreateItem(hierarchy.GetSceneItemID(), node)
+
+
+def heat_colour_table(scene):
+    """The scene's HEROVision heat-map colour table (transparent-to-red-to-yellow), made once."""
+    existing = scene.GetFirstNodeByName(HEAT_COLOUR_TABLE)
+    if existing is not None:
+        return existing
+    table = scene.AddNewNodeByClass("vtkMRMLColorTableNode", HEAT_COLOUR_TABLE)
+    table.SetTypeToUser()
+    table.SetNumberOfColors(256)
+    for k in range(256):
+        t = k / 255
+        table.SetColor(k, min(1.0, 2 * t), max(0.0, 2 * t - 1), 0.0, 0.0 if k == 0 else min(1.0, 0.4 + t))
+    return table
+
+
+HEAT_COLOUR_TABLE = "HEROVision heat map"
+
+
+def add_result_to_scene(scene, result, inputs: SceneInputs) -> dict[str, object]:
+    """New nodes for a prediction: results and IVIM statistics tables, parametric maps and attention
+    maps (heat colour table, 0–1 window) in a subject-hierarchy folder beside the inputs' study.
+
+    A previous run's folder for the same case is replaced; inputs are never touched. If anything
+    fails, every node made here is removed again.
+    """
+    import slicer
+
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    anchor = next(node for node in (inputs.reference_node(m) for m in ("t2wi", "ivim", "dwi", "us", "ceus"))
+                  if node is not None)
+    parent = hierarchy.GetItemParent(_subject_hierarchy_item(hierarchy, anchor)) or hierarchy.GetSceneItemID()
+    folder_name = f"HEROVision {result.case_id}"
+    previous = hierarchy.GetItemChildWithName(parent, folder_name)
+    if previous:
+        children = vtk.vtkIdList()
+        hierarchy.GetItemChildren(previous, children, True)
+        for k in range(children.GetNumberOfIds()):
+            _remove_node(scene, hierarchy.GetItemDataNode(children.GetId(k)))
+        hierarchy.RemoveItem(previous, False, True)
+    created = {}
+    try:
+        created["results"] = table_node_from_rows(scene, [result.row()], f"{folder_name} results")
+        created["ivim_statistics"] = table_node_from_rows(scene, result.ivim_statistics, f"{folder_name} IVIM statistics")
+        for name, image in result.maps.items():
+            created[name] = volume_node_from_image(scene, image, f"{folder_name} {name}")
+        colours = heat_colour_table(scene)
+        for name, image in result.overlays.items():
+            node = volume_node_from_image(scene, image, f"{folder_name} {name}")
+            display = node.GetDisplayNode()
+            display.SetAndObserveColorNodeID(colours.GetID())
+            display.SetAutoWindowLevel(False)
+            display.SetWindowLevelMinMax(0.0, 1.0)
+            created[name] = node
+        folder = hierarchy.CreateFolderItem(parent, folder_name)
+        for node in created.values():
+            hierarchy.SetItemParent(_subject_hierarchy_item(hierarchy, node), folder)
+    except Exception:
+        for node in created.values():
+            _remove_node(scene, node)
+        raise
+    return created
+
+
+def _remove_node(scene, node) -> None:
+    """A node and the display nodes made for it."""
+    if node is None:
+        return
+    for k in reversed(range(node.GetNumberOfDisplayNodes()) if hasattr(node, "GetNumberOfDisplayNodes") else ()):
+        scene.RemoveNode(node.GetNthDisplayNode(k))
+    scene.RemoveNode(node)

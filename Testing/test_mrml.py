@@ -78,3 +78,95 @@ def test_tables_have_typed_columns(scene):
     scores = table.GetColumnByName("ta_risk_score")
     assert scores.IsA("vtkDoubleArray") and scores.GetValue(0) == 0.25 and np.isnan(scores.GetValue(1))
     assert table.GetColumnByName("ta_risk_group").GetValue(1) == "low"
+
+
+@pytest.fixture(scope="module")
+def placeholder_models(tmp_path_factory):
+    from HEROVisionLib.predict import load_models, write_untrained_models
+
+    return load_models(write_untrained_models(tmp_path_factory.mktemp("models")), "cpu")
+
+
+def _scene_with_case(case, scene):
+    """A phantom case as Slicer holds it: scalar volumes, CEUS phases, one segmentation node with a
+    segment imported from each ROI, inputs in a patient/study of the subject hierarchy."""
+    from HEROVisionLib.io.crops import select_phase_frames
+    from HEROVisionLib.io.images import read_image, vector_to_frames
+    from HEROVisionLib.mrml import SceneInputs
+
+    series = case.load_ivim()
+    ivim = [volume_node_from_image(scene, frame, f"IVIM b={b:g}")
+            for frame, b in zip(vector_to_frames(series.image), series.bvalues)]
+    volumes = {m: volume_node_from_image(scene, case.load_image(m), m.upper()) for m in ("t2wi", "dwi", "us")}
+    frames = vector_to_frames(case.load_image("ceus"))
+    phases = select_phase_frames(case.load_ceus_times())
+    ceus = [volume_node_from_image(scene, frames[k], f"CEUS {phase}") for phase, k in phases.items()]
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Tumours")
+    segments = {}
+    for modality in ("ivim", "t2wi", "dwi", "us", "ceus"):
+        roi = sitk.Cast(read_image(case.roi_path(modality), label=True) == 1, sitk.sitkUInt8)
+        labelmap = volume_node_from_image(scene, roi, f"tumour {modality}", "vtkMRMLLabelMapVolumeNode")
+        before = segmentation.GetSegmentation().GetNumberOfSegments()
+        slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation)
+        scene.RemoveNode(labelmap)
+        segments[modality] = segmentation.GetSegmentation().GetNthSegmentID(before)
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    study = hierarchy.CreateStudyItem(hierarchy.CreateSubjectItem(hierarchy.GetSceneItemID(), "Patient"), "Study")
+    for node in (*ivim, *volumes.values(), *ceus, segmentation):
+        hierarchy.CreateItem(study, node)
+    return SceneInputs(case.case_id, segmentation, segments, ivim, list(series.bvalues), volumes, ceus), study
+
+
+def test_prediction_from_the_scene_adds_tables_maps_and_overlays_and_leaves_inputs_alone(
+        phantom_cohort, scene, placeholder_models):
+    from HEROVisionLib.mrml import add_result_to_scene, case_from_scene
+    from HEROVisionLib.predict import predict_case
+
+    inputs, study = _scene_with_case(Case(phantom_cohort / "A0003"), scene)
+    watched = [*inputs.ivim_volumes, *inputs.volumes.values(), *inputs.ceus_phase_volumes]
+    before = [(node.GetMTime(), slicer.util.arrayFromVolume(node).tobytes()) for node in watched]
+    result = predict_case(case_from_scene(scene, inputs), placeholder_models, "cpu")
+    nodes = add_result_to_scene(scene, result, inputs)
+    assert [(node.GetMTime(), slicer.util.arrayFromVolume(node).tobytes()) for node in watched] == before
+
+    table = nodes["results"].GetTable()
+    row = result.row()
+    assert table.GetColumnByName("ta_risk_score").GetValue(0) == pytest.approx(row["ta_risk_score"])
+    assert table.GetColumnByName("inputs_used").GetValue(0) == "ivim;t2wi;dwi;us;ceus"
+    assert nodes["ivim_statistics"].GetTable().GetNumberOfRows() == len(result.ivim_statistics)
+
+    overlay, t2wi = nodes["attention_ta_t2wi"], inputs.volumes["t2wi"]
+    overlay_matrix, input_matrix = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+    overlay.GetIJKToRASMatrix(overlay_matrix)
+    t2wi.GetIJKToRASMatrix(input_matrix)
+    assert all(overlay_matrix.GetElement(i, j) == pytest.approx(input_matrix.GetElement(i, j))
+               for i in range(4) for j in range(4))
+    assert overlay.GetDisplayNode().GetColorNode().GetName() == "HEROVision heat map"
+    heat = slicer.util.arrayFromVolume(overlay)
+    tumour = sitk.GetArrayViewFromImage(case_from_scene(scene, inputs).load_roi("t2wi")) == 1
+    assert heat[tumour].mean() > heat[~tumour].mean()
+
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    folder = hierarchy.GetItemParent(hierarchy.GetItemByDataNode(overlay))
+    assert hierarchy.GetItemName(folder) == "HEROVision A0003" and hierarchy.GetItemParent(folder) == study
+
+    count = scene.GetNumberOfNodes()
+    add_result_to_scene(scene, result, inputs)  # a re-run replaces its own outputs
+    assert scene.GetNumberOfNodes() == count
+
+
+def test_bad_scene_inputs_are_refused_and_add_no_node(phantom_cohort, scene):
+    from HEROVisionLib.mrml import case_from_scene
+
+    inputs, _ = _scene_with_case(Case(phantom_cohort / "A0003"), scene)
+    count = scene.GetNumberOfNodes()
+    inputs.bvalues = inputs.bvalues[:-1]
+    with pytest.raises(InputError, match="8 b-values for 9 volumes"):
+        case_from_scene(scene, inputs)
+    inputs.bvalues = None
+    empty = inputs.segmentation.GetSegmentation().AddEmptySegment("empty")
+    inputs.bvalues = [0, 10, 20, 40, 80, 200, 400, 600, 1000]
+    inputs.segments["t2wi"] = empty
+    with pytest.raises(InputError, match="segment is empty on the grid of T2WI"):
+        case_from_scene(scene, inputs)
+    assert scene.GetNumberOfNodes() == count

@@ -76,6 +76,11 @@ class Case:
         _check_modality(modality)
         return find_image_file(self.folder, f"{modality}_roi")
 
+    @property
+    def frame_times_source(self) -> Path:
+        """Where the CEUS frame times come from (named in messages)."""
+        return self.folder / "ceus.times"
+
     def missing(self) -> dict[str, str]:
         """Modality → why it cannot be used (absent image, absent ROI, absent frame labels)."""
         reasons = {}
@@ -85,7 +90,7 @@ class Case:
                 reasons[modality] = "no image"
             elif self.roi_path(modality) is None:
                 reasons[modality] = f"{image.name} has no ROI ({modality}_roi.nii.gz)"
-            elif modality == "ceus" and not (self.folder / "ceus.times").exists():
+            elif modality == "ceus" and not self.frame_times_source.exists():
                 reasons[modality] = "ceus.times (frame times in seconds) is missing"
         return reasons
 
@@ -114,7 +119,7 @@ class Case:
 
     def load_ceus_times(self) -> tuple[float, ...]:
         self._require("ceus")
-        return read_frame_times(self.folder / "ceus.times")
+        return read_frame_times(self.frame_times_source)
 
     def load_roi(self, modality: str, image: sitk.Image | None = None) -> sitk.Image:
         """The modality's ROI on its image's grid (resampled in physical space if needed)."""
