@@ -263,6 +263,11 @@ def model_card(metadata: dict) -> str:
              "## Architecture", "", f"`{block['architecture']['name']}`, {block['parameter_count']:,} parameters:", "",
              "```json", json.dumps(block["architecture"]["config"], indent=2), "```", "",
              "## Inputs and outputs", "", "```json", json.dumps(metadata["network_data_format"], indent=2), "```", ""]
+    if block.get("training"):
+        training = block["training"]
+        lines += ["## Training", "", f"Command: `{training.get('command', '')}`", "",
+                  f"Took {training.get('seconds', '?')} s on {training.get('device', '?')} "
+                  f"({training.get('processes', 1)} process(es)).", ""]
     if block.get("training_cohort"):
         lines += ["## Training cohort", "", "```json", json.dumps(block["training_cohort"], indent=2), "```", ""]
     if block.get("metrics"):

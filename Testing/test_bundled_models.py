@@ -1,0 +1,32 @@
+"""The bundled demonstration models: present, verified, trained by the recorded commands, labelled
+as demonstration models trained on synthetic data, with their test metrics on the card."""
+
+import pytest
+
+from HEROVisionLib.io.case import Case
+from HEROVisionLib.predict import bundled_models_folder, load_models, predict_case
+from HEROVisionLib.predict.models import PACKAGE_NAMES
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_models(bundled_models_folder(), "cpu")
+
+
+def test_every_bundled_package_is_verified_trained_and_labelled(bundled):
+    for key, package in bundled.items():
+        block = package.herovision
+        assert package.name == PACKAGE_NAMES[key] and package.trained
+        assert block["training_cohort"]["synthetic"] is True
+        assert block["training"]["command"].startswith("herovision train --task")
+        test = block["metrics"]["test"]
+        assert test["command"].startswith("herovision evaluate") and test["cohort"] != block["training_cohort"]["cohort"]
+        assert ("oracle_c_index" if block["kind"] == "survival" else "oracle_auc") in test
+        card = (package.path / "docs" / "README.md").read_text(encoding="utf-8")
+        assert "Demonstration model" in card and "not on patients" in card and "Validation metrics" in card
+
+
+def test_the_bundled_models_predict_a_phantom_case(bundled, phantom_cohort):
+    result = predict_case(Case(phantom_cohort / "A0002"), bundled, "cpu")
+    assert result.models_trained and not any("untrained" in w for w in result.warnings)
+    assert result.row()["ta_risk_group"] in ("high", "low") and 0 < result.er_probability < 1
