@@ -10,7 +10,8 @@ slicer = pytest.importorskip("slicer", reason="slicer-core is part of the test d
 
 from HEROVisionLib.errors import InputError  # noqa: E402
 from HEROVisionLib.io.case import Case  # noqa: E402
-from HEROVisionLib.io.geometry import resample_labels, same_grid  # noqa: E402
+from HEROVisionLib.io.geometry import label_centroid, resample_labels, same_grid  # noqa: E402
+from HEROVisionLib.io.measure import volume_ml  # noqa: E402
 from HEROVisionLib.mrml import (image_from_volume_node, label_image_from_segment, table_node_from_rows,  # noqa: E402
                                 volume_node_from_image)
 
@@ -62,10 +63,12 @@ def test_a_segment_exports_onto_another_geometry_in_physical_space(phantom_cohor
     exported = label_image_from_segment(scene, segmentation, segment_id, reference)
     assert scene.GetNumberOfNodes() == nodes_before  # the temporary label map is gone
     assert same_grid(exported, image_from_volume_node(reference))
-    expected = sitk.GetArrayViewFromImage(resample_labels(sitk.Cast(roi == 1, sitk.sitkUInt8), _oblique(ivim_grid))) > 0
-    found = sitk.GetArrayViewFromImage(exported) > 0
-    dice = 2 * (expected & found).sum() / (expected.sum() + found.sum())
-    assert dice > 0.85
+    # Slicer resamples segments its own way (not our label-fraction rule): the same tumour in the same
+    # place is what counts — a wrong axis convention would move it by tens of millimetres.
+    expected = resample_labels(sitk.Cast(roi == 1, sitk.sitkUInt8), _oblique(ivim_grid))
+    shift = np.linalg.norm(label_centroid(exported, 1) - label_centroid(expected, 1))
+    assert shift < 2.0, shift  # mm; the IVIM voxels are 2 × 2 × 5 mm
+    assert 0.75 < volume_ml(exported) / volume_ml(expected) < 1.33
     with pytest.raises(InputError, match="no segment 'missing'"):
         label_image_from_segment(scene, segmentation, "missing", reference)
 
