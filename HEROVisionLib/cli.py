@@ -181,6 +181,11 @@ def _run_batch(args) -> int:
     return 0
 
 
+def _add_cohort_run_options(parser):
+    parser.add_argument("--workers", type=int, help="processes preparing the inputs (default: all cores)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda …")
+
+
 def _add_train(commands):
     parser = commands.add_parser("train", help="train a model on a cohort and write its model package")
     parser.add_argument("--task", required=True, help="pfs-ta, pfs-sr (HEROVision survival) or er (IVIM early recurrence)")
@@ -190,8 +195,7 @@ def _add_train(commands):
     parser.add_argument("--split", default="stratified", help="internal validation split: stratified or chronological")
     parser.add_argument("--epochs", type=int, help="maximum epochs (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, help="processes preparing the inputs (default: all cores)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda …")
+    _add_cohort_run_options(parser)
     parser.set_defaults(run=_run_train)
 
 
@@ -213,8 +217,7 @@ def _add_evaluate(commands):
     parser.add_argument("--out", type=Path, required=True, help="folder for metrics.json, metrics.csv and PNG plots")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs (default 1000)")
     parser.add_argument("--record", action="store_true", help="write the metrics into the package and its model card")
-    parser.add_argument("--workers", type=int, help="processes preparing the inputs (default: all cores)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda …")
+    _add_cohort_run_options(parser)
     parser.set_defaults(run=_run_evaluate)
 
 

@@ -11,7 +11,6 @@ selection and fit are cross-validated (stratified 5-fold) on the training cohort
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -25,7 +24,7 @@ from ..models.ivim_net import EarlyRecurrenceHead, IVIMFeatureNet, LogisticModel
 from ..predict.models import IVIM_PREPROCESSING, early_recurrence_package
 from .augment import augment_ivim_pair
 from .data import CohortTensors
-from .loop import Distributed, EarlyStopping, TrainingLog, autocast, seed_everything
+from .loop import Distributed, autocast, seed_everything, train_epochs
 
 PEARSON_LIMIT = 0.8
 SELECTED_FEATURES = 10
@@ -72,8 +71,6 @@ def _validation_auc(network, data, device) -> float:
 def train_feature_network(training: CohortTensors, validation: CohortTensors, config: EarlyRecurrenceConfig, device,
                           log_folder=None, progress: bool = True):
     """Returns (network with the best validation AUC, history rows, best epoch, distributed)."""
-    from tqdm import tqdm
-
     generator = seed_everything(config.seed)
     distributed = Distributed.from_environment(device)
     network = IVIMFeatureNet(**config.network).to(device)
@@ -83,36 +80,27 @@ def train_feature_network(training: CohortTensors, validation: CohortTensors, co
     positive = float(labels.mean())
     weight = torch.tensor((1 - positive) / max(positive, 1e-6), device=device)
     loss_function = torch.nn.BCEWithLogitsLoss(pos_weight=weight)
-    stopping = EarlyStopping(config.patience)
-    log = TrainingLog(log_folder if distributed.main else None, ["epoch", "train_loss", "auc", "seconds"])
-    for epoch in tqdm(range(config.epochs), desc="epochs", unit="epoch", disable=not (progress and distributed.main)):
-        start = time.perf_counter()
-        model.train()
-        losses = []
-        order = torch.randperm(len(training), generator=generator)
-        for index in distributed.share(list(order.split(config.batch_size))):
-            pairs = [augment_ivim_pair(training.inputs["bvalues"][i], training.inputs["maps"][i],
-                                       seed=config.seed * 100003 + epoch * 1009 + int(i))
-                     if config.augment else (training.inputs["bvalues"][i].float(), training.inputs["maps"][i].float())
-                     for i in index]
-            bvalues = torch.stack([b for b, _ in pairs]).to(device)
-            maps = torch.stack([m for _, m in pairs]).to(device)
-            with autocast(device):
-                logits = model(bvalues, maps)
-            loss = loss_function(logits.float(), labels[index].to(device))
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(float(loss.detach()))
-        auc = _validation_auc(network, validation, device)
-        log.add(epoch=epoch, train_loss=float(np.mean(losses)) if losses else np.nan, auc=auc,
-                seconds=round(time.perf_counter() - start, 2))
-        if stopping.update(epoch, auc, network):
-            break
-    log.plot("auc")
-    best_epoch = stopping.restore_best(network, len(log.rows) - 1)
-    distributed.close()
-    return network.eval(), log.rows, best_epoch, distributed
+
+    def crops(i, epoch):
+        bvalues, maps = training.inputs["bvalues"][i], training.inputs["maps"][i]
+        if config.augment:
+            return augment_ivim_pair(bvalues, maps, seed=config.seed * 100003 + epoch * 1009 + int(i))
+        return bvalues.float(), maps.float()
+
+    def batch_loss(index, epoch):
+        pairs = [crops(i, epoch) for i in index]
+        bvalues = torch.stack([b for b, _ in pairs]).to(device)
+        maps = torch.stack([m for _, m in pairs]).to(device)
+        with autocast(device):
+            logits = model(bvalues, maps)
+        return loss_function(logits.float(), labels[index].to(device))
+
+    history, best_epoch = train_epochs(
+        network, model, optimiser, distributed, epochs=config.epochs, patience=config.patience,
+        batches=lambda epoch: list(torch.randperm(len(training), generator=generator).split(config.batch_size)),
+        batch_loss=batch_loss, validate=lambda: _validation_auc(network, validation, device), metric="auc",
+        log_folder=log_folder, progress=progress)
+    return network.eval(), history, best_epoch, distributed
 
 
 def select_features(features: np.ndarray, labels: np.ndarray, limit: float = PEARSON_LIMIT,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,3 +143,33 @@ class TrainingLog:
         figure.tight_layout()
         figure.savefig(self.folder / "training_curves.png", dpi=120)
         plt.close(figure)
+
+
+def train_epochs(network, model, optimiser, distributed: Distributed, *, epochs: int, patience: int, batches,
+                 batch_loss, validate, metric: str, log_folder=None, progress: bool = True) -> tuple[list[dict], int]:
+    """The epoch loop every task shares: this rank's share of ``batches(epoch)``, ``batch_loss(index,
+    epoch)`` minimised, ``validate()`` (higher is better) after each epoch, early stopping, the CSV log
+    and curves. Returns (history rows, best epoch); ``network`` is left with the best epoch's weights."""
+    from tqdm import tqdm
+
+    stopping = EarlyStopping(patience)
+    log = TrainingLog(log_folder if distributed.main else None, ["epoch", "train_loss", metric, "seconds"])
+    for epoch in tqdm(range(epochs), desc="epochs", unit="epoch", disable=not (progress and distributed.main)):
+        start = time.perf_counter()
+        model.train()
+        losses = []
+        for index in distributed.share(batches(epoch)):
+            loss = batch_loss(index, epoch)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss.detach()))
+        value = validate()
+        log.add(epoch=epoch, train_loss=float(np.mean(losses)) if losses else np.nan, **{metric: value},
+                seconds=round(time.perf_counter() - start, 2))
+        if stopping.update(epoch, value, network):
+            break
+    log.plot(metric)
+    best_epoch = stopping.restore_best(network, len(log.rows) - 1)
+    distributed.close()
+    return log.rows, best_epoch

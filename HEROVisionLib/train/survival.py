@@ -8,7 +8,6 @@ Harrell's C. Then, on the training cohort: the risk cutoff by maximally selected
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -20,7 +19,7 @@ from ..stats.cutpoint import optimal_cutpoint
 from ..predict.models import HORIZONS_MONTHS, SURVIVAL_PREPROCESSING, survival_package
 from .augment import augment_survival_batch, modality_augmentation
 from .data import CohortTensors
-from .loop import Distributed, EarlyStopping, TrainingLog, autocast, event_balanced_batches, seed_everything
+from .loop import Distributed, autocast, event_balanced_batches, seed_everything, train_epochs
 from .losses import cox_partial_likelihood_loss
 
 
@@ -62,9 +61,7 @@ def _validation_c(network, validation: CohortTensors, device) -> float:
 
 def train_survival(training: CohortTensors, validation: CohortTensors, config: SurvivalConfig, device,
                    log_folder=None, progress: bool = True):
-    """Returns (network with the best validation C, history rows, best epoch)."""
-    from tqdm import tqdm
-
+    """Returns (network with the best validation C, history rows, best epoch, distributed)."""
     generator = seed_everything(config.seed)
     distributed = Distributed.from_environment(device)
     network = HEROVisionNet(**config.network).to(device)
@@ -73,35 +70,24 @@ def train_survival(training: CohortTensors, validation: CohortTensors, config: S
     transforms = {m: modality_augmentation(m) for m in network.modalities}
     for k, transform in enumerate(transforms.values()):
         transform.set_random_state(config.seed * 100 + k + distributed.rank)
-    stopping = EarlyStopping(config.patience)
-    log = TrainingLog(log_folder if distributed.main else None, ["epoch", "train_loss", "c_index", "seconds"])
     event = training.labels["event"]
-    for epoch in tqdm(range(config.epochs), desc="epochs", unit="epoch", disable=not (progress and distributed.main)):
-        start = time.perf_counter()
-        model.train()
-        losses = []
-        for index in distributed.share(event_balanced_batches(event, config.batch_size, generator)):
-            images, present = _inputs(training, index, device, network.modalities)
-            if config.augment:
-                images = {m: v.to(device) for m, v in augment_survival_batch(
-                    {m: v.cpu() for m, v in images.items()}, transforms).items()}
-            with autocast(device):
-                scores = model(images, present)  # training mode: the network applies modality drop-out
-            loss = cox_partial_likelihood_loss(scores.float(), training.labels["time"][index].to(device),
-                                               event[index].to(device))
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            losses.append(float(loss.detach()))
-        c_index = _validation_c(network, validation, device)
-        log.add(epoch=epoch, train_loss=float(np.mean(losses)) if losses else np.nan, c_index=c_index,
-                seconds=round(time.perf_counter() - start, 2))
-        if stopping.update(epoch, c_index, network):
-            break
-    log.plot("c_index")
-    best_epoch = stopping.restore_best(network, len(log.rows) - 1)
-    distributed.close()
-    return network.eval(), log.rows, best_epoch, distributed
+
+    def batch_loss(index, epoch):
+        images, present = _inputs(training, index, device, network.modalities)
+        if config.augment:
+            images = {m: v.to(device) for m, v in augment_survival_batch(
+                {m: v.cpu() for m, v in images.items()}, transforms).items()}
+        with autocast(device):
+            scores = model(images, present)  # training mode: the network applies modality drop-out
+        return cox_partial_likelihood_loss(scores.float(), training.labels["time"][index].to(device),
+                                           event[index].to(device))
+
+    history, best_epoch = train_epochs(
+        network, model, optimiser, distributed, epochs=config.epochs, patience=config.patience,
+        batches=lambda epoch: event_balanced_batches(event, config.batch_size, generator), batch_loss=batch_loss,
+        validate=lambda: _validation_c(network, validation, device), metric="c_index", log_folder=log_folder,
+        progress=progress)
+    return network.eval(), history, best_epoch, distributed
 
 
 def survival_model_package(network: HEROVisionNet, treatment: str, training: CohortTensors, *, metrics: dict,
