@@ -128,6 +128,21 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
 
         return "\n".join(summarise_case(Case(pathlib.Path(caseFolder))).lines())
 
+    def processScene(self, inputs, modelsFolder=None, device="auto"):
+        """Predict the case held by the scene's nodes (a ``HEROVisionLib.mrml.SceneInputs``) and add
+        the result tables, maps and attention overlays as new nodes; returns (result, nodes)."""
+        from HEROVisionLib.mrml import predict_scene
+        from HEROVisionLib.predict import load_models
+
+        return predict_scene(slicer.mrmlScene, inputs, load_models(modelsFolder, device), device)
+
+    def processCohort(self, cohortDir, outDir, shard="1/1", resume=False, modelsFolder=None, device="auto"):
+        """Predict every case of a cohort folder into ``outDir`` (as ``herovision batch``); returns the table."""
+        from HEROVisionLib.predict import load_models, parse_shard, predict_cohort
+
+        models = load_models(modelsFolder, device)
+        return predict_cohort(cohortDir, models, outDir, shard=parse_shard(shard), resume=resume, device=device)
+
 
 class HEROVisionTest(ScriptedLoadableModuleTest):
     """Runs in Slicer (Developer mode → Reload and Test) on a freshly generated phantom case."""

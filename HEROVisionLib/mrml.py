@@ -263,3 +263,11 @@ def _remove_node(scene, node) -> None:
     for k in reversed(range(node.GetNumberOfDisplayNodes()) if hasattr(node, "GetNumberOfDisplayNodes") else ()):
         scene.RemoveNode(node.GetNthDisplayNode(k))
     scene.RemoveNode(node)
+
+
+def predict_scene(scene, inputs: SceneInputs, models, device="auto"):
+    """Predict the case the scene's nodes hold and add its output nodes: (result, new nodes)."""
+    from .predict import predict_case
+
+    result = predict_case(case_from_scene(scene, inputs), models, device)
+    return result, add_result_to_scene(scene, result, inputs)

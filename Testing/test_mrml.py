@@ -122,14 +122,12 @@ def _scene_with_case(case, scene):
 
 def test_prediction_from_the_scene_adds_tables_maps_and_overlays_and_leaves_inputs_alone(
         phantom_cohort, scene, placeholder_models):
-    from HEROVisionLib.mrml import add_result_to_scene, case_from_scene
-    from HEROVisionLib.predict import predict_case
+    from HEROVisionLib.mrml import add_result_to_scene, case_from_scene, predict_scene
 
     inputs, study = _scene_with_case(Case(phantom_cohort / "A0003"), scene)
     watched = [*inputs.ivim_volumes, *inputs.volumes.values(), *inputs.ceus_phase_volumes]
     before = [(node.GetMTime(), slicer.util.arrayFromVolume(node).tobytes()) for node in watched]
-    result = predict_case(case_from_scene(scene, inputs), placeholder_models, "cpu")
-    nodes = add_result_to_scene(scene, result, inputs)
+    result, nodes = predict_scene(scene, inputs, placeholder_models, "cpu")
     assert [(node.GetMTime(), slicer.util.arrayFromVolume(node).tobytes()) for node in watched] == before
 
     table = nodes["results"].GetTable()
