@@ -35,3 +35,19 @@ def test_extension_cmake_declares_metadata_and_modules():
     for line in ("find_package(Slicer REQUIRED)", "add_subdirectory(HEROVision)",
                  "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):
         assert line in text
+
+
+def test_every_ui_name_the_widget_uses_exists_in_the_designer_file():
+    """The Widget reaches its controls as ``self.ui.<name>``; a renamed or deleted control would only
+    fail inside Slicer. Parameter-node bindings must name fields of the parameter node."""
+    import xml.etree.ElementTree as ElementTree
+
+    module = (ROOT / "HEROVision" / "HEROVision.py").read_text(encoding="utf-8")
+    tree = ElementTree.parse(ROOT / "HEROVision" / "Resources" / "UI" / "HEROVision.ui")
+    widgets = {element.get("name") for element in tree.iter("widget")}
+    used = set(re.findall(r"self\.ui\.(\w+)", module))
+    assert used and used <= widgets, used - widgets
+    bound = {prop.find("string").text for prop in tree.iter("property") if prop.get("name") == "SlicerParameterName"}
+    parameter_class = re.search(r"class HEROVisionParameterNode:(.*?)\n\n\n", module, re.S).group(1)
+    fields = set(re.findall(r"^    (\w+):", parameter_class, re.M))
+    assert bound and bound <= fields, bound - fields
