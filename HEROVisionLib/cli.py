@@ -233,6 +233,32 @@ def _run_evaluate(args) -> int:
     return 0
 
 
+def _add_scene(commands):
+    parser = commands.add_parser("scene", help="predict a case and write a Slicer scene with inputs and outputs")
+    parser.add_argument("case", type=Path, help="a case folder (docs/PHANTOM.md layout)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for scene.mrml and its data files")
+    _add_model_options(parser)
+    parser.set_defaults(run=_run_scene)
+
+
+def _run_scene(args) -> int:
+    import slicer
+
+    from .io.case import Case
+    from .mrml import predict_scene, save_scene, scene_inputs_from_case
+    from .predict import load_models
+
+    if not args.case.is_dir():
+        raise HEROVisionError(f"{args.case}: not a case folder")
+    models = load_models(args.models, args.device)
+    scene = slicer.vtkMRMLScene()
+    result, _ = predict_scene(scene, scene_inputs_from_case(scene, Case(args.case)), models, args.device)
+    path = save_scene(scene, args.out)
+    _print_result(result)
+    print(f"Slicer scene written to {path} (File → Add Data, or drag it onto Slicer)")
+    return 0
+
+
 def _add_demo(commands):
     parser = commands.add_parser("demo", help="generate a phantom case and predict it with the bundled models")
     parser.add_argument("--out", type=Path, default=Path("demo-output"), help="output folder (default demo-output)")
@@ -268,7 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="herovision", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"HEROVision {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_predict, _add_batch, _add_train, _add_evaluate, _add_phantom, _add_inspect, _add_ivim):
+    for add in (_add_demo, _add_predict, _add_batch, _add_scene, _add_train, _add_evaluate, _add_phantom, _add_inspect,
+                _add_ivim):
         add(commands)
     return parser
 

@@ -12,7 +12,10 @@ helpers), so it runs inside Slicer and headless in the tests alike.
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -271,3 +274,76 @@ def predict_scene(scene, inputs: SceneInputs, models, device="auto"):
 
     result = predict_case(case_from_scene(scene, inputs), models, device)
     return result, add_result_to_scene(scene, result, inputs)
+
+
+def scene_inputs_from_case(scene, case) -> SceneInputs:
+    """Load a case folder into the scene the way Slicer holds a case: one scalar volume per IVIM
+    b-value, T2WI/DWI/US volumes, the three CEUS phase frames, one segmentation node with a segment
+    from each ROI's label 1 (the largest tumour), all in a patient/study of the subject hierarchy."""
+    import slicer
+
+    from .io.crops import select_phase_frames
+    from .io.images import vector_to_frames
+
+    available = case.available
+    hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    study = hierarchy.CreateStudyItem(hierarchy.CreateSubjectItem(hierarchy.GetSceneItemID(), case.case_id),
+                                      "HEROVision inputs")
+    inputs = SceneInputs(case.case_id, scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{case.case_id} tumour"), {})
+    if "ivim" in available:
+        series = case.load_ivim()
+        inputs.ivim_volumes = [volume_node_from_image(scene, frame, f"{case.case_id} IVIM b={b:g}")
+                               for frame, b in zip(vector_to_frames(series.image), series.bvalues)]
+        inputs.bvalues = list(series.bvalues)
+    for modality in ("t2wi", "dwi", "us"):
+        if modality in available:
+            inputs.volumes[modality] = volume_node_from_image(scene, case.load_image(modality),
+                                                              f"{case.case_id} {modality.upper()}")
+    if "ceus" in available:
+        frames = vector_to_frames(case.load_image("ceus"))
+        phases = select_phase_frames(case.load_ceus_times(), source=case.frame_times_source)
+        inputs.ceus_phase_volumes = [volume_node_from_image(scene, frames[k], f"{case.case_id} CEUS {phase}")
+                                     for phase, k in phases.items()]
+    for modality in available:
+        roi = sitk.Cast(case.load_roi(modality, image_from_volume_node(inputs.reference_node(modality))) == 1,
+                        sitk.sitkUInt8)
+        labelmap = volume_node_from_image(scene, roi, f"{modality} tumour", "vtkMRMLLabelMapVolumeNode")
+        segmentation = inputs.segmentation.GetSegmentation()
+        before = segmentation.GetNumberOfSegments()
+        slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, inputs.segmentation)
+        _remove_node(scene, labelmap)
+        inputs.segments[modality] = segmentation.GetNthSegmentID(before)
+        segmentation.GetSegment(inputs.segments[modality]).SetName(f"tumour on {modality.upper()}")
+    for node in (*inputs.ivim_volumes, *inputs.volumes.values(), *inputs.ceus_phase_volumes, inputs.segmentation):
+        hierarchy.SetItemParent(_subject_hierarchy_item(hierarchy, node), study)
+    return inputs
+
+
+def save_scene(scene, folder) -> Path:
+    """Write every node's data beside ``folder/scene.mrml`` and the scene itself; Slicer opens it as
+    is. The folder is written under a temporary name and renamed when complete (replacing an older
+    one), so data paths stay relative and a failed write leaves nothing half-made."""
+    folder = Path(folder)
+    partial = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        for k in range(scene.GetNumberOfNodes()):
+            node = scene.GetNthNode(k)
+            if not node.IsA("vtkMRMLStorableNode") or not node.AddDefaultStorageNode():
+                continue
+            storage = node.GetStorageNode()
+            safe_name = "".join(c if c.isalnum() or c in "-_=." else "_" for c in node.GetName())
+            file_name = f"{safe_name}.{storage.GetDefaultWriteFileExtension()}"
+            storage.SetFileName(str(partial / file_name))
+            if not storage.WriteData(node):
+                raise InputError(node.GetName(), f"could not be written as {file_name}")
+        scene.SetRootDirectory(str(partial))
+        scene.SetURL(str(partial / "scene.mrml"))
+        if not scene.Commit():
+            raise InputError(folder, "the scene file could not be written")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(partial, folder)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return folder / "scene.mrml"

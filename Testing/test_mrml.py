@@ -91,44 +91,27 @@ def placeholder_models(tmp_path_factory):
 
 
 def _scene_with_case(case, scene):
-    """A phantom case as Slicer holds it: scalar volumes, CEUS phases, one segmentation node with a
-    segment imported from each ROI, inputs in a patient/study of the subject hierarchy."""
-    from HEROVisionLib.io.crops import select_phase_frames
-    from HEROVisionLib.io.images import read_image, vector_to_frames
-    from HEROVisionLib.mrml import SceneInputs
+    from HEROVisionLib.mrml import scene_inputs_from_case
 
-    series = case.load_ivim()
-    ivim = [volume_node_from_image(scene, frame, f"IVIM b={b:g}")
-            for frame, b in zip(vector_to_frames(series.image), series.bvalues)]
-    volumes = {m: volume_node_from_image(scene, case.load_image(m), m.upper()) for m in ("t2wi", "dwi", "us")}
-    frames = vector_to_frames(case.load_image("ceus"))
-    phases = select_phase_frames(case.load_ceus_times())
-    ceus = [volume_node_from_image(scene, frames[k], f"CEUS {phase}") for phase, k in phases.items()]
-    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "Tumours")
-    segments = {}
-    for modality in ("ivim", "t2wi", "dwi", "us", "ceus"):
-        roi = sitk.Cast(read_image(case.roi_path(modality), label=True) == 1, sitk.sitkUInt8)
-        labelmap = volume_node_from_image(scene, roi, f"tumour {modality}", "vtkMRMLLabelMapVolumeNode")
-        before = segmentation.GetSegmentation().GetNumberOfSegments()
-        slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation)
-        scene.RemoveNode(labelmap)
-        segments[modality] = segmentation.GetSegmentation().GetNthSegmentID(before)
+    inputs = scene_inputs_from_case(scene, case)
     hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
-    study = hierarchy.CreateStudyItem(hierarchy.CreateSubjectItem(hierarchy.GetSceneItemID(), "Patient"), "Study")
-    for node in (*ivim, *volumes.values(), *ceus, segmentation):
-        hierarchy.CreateItem(study, node)
-    return SceneInputs(case.case_id, segmentation, segments, ivim, list(series.bvalues), volumes, ceus), study
+    return inputs, hierarchy.GetItemParent(hierarchy.GetItemByDataNode(inputs.volumes["t2wi"]))
 
 
 def test_prediction_from_the_scene_adds_tables_maps_and_overlays_and_leaves_inputs_alone(
         phantom_cohort, scene, placeholder_models):
     from HEROVisionLib.mrml import add_result_to_scene, case_from_scene, predict_scene
+    from HEROVisionLib.predict import predict_case
 
     inputs, study = _scene_with_case(Case(phantom_cohort / "A0003"), scene)
     watched = [*inputs.ivim_volumes, *inputs.volumes.values(), *inputs.ceus_phase_volumes]
     before = [(node.GetMTime(), slicer.util.arrayFromVolume(node).tobytes()) for node in watched]
     result, nodes = predict_scene(scene, inputs, placeholder_models, "cpu")
     assert [(node.GetMTime(), slicer.util.arrayFromVolume(node).tobytes()) for node in watched] == before
+    # the scene's nodes hold the same case as the folder: the same numbers come out
+    from_folder = predict_case(Case(phantom_cohort / "A0003"), placeholder_models, "cpu").row()
+    assert {k: v for k, v in result.row().items() if k != "seconds"} == \
+        {k: v for k, v in from_folder.items() if k != "seconds"}
 
     table = nodes["results"].GetTable()
     row = result.row()
@@ -168,6 +151,25 @@ def test_bad_scene_inputs_are_refused_and_add_no_node(phantom_cohort, scene):
     empty = inputs.segmentation.GetSegmentation().AddEmptySegment("empty")
     inputs.bvalues = [0, 10, 20, 40, 80, 200, 400, 600, 1000]
     inputs.segments["t2wi"] = empty
-    with pytest.raises(InputError, match="segment is empty on the grid of T2WI"):
+    with pytest.raises(InputError, match="segment is empty on the grid of A0003 T2WI"):
         case_from_scene(scene, inputs)
     assert scene.GetNumberOfNodes() == count
+
+
+def test_scene_command_writes_a_scene_slicer_reads_back(phantom_cohort, tmp_path, placeholder_models):
+    from HEROVisionLib.cli import main
+    from HEROVisionLib.predict import write_untrained_models
+
+    models = write_untrained_models(tmp_path / "models")
+    out = tmp_path / "scene"
+    assert main(["scene", str(phantom_cohort / "A0004"), "--out", str(out), "--models", str(models),
+                 "--device", "cpu"]) == 0
+    reloaded = slicer.vtkMRMLScene()
+    reloaded.SetURL(str(out / "scene.mrml"))
+    assert reloaded.Connect()
+    overlay = reloaded.GetFirstNodeByName("HEROVision A0004 attention_ta_t2wi")
+    t2wi = reloaded.GetFirstNodeByName("A0004 T2WI")
+    assert overlay is not None and overlay.GetImageData() is not None
+    assert same_grid(image_from_volume_node(overlay), image_from_volume_node(t2wi))
+    assert reloaded.GetFirstNodeByName("HEROVision A0004 results").GetTable().GetNumberOfRows() == 1
+    assert reloaded.GetFirstNodeByName("A0004 tumour").GetSegmentation().GetNumberOfSegments() == 5
