@@ -29,4 +29,5 @@ def test_every_bundled_package_is_verified_trained_and_labelled(bundled):
 def test_the_bundled_models_predict_a_phantom_case(bundled, phantom_cohort):
     result = predict_case(Case(phantom_cohort / "A0002"), bundled, "cpu")
     assert result.models_trained and not any("untrained" in w for w in result.warnings)
+    assert "demonstration models trained on synthetic phantom data: not for clinical use" in result.warnings
     assert result.row()["ta_risk_group"] in ("high", "low") and 0 < result.er_probability < 1

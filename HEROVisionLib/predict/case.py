@@ -41,6 +41,8 @@ def predict_case(case: Case, models: ModelSet, device="cpu", overlays: bool = Tr
                               models_trained=models.trained)
     if not models.trained:
         result.warnings.append("untrained placeholder models: the numbers are meaningless")
+    elif models.synthetic:
+        result.warnings.append("demonstration models trained on synthetic phantom data: not for clinical use")
     timings = result.timings
     with _timed(timings, "survival inputs"):
         inputs = survival_inputs(case, models.ta.herovision["preprocessing"]["image_size"])

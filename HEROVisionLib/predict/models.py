@@ -44,6 +44,11 @@ class ModelSet:
     def trained(self) -> bool:
         return all(package.trained for package in (self.ta, self.sr, self.er))
 
+    @property
+    def synthetic(self) -> bool:
+        """Any model trained on a synthetic (phantom) cohort."""
+        return any(package.herovision.get("training_cohort", {}).get("synthetic") for _, package in self.items())
+
     def versions(self) -> dict[str, str]:
         return {key: f"{package.name} {package.version}" for key, package in self.items()}
 
