@@ -120,12 +120,17 @@ def _add_model_options(parser):
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 …")
 
 
-def _add_predict(commands):
-    parser = commands.add_parser("predict", help="predict one case: risks, recurrence, attention overlays, IVIM maps")
+def _add_case_command(commands, name: str, description: str, out_help: str, run):
+    parser = commands.add_parser(name, help=description)
     parser.add_argument("case", type=Path, help="a case folder (docs/PHANTOM.md layout)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for results.csv, results.json and NRRD files")
+    parser.add_argument("--out", type=Path, required=True, help=out_help)
     _add_model_options(parser)
-    parser.set_defaults(run=_run_predict)
+    parser.set_defaults(run=run)
+
+
+def _add_predict(commands):
+    _add_case_command(commands, "predict", "predict one case: risks, recurrence, attention overlays, IVIM maps",
+                      "folder for results.csv, results.json and NRRD files", _run_predict)
 
 
 def _print_result(result) -> None:
@@ -234,11 +239,8 @@ def _run_evaluate(args) -> int:
 
 
 def _add_scene(commands):
-    parser = commands.add_parser("scene", help="predict a case and write a Slicer scene with inputs and outputs")
-    parser.add_argument("case", type=Path, help="a case folder (docs/PHANTOM.md layout)")
-    parser.add_argument("--out", type=Path, required=True, help="folder for scene.mrml and its data files")
-    _add_model_options(parser)
-    parser.set_defaults(run=_run_scene)
+    _add_case_command(commands, "scene", "predict a case and write a Slicer scene with inputs and outputs",
+                      "folder for scene.mrml and its data files", _run_scene)
 
 
 def _run_scene(args) -> int:

@@ -24,26 +24,17 @@ from ..models.ivim_net import EarlyRecurrenceHead, IVIMFeatureNet, LogisticModel
 from ..predict.models import IVIM_PREPROCESSING, early_recurrence_package
 from .augment import augment_ivim_pair
 from .data import CohortTensors
-from .loop import Distributed, autocast, seed_everything, train_epochs
+from .loop import Distributed, TrainingConfig, autocast, seed_everything, train_epochs
 
 PEARSON_LIMIT = 0.8
 SELECTED_FEATURES = 10
 
 
 @dataclass
-class EarlyRecurrenceConfig:
-    epochs: int = 30
+class EarlyRecurrenceConfig(TrainingConfig):
     batch_size: int = 8
     learning_rate: float = 3e-4
-    weight_decay: float = 1e-4
-    patience: int = 6
-    seed: int = 0
-    augment: bool = True
     folds: int = 5
-    network: dict = None  # IVIMFeatureNet keyword arguments
-
-    def __post_init__(self):
-        self.network = dict(self.network or {})
 
 
 def fused_features(network: IVIMFeatureNet, data: CohortTensors, device, batch_size: int = 8) -> np.ndarray:

@@ -17,6 +17,20 @@ import torch
 import torch.distributed as dist
 
 
+@dataclass
+class TrainingConfig:
+    """What every training run is configured by (each task's config adds its own and sets defaults)."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 6
+    seed: int = 0
+    augment: bool = True
+    network: dict = field(default_factory=dict)  # the network's keyword arguments
+
+
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed % 2**32)

@@ -8,7 +8,7 @@ Harrell's C. Then, on the training cohort: the risk cutoff by maximally selected
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -19,20 +19,15 @@ from ..stats.cutpoint import optimal_cutpoint
 from ..predict.models import HORIZONS_MONTHS, SURVIVAL_PREPROCESSING, survival_package
 from .augment import augment_survival_batch, modality_augmentation
 from .data import CohortTensors
-from .loop import Distributed, autocast, event_balanced_batches, seed_everything, train_epochs
+from .loop import Distributed, TrainingConfig, autocast, event_balanced_batches, seed_everything, train_epochs
 from .losses import cox_partial_likelihood_loss
 
 
 @dataclass
-class SurvivalConfig:
+class SurvivalConfig(TrainingConfig):
     epochs: int = 40
     batch_size: int = 64
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-4
     patience: int = 8
-    seed: int = 0
-    augment: bool = True
-    network: dict = field(default_factory=dict)  # HEROVisionNet keyword arguments
 
 
 def _inputs(data: CohortTensors, index, device, modalities):
