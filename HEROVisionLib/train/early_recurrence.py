@@ -24,7 +24,7 @@ from ..models.ivim_net import EarlyRecurrenceHead, IVIMFeatureNet, LogisticModel
 from ..predict.models import IVIM_PREPROCESSING, early_recurrence_package
 from .augment import augment_ivim_pair
 from .data import CohortTensors
-from .loop import Distributed, TrainingConfig, autocast, seed_everything, train_epochs
+from .loop import TrainingConfig, TrainingRun, autocast, train_epochs
 
 PEARSON_LIMIT = 0.8
 SELECTED_FEATURES = 10
@@ -62,11 +62,9 @@ def _validation_auc(network, data, device) -> float:
 def train_feature_network(training: CohortTensors, validation: CohortTensors, config: EarlyRecurrenceConfig, device,
                           log_folder=None, progress: bool = True):
     """Returns (network with the best validation AUC, history rows, best epoch, distributed)."""
-    generator = seed_everything(config.seed)
-    distributed = Distributed.from_environment(device)
-    network = IVIMFeatureNet(**config.network).to(device)
-    model = distributed.wrap(network, device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    run = TrainingRun.start(IVIMFeatureNet, config, device)
+    generator, distributed, network, model, optimiser = (run.generator, run.distributed, run.network, run.model,
+                                                        run.optimiser)
     labels = training.labels["er"].float()
     positive = float(labels.mean())
     weight = torch.tensor((1 - positive) / max(positive, 1e-6), device=device)

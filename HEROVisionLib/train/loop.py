@@ -159,6 +159,26 @@ class TrainingLog:
         plt.close(figure)
 
 
+@dataclass
+class TrainingRun:
+    """A seeded run: random generator, process group, the network (and its DDP wrapper) and AdamW."""
+
+    generator: torch.Generator
+    distributed: Distributed
+    network: torch.nn.Module
+    model: torch.nn.Module
+    optimiser: torch.optim.Optimizer
+
+    @classmethod
+    def start(cls, network_class, config: TrainingConfig, device: torch.device) -> TrainingRun:
+        generator = seed_everything(config.seed)  # before the network, so its initial weights are seeded too
+        distributed = Distributed.from_environment(device)
+        network = network_class(**config.network).to(device)
+        model = distributed.wrap(network, device)
+        optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        return cls(generator, distributed, network, model, optimiser)
+
+
 def train_epochs(network, model, optimiser, distributed: Distributed, *, epochs: int, patience: int, batches,
                  batch_loss, validate, metric: str, log_folder=None, progress: bool = True) -> tuple[list[dict], int]:
     """The epoch loop every task shares: this rank's share of ``batches(epoch)``, ``batch_loss(index,

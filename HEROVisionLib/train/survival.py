@@ -19,7 +19,7 @@ from ..stats.cutpoint import optimal_cutpoint
 from ..predict.models import HORIZONS_MONTHS, SURVIVAL_PREPROCESSING, survival_package
 from .augment import augment_survival_batch, modality_augmentation
 from .data import CohortTensors
-from .loop import Distributed, TrainingConfig, autocast, event_balanced_batches, seed_everything, train_epochs
+from .loop import TrainingConfig, TrainingRun, autocast, event_balanced_batches, train_epochs
 from .losses import cox_partial_likelihood_loss
 
 
@@ -57,11 +57,9 @@ def _validation_c(network, validation: CohortTensors, device) -> float:
 def train_survival(training: CohortTensors, validation: CohortTensors, config: SurvivalConfig, device,
                    log_folder=None, progress: bool = True):
     """Returns (network with the best validation C, history rows, best epoch, distributed)."""
-    generator = seed_everything(config.seed)
-    distributed = Distributed.from_environment(device)
-    network = HEROVisionNet(**config.network).to(device)
-    model = distributed.wrap(network, device)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    run = TrainingRun.start(HEROVisionNet, config, device)
+    generator, distributed, network, model, optimiser = (run.generator, run.distributed, run.network, run.model,
+                                                        run.optimiser)
     transforms = {m: modality_augmentation(m) for m in network.modalities}
     for k, transform in enumerate(transforms.values()):
         transform.set_random_state(config.seed * 100 + k + distributed.rank)
