@@ -244,7 +244,10 @@ def _add_scene(commands):
 
 
 def _run_scene(args) -> int:
-    import slicer
+    try:
+        import slicer
+    except ImportError:
+        raise HEROVisionError("herovision scene needs MRML outside Slicer: pip install slicer-core") from None
 
     from .io.case import Case
     from .mrml import predict_scene, save_scene, scene_inputs_from_case

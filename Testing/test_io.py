@@ -282,7 +282,7 @@ def test_missing_modality_is_reported_not_fatal(case_folder):
 
 
 def test_roi_on_another_grid_is_resampled_in_physical_space(case1):
-    t2, roi_t2 = case1.images["t2wi"], case1.images["t2wi_roi"]
+    roi_t2 = case1.images["t2wi_roi"]
     on_ivim_grid = resample_roi_to(roi_t2, case1.images["dwi"])
     assert on_ivim_grid.GetSize() == case1.images["dwi"].GetSize()
     assert volume_ml(on_ivim_grid) == pytest.approx(volume_ml(roi_t2), rel=0.15)

@@ -5,16 +5,13 @@ import math
 import shutil
 
 import numpy as np
-import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from HEROVisionLib.cli import main
 from HEROVisionLib.io.case import Case
 from HEROVisionLib.io.crops import slice_crops
 from HEROVisionLib.io.geometry import label_centroid, same_grid
-from HEROVisionLib.predict import RESULT_COLUMNS, load_models, predict_case, predict_cohort, write_untrained_models
-from HEROVisionLib.predict.batch import shard_case_ids
+from HEROVisionLib.predict import RESULT_COLUMNS, load_models, predict_case, write_untrained_models
 from HEROVisionLib.predict.overlays import overlay_on_source
 
 

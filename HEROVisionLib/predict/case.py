@@ -12,8 +12,6 @@ import math
 import time
 from contextlib import contextmanager
 
-import numpy as np
-import SimpleITK as sitk
 import torch
 
 from ..errors import HEROVisionError, InputError
@@ -54,13 +52,13 @@ def predict_case(case: Case, models: ModelSet, device="cpu", overlays: bool = Tr
         else:
             result.warnings.append("no T2WI, DWI, US or CEUS image usable: no PFS prediction")
     with _timed(timings, "IVIM"):
-        _early_recurrence(result, case, models, device, overlays)
+        ivim = _early_recurrence(result, case, models, device, overlays)
     result.inputs_used = tuple(m for m in ("ivim", *inputs.present) if m not in result.inputs_missing)
     if not result.inputs_used:
         raise InputError(case.folder, "no usable image: " + "; ".join(f"{k}: {v}" for k, v in result.inputs_missing.items()))
     for modality, reason in result.inputs_missing.items():
         result.warnings.append(f"{modality} not used: {reason}")
-    _tumour_measures(result, case)
+    _tumour_measures(result, case, inputs, ivim)
     return result
 
 
@@ -87,9 +85,10 @@ def _survival(result, key, package, inputs, device, with_overlays):
 
 
 def _early_recurrence(result, case, models, device, with_overlays):
+    """The IVIM maps, statistics and early-recurrence probabilities; returns the IVIM inputs (or None)."""
     if "ivim" in result.inputs_missing:
         result.warnings.append("no IVIM series: no early-recurrence probability")
-        return
+        return None
     package = models.er
     settings = package.herovision["preprocessing"]
     try:
@@ -97,7 +96,7 @@ def _early_recurrence(result, case, models, device, with_overlays):
     except HEROVisionError as error:
         result.inputs_missing["ivim"] = str(error)
         result.warnings.append("IVIM unusable: no early-recurrence probability")
-        return
+        return None
     result.maps = {f"ivim_{name}": image for name, image in ivim.source_maps.items()}
     tumour = ivim.statistics[ivim.statistics["label"] == 1].set_index("parameter")
     result.ivim_medians = {name: float(tumour.loc[name, "median"]) for name in ("ADC", "D", "Dstar", "f")}
@@ -107,27 +106,24 @@ def _early_recurrence(result, case, models, device, with_overlays):
     bvalues, maps = ivim.bvalues[None].to(device), ivim.maps[None].to(device)
     with torch.no_grad():
         features = network.features(bvalues, maps)
-    size_cm = largest_axial_diameter_cm(case.load_roi("ivim", ivim.source), 1, case.roi_path("ivim"))
-    deep, combined = head.probabilities(features, size_cm, result.ivim_medians["D"])
+    deep, combined = head.probabilities(features, ivim.tumor_size_cm, ivim.tumor_d)
     result.er_probability, result.er_probability_combined = float(deep[0]), float(combined[0])
     if with_overlays:  # Grad-CAM explains the predicted class: recurrence, or no recurrence
         sign = 1.0 if result.er_probability >= 0.5 else -1.0
         bvalue_cam, map_cam = network.gradcam(bvalues, maps, lambda fused: sign * head.deep_score(fused))
         for name, cam in (("bvalues", bvalue_cam), ("maps", map_cam)):
             result.overlays[f"attention_er_{name}"] = overlay_on_source([cam[0].cpu().numpy()], [ivim.crop], ivim.source)
+    return ivim
 
 
-def _tumour_measures(result, case):
-    """Size and volume of ROI label 1 on T2WI (what a radiologist reports), else on the IVIM grid."""
-    for modality in ("t2wi", "ivim"):
-        if modality in result.inputs_used:
-            image = case.load_image(modality) if modality == "t2wi" else _first_frame(case)
-            roi = case.load_roi(modality, image)
-            result.tumor_size_cm = largest_axial_diameter_cm(roi, 1, case.roi_path(modality))
-            result.tumor_volume_ml = volume_ml(roi, 1, case.roi_path(modality))
-            return
-
-
-def _first_frame(case):
-    series = case.load_ivim()
-    return sitk.VectorIndexSelectionCast(series.image, int(np.argmin(series.bvalues)), sitk.sitkFloat32)
+def _tumour_measures(result, case, inputs, ivim) -> None:
+    """Size and volume of ROI label 1 on T2WI (what a radiologist reports), else on the IVIM grid;
+    the ROIs were loaded already for the models."""
+    if "t2wi" in inputs.rois:
+        roi, source = inputs.rois["t2wi"], case.roi_path("t2wi")
+    elif ivim is not None:
+        roi, source = ivim.roi, ivim.roi_source
+    else:
+        return
+    result.tumor_size_cm = largest_axial_diameter_cm(roi, 1, source)
+    result.tumor_volume_ml = volume_ml(roi, 1, source)

@@ -25,6 +25,7 @@ from ..io.case import Case
 from ..io.crops import Crop, select_phase_frames, slice_crops, voi_crop
 from ..io.diffusion import DiffusionSeries
 from ..io.images import vector_to_frames
+from ..io.measure import largest_axial_diameter_cm
 from ..ivim import fit_series, roi_statistics
 from ..models.herovision_net import MODALITY_IMAGES
 from ..models.ivim_net import IVIM_MAP_CHANNELS
@@ -43,6 +44,7 @@ class SurvivalInputs:
     present: dict[str, bool]
     crops: dict[str, list[Crop]] = field(default_factory=dict)
     sources: dict[str, sitk.Image] = field(default_factory=dict)  # the grid each modality's overlay lands on
+    rois: dict[str, sitk.Image] = field(default_factory=dict)  # each modality's ROI on that grid
     missing: dict[str, str] = field(default_factory=dict)
 
 
@@ -54,27 +56,43 @@ class IVIMInputs:
     source: sitk.Image  # the IVIM grid (a b = 0 frame), where the overlay lands
     source_maps: dict[str, sitk.Image]  # parametric maps on the IVIM grid (0 outside the VOI)
     statistics: object  # pandas DataFrame of roi_statistics
+    roi: sitk.Image  # the tumour ROI on the IVIM grid
+    roi_source: object
+
+    @property
+    def tumor_d(self) -> float:
+        """Median D of the largest tumour (label 1): the combined model's clinical predictor."""
+        rows = self.statistics[(self.statistics["label"] == 1) & (self.statistics["parameter"] == "D")]
+        return float(rows["median"].iloc[0])
+
+    @property
+    def tumor_size_cm(self) -> float:
+        """Largest axial diameter of label 1 on the IVIM grid, the combined model's other predictor
+        (the same definition in training and prediction)."""
+        return largest_axial_diameter_cm(self.roi, 1, self.roi_source)
 
 
-def _modality_crops(case: Case, modality: str, size: int) -> tuple[list[Crop], sitk.Image]:
+def _modality_crops(case: Case, modality: str, size: int) -> tuple[list[Crop], sitk.Image, sitk.Image]:
+    """(crops, the image the overlay lands on, the ROI on that image)."""
     roi_path = case.roi_path(modality)
     if modality in ("t2wi", "dwi"):
         image = case.load_image(modality)
-        return slice_crops(image, case.load_roi(modality, image), size=size, neighbours=1,
-                           source=case.image_path(modality), roi_source=roi_path), image
+        roi = case.load_roi(modality, image)
+        return slice_crops(image, roi, size=size, neighbours=1, source=case.image_path(modality),
+                           roi_source=roi_path), image, roi
     if modality == "us":
         image = case.load_image("us")
         roi = case.load_roi("us", image)
         crops = [slice_crops(image, roi, size=size, neighbours=0, margin=margin, source=case.image_path("us"),
                              roi_source=roi_path)[0] for margin in US_MARGINS]
-        return crops, image
+        return crops, image, roi
     series = case.load_image("ceus")
     frames = vector_to_frames(series)
     roi = case.load_roi("ceus", frames[0])
     phases = select_phase_frames(case.load_ceus_times(), source=case.frame_times_source)
     crops = [slice_crops(frames[index], roi, size=size, neighbours=0, source=case.image_path("ceus"),
                          roi_source=roi_path)[0] for index in phases.values()]
-    return crops, frames[0]
+    return crops, frames[0], roi
 
 
 def _scaled(crops: list[Crop]) -> torch.Tensor:
@@ -94,13 +112,13 @@ def survival_inputs(case: Case, size: int = 128) -> SurvivalInputs:
         if modality in missing:
             continue
         try:
-            crops, source = _modality_crops(case, modality, size)
+            crops, source, roi = _modality_crops(case, modality, size)
         except HEROVisionError as error:
             missing[modality] = str(error)
             continue
         inputs.images[modality] = _scaled(crops)
         inputs.present[modality] = True
-        inputs.crops[modality], inputs.sources[modality] = crops, source
+        inputs.crops[modality], inputs.sources[modality], inputs.rois[modality] = crops, source, roi
     return inputs
 
 
@@ -115,7 +133,8 @@ def ivim_inputs(case: Case, crop_size: int = 64, spacing_mm: float = 1.5, method
                 device="cpu") -> IVIMInputs:
     """The IVIM model's two crops, and the parametric maps and tumour statistics they come from."""
     series: DiffusionSeries = case.load_ivim()
-    b0 = vector_to_frames(series.image)[int(np.argmin(series.bvalues))]
+    b0_index = int(np.argmin(series.bvalues))
+    b0 = vector_to_frames(series.image)[b0_index]
     roi = case.load_roi("ivim", b0)
     crop = voi_crop(series.image, roi, size=crop_size, spacing_mm=spacing_mm, source=series.source,
                     roi_source=case.roi_path("ivim"))
@@ -126,11 +145,11 @@ def ivim_inputs(case: Case, crop_size: int = 64, spacing_mm: float = 1.5, method
     statistics = roi_statistics(maps, roi, case.roi_path("ivim"))
     bvalue_crop = np.moveaxis(sitk.GetArrayFromImage(crop.image), -1, 0)  # (9, z, y, x)
     tumour = sitk.GetArrayViewFromImage(crop.roi) == 1
-    b0_index = int(np.argmin(series.bvalues))
     tumour_b0 = float(bvalue_crop[b0_index][tumour].mean()) if tumour.any() else float(bvalue_crop[b0_index].max())
     if not tumour_b0 > 0:
         raise InputError(series.source, "no b = 0 signal in the tumour: cannot normalise the IVIM crop")
     map_crops = [sitk.GetArrayFromImage(voi_crop(maps[name], roi, size=crop_size, spacing_mm=spacing_mm).image)
                  * MAP_SCALES[name] for name in IVIM_MAP_CHANNELS]
     return IVIMInputs(torch.from_numpy((bvalue_crop / tumour_b0).astype(np.float32)),
-                      torch.from_numpy(np.stack(map_crops).astype(np.float32)), crop, b0, maps, statistics)
+                      torch.from_numpy(np.stack(map_crops).astype(np.float32)), crop, b0, maps, statistics, roi,
+                      case.roi_path("ivim"))

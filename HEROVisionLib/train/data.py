@@ -71,13 +71,10 @@ def _survival_case(arguments):
 def _ivim_case(arguments):
     folder, clinical, settings = arguments
     from ..io.case import Case
-    from ..io.measure import largest_axial_diameter_cm
 
-    case = Case(folder, clinical)
-    ivim = ivim_inputs(case, settings["crop_size"], settings["spacing_mm"], settings["ivim_method"], "cpu")
-    tumour = ivim.statistics[(ivim.statistics["label"] == 1) & (ivim.statistics["parameter"] == "D")]
-    size_cm = largest_axial_diameter_cm(ivim.crop.roi, 1, case.roi_path("ivim"))
-    return ivim.bvalues.half(), ivim.maps.half(), float(tumour["median"].iloc[0]), size_cm
+    ivim = ivim_inputs(Case(folder, clinical), settings["crop_size"], settings["spacing_mm"], settings["ivim_method"],
+                       "cpu")
+    return ivim.bvalues.half(), ivim.maps.half(), ivim.tumor_d, ivim.tumor_size_cm
 
 
 def _single_thread():
