@@ -2,8 +2,9 @@
 
 Inputs come from :mod:`HEROVisionLib.predict.inputs` (the same crops, scaling and IVIM fits as at
 prediction time: a model never sees training data prepared differently from what it will meet).
-Cases are prepared in parallel processes; a case that cannot be prepared is left out and reported,
-never silently. Images are kept as float16 to hold a few hundred 3-D crops in memory.
+Cases are prepared in parallel processes; a case that cannot be prepared (bad input or an
+unexpected failure) is left out and listed, never silently, and never stops the run. Images are
+kept as float16 to hold a few hundred 3-D crops in memory.
 """
 
 from __future__ import annotations
@@ -91,8 +92,9 @@ def _run(function, jobs, workers, progress, description):
         for future in tqdm(futures, desc=description, unit="case", disable=not progress):
             try:
                 results.append(future.result())
-            except HEROVisionError as error:
-                results.append(error)
+            except Exception as error:  # noqa: BLE001 — one bad case is listed on the card, never fatal
+                results.append(error if isinstance(error, HEROVisionError) else
+                               HEROVisionError(f"internal error {type(error).__name__}: {error}"))
     return results
 
 
