@@ -11,7 +11,9 @@ import SimpleITK as sitk
 from HEROVisionLib.io.case import Case
 from HEROVisionLib.io.crops import slice_crops
 from HEROVisionLib.io.geometry import label_centroid, same_grid
+from HEROVisionLib.models.ivim_net import IVIM_MAP_CHANNELS
 from HEROVisionLib.predict import RESULT_COLUMNS, load_models, predict_case, write_untrained_models
+from HEROVisionLib.predict.inputs import IVIM_PREPROCESSING, ivim_inputs
 from HEROVisionLib.predict.overlays import overlay_on_source
 
 
@@ -164,3 +166,20 @@ def test_attention_overlays_land_on_the_tumour_of_reoriented_images(phantom_coho
         # mm: the reoriented series was itself resampled (rotated, linear), so its crop differs by
         # interpolation; a wrong geometry would move the map by tens of mm. IVIM slices are 5 mm.
         assert shift < 5.0, (name, shift)
+
+
+def test_the_ivim_map_crops_hold_the_tumour_alone_unless_an_older_package_saw_the_liver(phantom_cohort):
+    """Packages trained with ``maps_roi_only`` see maps zeroed outside the tumour VOI; packages made before
+    that option existed (no key in their preprocessing block) keep getting the whole crop, so their
+    numbers do not change. The b-value crop keeps the surrounding liver either way."""
+    case = Case(phantom_cohort / "A0003")
+    tumour_only = ivim_inputs(case, IVIM_PREPROCESSING)
+    legacy = ivim_inputs(case, {k: v for k, v in IVIM_PREPROCESSING.items() if k != "maps_roi_only"})
+    tumour = sitk.GetArrayViewFromImage(tumour_only.crop.roi) == 1
+    d_channel = IVIM_MAP_CHANNELS.index("D")
+    assert tumour.any() and (~tumour).any()
+    assert np.all(tumour_only.maps[:, ~tumour].numpy() == 0)
+    np.testing.assert_array_equal(tumour_only.maps[:, tumour].numpy(), legacy.maps[:, tumour].numpy())
+    liver_d = legacy.maps[d_channel][~tumour].numpy()
+    assert np.median(liver_d[liver_d > 0]) == pytest.approx(1.1, rel=0.25)  # liver D ≈ 1.1e-3 mm²/s, scaled ×10³
+    np.testing.assert_array_equal(tumour_only.bvalues.numpy(), legacy.bvalues.numpy())

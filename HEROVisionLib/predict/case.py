@@ -92,7 +92,7 @@ def _early_recurrence(result, case, models, device, with_overlays):
     package = models.er
     settings = package.herovision["preprocessing"]
     try:
-        ivim = ivim_inputs(case, settings["crop_size"], settings["spacing_mm"], settings["ivim_method"], device)
+        ivim = ivim_inputs(case, settings, device)
     except HEROVisionError as error:
         result.inputs_missing["ivim"] = str(error)
         result.warnings.append("IVIM unusable: no early-recurrence probability")

@@ -30,8 +30,12 @@ from ..ivim import fit_series, roi_statistics
 from ..models.herovision_net import MODALITY_IMAGES
 from ..models.ivim_net import IVIM_MAP_CHANNELS
 
-#: Multipliers that bring each parametric map to order one (mm²/s → 10⁻³ mm²/s, D* → 10⁻¹ mm²/s).
-MAP_SCALES = {"ADC": 1e3, "D": 1e3, "Dstar": 1e1, "f": 1.0}
+#: How the IVIM model's crops are made; a package records the block it was trained with. The map
+#: scales bring each parametric map to order one (mm²/s → 10⁻³ mm²/s, D* → 10⁻¹ mm²/s);
+#: ``maps_roi_only`` zeroes the maps outside the tumour so the map branch sees the tumour alone
+#: (its values, size and outline), while the b-value branch keeps the surrounding liver.
+IVIM_PREPROCESSING = {"crop_size": 64, "spacing_mm": 1.5, "ivim_method": "full",
+                      "map_scales": {"ADC": 1e3, "D": 1e3, "Dstar": 1e1, "f": 1.0}, "maps_roi_only": True}
 US_MARGINS = (0.25, 1.0)
 PERCENTILES = (0.5, 99.5)
 
@@ -129,9 +133,11 @@ def _footprint(reference: sitk.Image, crop_grid: sitk.Image) -> sitk.Image:
     return sitk.Resample(ones, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
 
 
-def ivim_inputs(case: Case, crop_size: int = 64, spacing_mm: float = 1.5, method: str = "full",
-                device="cpu") -> IVIMInputs:
-    """The IVIM model's two crops, and the parametric maps and tumour statistics they come from."""
+def ivim_inputs(case: Case, settings: dict = IVIM_PREPROCESSING, device="cpu") -> IVIMInputs:
+    """The IVIM model's two crops, made as ``settings`` (a package's preprocessing block) says, and the
+    parametric maps and tumour statistics they come from. Packages older than ``maps_roi_only`` saw
+    whole-crop maps, and still get them."""
+    crop_size, spacing_mm = settings["crop_size"], settings["spacing_mm"]
     series: DiffusionSeries = case.load_ivim()
     b0_index = int(np.argmin(series.bvalues))
     b0 = vector_to_frames(series.image)[b0_index]
@@ -141,15 +147,16 @@ def ivim_inputs(case: Case, crop_size: int = 64, spacing_mm: float = 1.5, method
     footprint = _footprint(b0, crop.image)
     if not sitk.GetArrayViewFromImage(footprint).any():
         raise InputError(series.source, "the tumour VOI holds no voxel of the IVIM series")
-    maps = fit_series(series, footprint, method=method, device=device)
+    maps = fit_series(series, footprint, method=settings["ivim_method"], device=device)
     statistics = roi_statistics(maps, roi, case.roi_path("ivim"))
     bvalue_crop = np.moveaxis(sitk.GetArrayFromImage(crop.image), -1, 0)  # (9, z, y, x)
     tumour = sitk.GetArrayViewFromImage(crop.roi) == 1
     tumour_b0 = float(bvalue_crop[b0_index][tumour].mean()) if tumour.any() else float(bvalue_crop[b0_index].max())
     if not tumour_b0 > 0:
         raise InputError(series.source, "no b = 0 signal in the tumour: cannot normalise the IVIM crop")
+    inside = tumour if settings.get("maps_roi_only", False) else True
     map_crops = [sitk.GetArrayFromImage(voi_crop(maps[name], roi, size=crop_size, spacing_mm=spacing_mm).image)
-                 * MAP_SCALES[name] for name in IVIM_MAP_CHANNELS]
+                 * settings["map_scales"][name] * inside for name in IVIM_MAP_CHANNELS]
     return IVIMInputs(torch.from_numpy((bvalue_crop / tumour_b0).astype(np.float32)),
                       torch.from_numpy(np.stack(map_crops).astype(np.float32)), crop, b0, maps, statistics, roi,
                       case.roi_path("ivim"))

@@ -19,13 +19,12 @@ from ..errors import InputError
 from ..models.herovision_net import HEROVisionNet
 from ..models.ivim_net import IVIMFeatureNet, EarlyRecurrenceHead
 from ..models.package import ModelPackage, build_metadata, load_package, save_package
+from .inputs import IVIM_PREPROCESSING
 
 PACKAGE_NAMES = {"ta": "HEROVision-TA", "sr": "HEROVision-SR", "er": "IVIM-ER"}
 TREATMENTS = {"ta": "TA", "sr": "SR"}
 HORIZONS_MONTHS = (12, 24, 36)
 SURVIVAL_PREPROCESSING = {"image_size": 128, "us_margins": [0.25, 1.0], "percentiles": [0.5, 99.5]}
-IVIM_PREPROCESSING = {"crop_size": 64, "spacing_mm": 1.5, "ivim_method": "full",
-                      "map_scales": {"ADC": 1e3, "D": 1e3, "Dstar": 1e1, "f": 1.0}}
 
 
 def bundled_models_folder() -> Path:

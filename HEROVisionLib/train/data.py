@@ -73,8 +73,7 @@ def _ivim_case(arguments):
     folder, clinical, settings = arguments
     from ..io.case import Case
 
-    ivim = ivim_inputs(Case(folder, clinical), settings["crop_size"], settings["spacing_mm"], settings["ivim_method"],
-                       "cpu")
+    ivim = ivim_inputs(Case(folder, clinical), settings, "cpu")
     return ivim.bvalues.half(), ivim.maps.half(), ivim.tumor_d, ivim.tumor_size_cm
 
 

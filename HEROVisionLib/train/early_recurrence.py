@@ -21,7 +21,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 from ..models.ivim_net import EarlyRecurrenceHead, IVIMFeatureNet, LogisticModel
-from ..predict.models import IVIM_PREPROCESSING, early_recurrence_package
+from ..predict.inputs import IVIM_PREPROCESSING
+from ..predict.models import early_recurrence_package
 from .augment import augment_ivim_pair
 from .data import CohortTensors
 from .loop import TrainingConfig, TrainingRun, autocast, train_epochs

@@ -16,7 +16,7 @@ from ..devices import resolve_device
 from ..errors import InputError
 from ..io.case import Cohort
 from ..models.package import save_package
-from ..predict.models import IVIM_PREPROCESSING
+from ..predict.inputs import IVIM_PREPROCESSING
 from .data import TASKS, prepare, split
 from .early_recurrence import (EarlyRecurrenceConfig, early_recurrence_model_package, train_feature_network)
 from .survival import SurvivalConfig, survival_model_package, train_survival
@@ -26,7 +26,7 @@ PRESETS = {
         "survival": dict(epochs=30, batch_size=48, patience=6,
                          network=dict(encoder=dict(image_size=64, stem_channels=16, patch_grid=8, embed_dim=48,
                                                    depth=2, num_heads=4, out_features=128))),
-        "er": dict(epochs=15, batch_size=8, patience=4,
+        "er": dict(epochs=25, batch_size=8, patience=6,
                    network=dict(crop_size=64, patch_size=8, hidden_size=64, mlp_dim=128, num_layers=2, num_heads=4)),
     },
     "tiny": {
