@@ -21,3 +21,7 @@ class InputError(HEROVisionError, ValueError):
         self.source = str(source)
         self.problem = problem
         super().__init__(f"{self.source}: {problem}")
+
+
+class Cancelled(HEROVisionError):
+    """The user stopped a running prediction; nothing it would have made was kept."""

@@ -30,6 +30,9 @@ from .io.memory_case import MemoryCase
 
 _RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
 
+#: The attribute holding a volume's b-value (s/mm²), named after the DICOM keyword of (0018,9087).
+BVALUE_ATTRIBUTE = "DiffusionBValue"
+
 
 def _matrix_to_numpy(matrix: vtk.vtkMatrix4x4) -> np.ndarray:
     return np.array([[matrix.GetElement(i, j) for j in range(4)] for i in range(4)])
@@ -294,6 +297,8 @@ def scene_inputs_from_case(scene, case) -> SceneInputs:
         series = case.load_ivim()
         inputs.ivim_volumes = [volume_node_from_image(scene, frame, f"{case.case_id} IVIM b={b:g}")
                                for frame, b in zip(vector_to_frames(series.image), series.bvalues)]
+        for node, b in zip(inputs.ivim_volumes, series.bvalues):
+            node.SetAttribute(BVALUE_ATTRIBUTE, f"{b:g}")
         inputs.bvalues = list(series.bvalues)
     for modality in ("t2wi", "dwi", "us"):
         if modality in available:

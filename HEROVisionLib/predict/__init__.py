@@ -1,10 +1,11 @@
 """Layer 4: one case in, one structured result out; cohorts streamed, sharded and resumable."""
 
+from .background import BackgroundPrediction
 from .batch import parse_shard, predict_cohort
 from .case import predict_case
 from .models import ModelSet, bundled_models_folder, load_models, write_untrained_models
 from .outputs import write_case_outputs
 from .result import RESULT_COLUMNS, PredictionResult
 
-__all__ = ["RESULT_COLUMNS", "ModelSet", "PredictionResult", "bundled_models_folder", "load_models", "parse_shard",
+__all__ = ["RESULT_COLUMNS", "BackgroundPrediction", "ModelSet", "PredictionResult", "bundled_models_folder", "load_models", "parse_shard",
            "predict_case", "predict_cohort", "write_case_outputs", "write_untrained_models"]

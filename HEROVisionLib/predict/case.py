@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import torch
@@ -25,15 +26,30 @@ from .overlays import overlay_on_source
 from .result import PredictionResult, SurvivalResult
 
 
-@contextmanager
-def _timed(timings: dict, stage: str):
-    start = time.perf_counter()
-    yield
-    timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - start
+#: The stages of a prediction, in order, with the share of a typical case's time each takes.
+STAGES = {"survival inputs": 0.15, "survival models": 0.45, "IVIM": 0.40}
 
 
-def predict_case(case: Case, models: ModelSet, device="cpu", overlays: bool = True) -> PredictionResult:
-    """Run every model on ``case`` (see module docstring)."""
+def _stage_timer(timings: dict, progress):
+    """``with stage(name):`` times a stage; ``progress(name, fraction done before it)`` is told first
+    (a caller that wants to stop the prediction raises from it, e.g. :class:`~HEROVisionLib.errors.Cancelled`)."""
+    names = list(STAGES)
+
+    @contextmanager
+    def stage(name: str):
+        if progress is not None:
+            progress(name, sum(STAGES[n] for n in names[:names.index(name)]))
+        start = time.perf_counter()
+        yield
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+    return stage
+
+
+def predict_case(case: Case, models: ModelSet, device="cpu", overlays: bool = True,
+                 progress: Callable[[str, float], None] | None = None) -> PredictionResult:
+    """Run every model on ``case`` (see module docstring); ``progress(stage, fraction)`` is called
+    as each of :data:`STAGES` begins."""
     device = resolve_device(device)
     result = PredictionResult(case.case_id, device=str(device), model_versions=models.versions(),
                               models_trained=models.trained)
@@ -41,17 +57,17 @@ def predict_case(case: Case, models: ModelSet, device="cpu", overlays: bool = Tr
         result.warnings.append("untrained placeholder models: the numbers are meaningless")
     elif models.synthetic:
         result.warnings.append("demonstration models trained on synthetic phantom data: not for clinical use")
-    timings = result.timings
-    with _timed(timings, "survival inputs"):
+    stage = _stage_timer(result.timings, progress)
+    with stage("survival inputs"):
         inputs = survival_inputs(case, models.ta.herovision["preprocessing"]["image_size"])
     result.inputs_missing = dict(inputs.missing)
-    with _timed(timings, "survival models"):
+    with stage("survival models"):
         if any(inputs.present.values()):
             for key in ("ta", "sr"):
                 _survival(result, key, getattr(models, key), inputs, device, overlays)
         else:
             result.warnings.append("no T2WI, DWI, US or CEUS image usable: no PFS prediction")
-    with _timed(timings, "IVIM"):
+    with stage("IVIM"):
         ivim = _early_recurrence(result, case, models, device, overlays)
     result.inputs_used = tuple(m for m in ("ivim", *inputs.present) if m not in result.inputs_missing)
     if not result.inputs_used:

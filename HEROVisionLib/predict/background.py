@@ -1,0 +1,51 @@
+"""A prediction that runs in a worker thread, so an interactive caller (Slicer's panel) keeps its
+event loop turning: it polls :meth:`BackgroundPrediction.done`, shows :attr:`stage` and
+:attr:`fraction`, and may :meth:`cancel`. torch releases the interpreter lock while it computes, so
+the caller stays responsive. Only plain data crosses threads: the case was read from the scene
+before, and the caller adds the result to the scene after, on its own thread.
+
+Cancelling takes effect when the next stage begins (:data:`~HEROVisionLib.predict.case.STAGES`);
+the result is then discarded and :meth:`result` raises :class:`~HEROVisionLib.errors.Cancelled`.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from ..errors import Cancelled
+from .case import predict_case
+from .result import PredictionResult
+
+
+class BackgroundPrediction:
+    """``predict_case(case, models, device)`` started at construction on a worker thread."""
+
+    def __init__(self, case, models, device="auto"):
+        self.stage = "starting"
+        self.fraction = 0.0
+        self._cancel = threading.Event()
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="herovision-predict")
+        self._future: Future = executor.submit(predict_case, case, models, device, True, self._progress)
+        executor.shutdown(wait=False)
+
+    def _progress(self, stage: str, fraction: float) -> None:
+        if self._cancel.is_set():
+            raise Cancelled("prediction cancelled")
+        self.stage, self.fraction = stage, fraction
+
+    def cancel(self) -> None:
+        """Ask the prediction to stop at the start of its next stage."""
+        self._cancel.set()
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self, timeout: float | None = None) -> PredictionResult:
+        """The result (waiting up to ``timeout`` s); raises what the prediction raised, or
+        :class:`Cancelled` when it was cancelled, even if it had got to the end."""
+        result = self._future.result(timeout)
+        if self._cancel.is_set():
+            raise Cancelled("prediction cancelled")
+        self.stage, self.fraction = "done", 1.0
+        return result
