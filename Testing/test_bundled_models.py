@@ -24,6 +24,10 @@ def test_every_bundled_package_is_verified_trained_and_labelled(bundled):
         assert ("oracle_c_index" if block["kind"] == "survival" else "oracle_auc") in test
         card = (package.path / "docs" / "README.md").read_text(encoding="utf-8")
         assert "Demonstration model" in card and "not on patients" in card and "Validation metrics" in card
+    # what the Slicer panel lists: each package, how it was trained, its intended-use text
+    for line, (_, package) in zip(bundled.describe(), bundled.items()):
+        assert line.startswith(f"{package.name} {package.version} (trained on a synthetic phantom cohort) — ")
+        assert line.endswith(package.metadata["intended_use"]) and "not for clinical use" in line.lower()
 
 
 def test_the_bundled_models_predict_a_phantom_case(bundled, phantom_cohort):

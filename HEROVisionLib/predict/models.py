@@ -54,6 +54,16 @@ class ModelSet:
     def items(self):
         return (("ta", self.ta), ("sr", self.sr), ("er", self.er))
 
+    def describe(self) -> list[str]:
+        """One line per package for the panel: name, version, how it was trained, intended use."""
+        lines = []
+        for _, package in self.items():
+            cohort = package.herovision.get("training_cohort", {})
+            trained = ("untrained placeholder" if not package.trained else
+                       "trained on a synthetic phantom cohort" if cohort.get("synthetic") else "trained")
+            lines.append(f"{package.name} {package.version} ({trained}) — {package.metadata.get('intended_use', '')}")
+        return lines
+
 
 def load_models(folder=None, device="cpu") -> ModelSet:
     """Load and verify the three packages of ``folder`` (default: :func:`bundled_models_folder`)."""

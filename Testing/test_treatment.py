@@ -1,0 +1,46 @@
+"""The paper's four cross-stratification categories on constructed patients."""
+
+import math
+
+import pytest
+
+from HEROVisionLib.predict.result import PredictionResult, SurvivalResult
+from HEROVisionLib.treatment import recommend, summary_line
+
+
+@pytest.mark.parametrize("ta, sr, planned, category, treatment", [
+    ("high", "low", "TA", "switch", "SR"),      # high under the plan, low under the other: switch
+    ("low", "high", "SR", "switch", "TA"),
+    ("low", "high", "TA", "keep", "TA"),        # low under the plan, high under the other: keep
+    ("high", "low", "SR", "keep", "SR"),
+    ("low", "low", "TA", "either", None),       # low under both: shared decision
+    ("high", "high", "SR", "both high", None),  # high under both: intensify, monitor
+    ("high", "low", None, "favours", "SR"),     # no plan: the low-risk treatment is favoured
+    ("low", "high", None, "favours", "TA"),
+])
+def test_each_combination_of_risk_groups_gets_the_papers_category(ta, sr, planned, category, treatment):
+    advice = recommend(ta, sr, planned)
+    assert (advice.category, advice.treatment) == (category, treatment)
+
+
+def test_the_words_say_what_to_do():
+    assert "consider switching to SR" in recommend("high", "low", "TA").words
+    assert "shared decision" in recommend("low", "low").words
+    assert "more aggressive sequential treatment and closer monitoring" in recommend("high", "high").words
+
+
+@pytest.mark.parametrize("ta, sr, planned", [("medium", "low", None), ("high", "low", "RFA")])
+def test_unknown_groups_or_treatments_are_refused(ta, sr, planned):
+    with pytest.raises(ValueError):
+        recommend(ta, sr, planned)
+
+
+def test_the_summary_line_names_both_groups_the_advice_and_early_recurrence():
+    result = PredictionResult("A0001", models_trained=True, er_probability_combined=0.372,
+                              survival={"ta": SurvivalResult("HEROVision-TA", 1.2, "high", {}, ()),
+                                        "sr": SurvivalResult("HEROVision-SR", -0.4, "low", {}, ())})
+    line = summary_line(result, "TA")
+    assert line.startswith("TA high risk, SR low risk — ") and "switching to SR" in line
+    assert line.endswith("early recurrence after resection 37 %")
+    untrained = PredictionResult("A0002", er_probability_combined=math.nan)
+    assert summary_line(untrained) == "UNTRAINED placeholder models"
