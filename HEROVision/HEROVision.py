@@ -5,10 +5,14 @@ work to HEROVisionLib (no computation lives here), so everything it does is also
 Slicer's Python console and, without Slicer, from the ``herovision`` command line.
 """
 
+import importlib.util
 import pathlib
+from typing import Annotated
 
+import qt
+import vtk
 import slicer
-from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -22,6 +26,11 @@ INTENDED_USE = (
     "phantom cohort; they are not for clinical use. Retrain on your own validated cohort "
     "before drawing any conclusion."
 )
+
+
+#: Where the Predict panel's requirements are listed (installed with consent on the first Predict).
+REQUIREMENTS = pathlib.Path(__file__).parent / "Resources" / "requirements.txt"
+MODALITIES = ("ivim", "t2wi", "dwi", "us", "ceus")
 
 
 class HEROVision(ScriptedLoadableModule):
@@ -45,20 +54,57 @@ class HEROVision(ScriptedLoadableModule):
             "repeat resection) and the IVIM vision-transformer model (Journal of Hepatocellular "
             "Carcinoma 2026: early recurrence after hepatectomy from intravoxel incoherent motion MRI)."
         )
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData():
+    """A phantom case in Sample Data: one click loads a complete case with its tumour segments."""
+    import SampleData
+
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="HEROVision", sampleName="HEROVisionPhantomCase",
+        thumbnailFileName=str(pathlib.Path(__file__).parent / "Resources" / "Icons" / "HEROVision.png"),
+        customDownloader=lambda source=None: HEROVisionLogic().loadPhantomCase())
 
 
 @parameterNodeWrapper
 class HEROVisionParameterNode:
     """The panel's state, saved with the scene.
 
-    caseFolder - a case folder in the HEROVision layout (see README) to check before prediction.
+    ivimSequence - IVIM as one volume sequence (else the checked b-value volumes, kept by the widget).
+    bvaluesText - b-values typed by the user, used when the volumes carry none.
+    t2wi, dwi, us - the other MR and ultrasound volumes; ceusSequence or ceusArterial/Portal/Late - CEUS.
+    segmentation - the segmentation holding the tumour VOI; segment ids per modality in *Segment.
+    modelsFolder - the user's model packages (empty: the bundled demonstration models).
+    plannedTreatment - the treatment the recommendation is read against.
+    device - where the networks run.
+    caseFolder - a case folder in the HEROVision layout (see README) to inspect or load.
     """
 
+    ivimSequence: slicer.vtkMRMLSequenceNode
+    bvaluesText: str
+    t2wi: slicer.vtkMRMLScalarVolumeNode
+    dwi: slicer.vtkMRMLScalarVolumeNode
+    us: slicer.vtkMRMLScalarVolumeNode
+    ceusSequence: slicer.vtkMRMLSequenceNode
+    ceusArterial: slicer.vtkMRMLScalarVolumeNode
+    ceusPortal: slicer.vtkMRMLScalarVolumeNode
+    ceusLate: slicer.vtkMRMLScalarVolumeNode
+    segmentation: slicer.vtkMRMLSegmentationNode
+    ivimSegment: str
+    t2wiSegment: str
+    dwiSegment: str
+    usSegment: str
+    ceusSegment: str
+    modelsFolder: pathlib.Path
+    plannedTreatment: Annotated[str, Choice(["undecided", "TA", "SR"])] = "undecided"
+    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     caseFolder: pathlib.Path
 
 
 class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Binds HEROVision.ui to the parameter node; every action is a Logic call."""
+    """Binds HEROVision.ui to the parameter node; every action is a Logic call. The problems a
+    prediction would meet are listed as the inputs change, and Predict is enabled only without them."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -66,6 +112,8 @@ class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._running = None
+        self._observedSegmentation = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -74,13 +122,40 @@ class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = HEROVisionLogic()
+        self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(self.logic.segmentEditorNode())
+        self._checkTimer = self._singleShotTimer(400, self.updateChecks)
+        self._pollTimer = qt.QTimer()
+        self._pollTimer.setInterval(100)
+        self._pollTimer.connect("timeout()", self.onPoll)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.ivimVolumesSelector.connect("checkedNodesChanged()", self._checkTimer.start)
+        for modality in MODALITIES:
+            selector = getattr(self.ui, f"{modality}SegmentSelector")
+            selector.connect("currentSegmentChanged(QString)", lambda segmentId, m=modality: self.onSegmentChosen(m, segmentId))
+        self.ui.segmentationSelector.connect("currentNodeChanged(vtkMRMLNode*)", self.onSegmentationChanged)
+        self.ui.carrySegmentButton.connect("clicked(bool)", self.onCarrySegment)
+        self.ui.predictButton.connect("clicked(bool)", self.onPredict)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.inspectButton.connect("clicked(bool)", self.onInspectButton)
+        self.ui.loadCaseButton.connect("clicked(bool)", self.onLoadCase)
+        self.ui.modelsFolderPathLineEdit.connect("currentPathChanged(QString)", lambda _: self.updateModels())
         self.initializeParameterNode()
+        self.updateModels()
+
+    @staticmethod
+    def _singleShotTimer(milliseconds, callback):
+        """Coalesces bursts of edits (drawing, typing) into one update."""
+        timer = qt.QTimer()
+        timer.setSingleShot(True)
+        timer.setInterval(milliseconds)
+        timer.connect("timeout()", callback)
+        return timer
 
     def cleanup(self) -> None:
         self.removeObservers()
+        if self._running:
+            self._running.cancel()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -89,6 +164,7 @@ class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterChanged)
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
@@ -103,13 +179,120 @@ class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterChanged)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterChanged)
+            self.onSegmentationChanged(self._parameterNode.segmentation)
+            self._checkTimer.start()
+
+    def onParameterChanged(self, caller=None, event=None) -> None:
+        self._checkTimer.start()
+
+    def onSegmentationChanged(self, segmentation) -> None:
+        """Point the embedded Segment Editor and the segment selectors at the chosen segmentation,
+        and watch it so VOI size and problems follow the drawing."""
+        if self._observedSegmentation:
+            self.removeObserver(self._observedSegmentation, vtk.vtkCommand.ModifiedEvent, self.onParameterChanged)
+        self._observedSegmentation = segmentation
+        self.ui.segmentEditorWidget.setSegmentationNode(segmentation)
+        for modality in MODALITIES:
+            selector = getattr(self.ui, f"{modality}SegmentSelector")
+            selector.setCurrentNode(segmentation)
+            if self._parameterNode and segmentation:
+                selector.setCurrentSegmentID(getattr(self._parameterNode, f"{modality}Segment"))
+        if segmentation:
+            self.addObserver(segmentation, vtk.vtkCommand.ModifiedEvent, self.onParameterChanged)
+            if self._parameterNode and (self._parameterNode.t2wi or self.ivimVolumes()):
+                self.ui.segmentEditorWidget.setSourceVolumeNode(self._parameterNode.t2wi or self.ivimVolumes()[0])
+
+    def onSegmentChosen(self, modality, segmentId) -> None:
+        if self._parameterNode:
+            setattr(self._parameterNode, f"{modality}Segment", segmentId or "")
+
+    def ivimVolumes(self) -> list:
+        return list(self.ui.ivimVolumesSelector.checkedNodes())
+
+    def sceneInputs(self):
+        return self.logic.sceneInputs(self._parameterNode, self.ivimVolumes())
+
+    def updateModels(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Cannot read the model packages."):
+            self.ui.modelsText.setPlainText("\n".join(self.logic.describeModels(self._modelsFolder())))
+
+    def _modelsFolder(self):
+        folder = self._parameterNode.modelsFolder if self._parameterNode else None
+        return folder if folder and str(folder) not in ("", ".") else None
+
+    def updateChecks(self) -> None:
+        """List what would stop a prediction, show the VOI's size, enable Predict when all is well."""
+        if not self._parameterNode or self._running:
+            return
+        try:
+            inputs = self.sceneInputs()
+            problems = self.logic.inputProblems(inputs)
+        except Exception as error:  # a problem reading the inputs is itself a problem to show
+            problems = [str(error)]
+            inputs = None
+        self.ui.problemsLabel.setText("\n".join(f"• {p}" for p in problems) or "Ready.")
+        self.ui.predictButton.setEnabled(not problems)
+        self.ui.voiSizeLabel.setText(self.logic.voiSizeText(inputs) if inputs else "—")
+
+    def onCarrySegment(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Cannot carry the VOI.", waitCursor=True):
+            carried = self.logic.carryT2wiSegment(self._parameterNode, self.ivimVolumes())
+            self.onSegmentationChanged(self._parameterNode.segmentation)
+            slicer.util.showStatusMessage(f"VOI carried to {', '.join(carried)}: check it on each series", 5000)
+
+    def onPredict(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Prediction failed to start.", waitCursor=True):
+            if not self.logic.ensureDependencies():
+                return
+            self._inputs = self.sceneInputs()
+            self._running = self.logic.startPrediction(self._inputs, self._modelsFolder(), self._parameterNode.device)
+            self.ui.predictButton.setEnabled(False)
+            self.ui.cancelButton.setEnabled(True)
+            self.ui.progressBar.setVisible(True)
+            self.ui.resultSummaryLabel.setText("")
+            self._pollTimer.start()
+
+    def onCancel(self) -> None:
+        if self._running:
+            self._running.cancel()
+            self.ui.problemsLabel.setText("Cancelling at the end of the current step …")
+
+    def onPoll(self) -> None:
+        running = self._running
+        self.ui.progressBar.setValue(int(100 * running.fraction))
+        self.ui.progressBar.setFormat(f"{running.stage} %p%")
+        if not running.done():
+            return
+        self._pollTimer.stop()
+        self._running = None
+        self.ui.cancelButton.setEnabled(False)
+        self.ui.progressBar.setVisible(False)
+        from HEROVisionLib.errors import Cancelled
+
+        try:
+            planned = None if self._parameterNode.plannedTreatment == "undecided" else self._parameterNode.plannedTreatment
+            summary, nodes = self.logic.finishPrediction(running, self._inputs, planned)
+            self.ui.resultSummaryLabel.setText(summary)
+            self.logic.showOverlay(nodes, self._inputs)
+        except Cancelled:
+            self.ui.resultSummaryLabel.setText("Prediction cancelled; the scene is as it was.")
+        except Exception as error:
+            slicer.util.errorDisplay(f"Prediction failed; the scene is as it was.\n\n{error}")
+        self.updateChecks()
 
     def onInspectButton(self) -> None:
         with slicer.util.tryWithErrorDisplay("Cannot read the case.", waitCursor=True):
             self.ui.summaryText.setPlainText(self.logic.inspectCase(self._parameterNode.caseFolder))
+
+    def onLoadCase(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Cannot load the case.", waitCursor=True):
+            inputs = self.logic.loadCase(self._parameterNode.caseFolder)
+            self.ui.ivimVolumesSelector.setCheckedNodes(inputs.ivim_volumes)
 
 
 class HEROVisionLogic(ScriptedLoadableModuleLogic):
@@ -121,20 +304,168 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return HEROVisionParameterNode(super().getParameterNode())
 
-    def inspectCase(self, caseFolder) -> str:
-        """Read every modality of a case folder with all input checks and describe it."""
-        from HEROVisionLib.io.case import Case
-        from HEROVisionLib.summary import summarise_case
+    def segmentEditorNode(self):
+        """The module's own Segment Editor state (a singleton, so it survives reloading the module)."""
+        node = slicer.mrmlScene.GetSingletonNode("HEROVision", "vtkMRMLSegmentEditorNode")
+        if node is None:
+            node = slicer.mrmlScene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
+            node.UnRegister(None)
+            node.SetSingletonTag("HEROVision")
+            node = slicer.mrmlScene.AddNode(node)
+        return node
 
-        return "\n".join(summarise_case(Case(pathlib.Path(caseFolder))).lines())
+    def sceneInputs(self, parameters, ivimVolumes=()):
+        """The ``HEROVisionLib.mrml.SceneInputs`` the panel's choices describe."""
+        from HEROVisionLib.mrml import SceneInputs
+        from HEROVisionLib.mrml_inputs import (bvalues_from_nodes, ceus_phase_volumes_from_sequence, parse_bvalues,
+                                               sequence_bvalues, sequence_volumes)
 
-    def processScene(self, inputs, modelsFolder=None, device="auto"):
-        """Predict the case held by the scene's nodes (a ``HEROVisionLib.mrml.SceneInputs``) and add
-        the result tables, maps and attention overlays as new nodes; returns (result, nodes)."""
-        from HEROVisionLib.mrml import predict_scene
+        if parameters.ivimSequence:
+            volumes, bvalues = sequence_volumes(parameters.ivimSequence), sequence_bvalues(parameters.ivimSequence)
+        else:
+            volumes, bvalues = list(ivimVolumes), bvalues_from_nodes(ivimVolumes)
+        if volumes and bvalues is None:
+            bvalues = parse_bvalues(parameters.bvaluesText or "", "b-values (s/mm²)")
+        if parameters.ceusSequence:
+            ceus = ceus_phase_volumes_from_sequence(parameters.ceusSequence)
+        else:
+            ceus = [n for n in (parameters.ceusArterial, parameters.ceusPortal, parameters.ceusLate) if n]
+        segments = {m: getattr(parameters, f"{m}Segment") for m in MODALITIES if getattr(parameters, f"{m}Segment")}
+        return SceneInputs(self.caseId(parameters.segmentation), parameters.segmentation, segments, volumes,
+                           list(bvalues or []), {"t2wi": parameters.t2wi, "dwi": parameters.dwi, "us": parameters.us},
+                           ceus)
+
+    @staticmethod
+    def caseId(node) -> str:
+        """The patient's name in the subject hierarchy, else the node's name."""
+        if node is None:
+            return "case"
+        hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(slicer.mrmlScene)
+        item = hierarchy.GetItemByDataNode(node)
+        while item and item != hierarchy.GetSceneItemID():
+            if hierarchy.GetItemLevel(item) == "Patient":
+                return hierarchy.GetItemName(item)
+            item = hierarchy.GetItemParent(item)
+        return node.GetName()
+
+    def inputProblems(self, inputs) -> list:
+        from HEROVisionLib.mrml_inputs import input_problems
+
+        return input_problems(slicer.mrmlScene, inputs)
+
+    def voiSizeText(self, inputs) -> str:
+        """Largest axial diameter and volume of each chosen VOI, as drawn."""
+        from HEROVisionLib.mrml_inputs import segment_measures
+
+        parts = []
+        for modality, segmentId in inputs.segments.items():
+            node = inputs.reference_node(modality)
+            if node is None:
+                continue
+            try:
+                size, volume = segment_measures(slicer.mrmlScene, inputs.segmentation, segmentId, node)
+                parts.append(f"{modality.upper()} {size:.1f} cm, {volume:.1f} ml")
+            except Exception:
+                parts.append(f"{modality.upper()} —")
+        return "; ".join(parts) or "—"
+
+    def carryT2wiSegment(self, parameters, ivimVolumes=()) -> list:
+        """Carry the T2WI VOI onto the IVIM and DWI grids as new segments and choose them; returns the
+        series it went to."""
+        from HEROVisionLib.errors import InputError
+        from HEROVisionLib.mrml_inputs import carry_segment
+
+        if not (parameters.segmentation and parameters.t2wiSegment and parameters.t2wi):
+            raise InputError("T2WI", "choose the T2WI volume and its tumour segment first")
+        inputs = self.sceneInputs(parameters, ivimVolumes)
+        carried = []
+        for modality in ("ivim", "dwi"):
+            target = inputs.reference_node(modality)
+            if target is None:
+                continue
+            segmentId = carry_segment(slicer.mrmlScene, parameters.segmentation, parameters.t2wiSegment,
+                                      parameters.t2wi, target, f"tumour from T2WI on {modality.upper()}")
+            setattr(parameters, f"{modality}Segment", segmentId)
+            carried.append(modality.upper())
+        return carried
+
+    def describeModels(self, modelsFolder=None) -> list:
         from HEROVisionLib.predict import load_models
 
-        return predict_scene(slicer.mrmlScene, inputs, load_models(modelsFolder, device), device)
+        return load_models(modelsFolder, "cpu").describe()
+
+    def ensureDependencies(self, ask=True) -> bool:
+        """Install what Predict needs, with the user's consent: torch through the PyTorch extension
+        (a build matching the GPU), the rest with Slicer's pip. Returns whether all is present."""
+        try:
+            from HEROVisionLib.dependencies import missing_requirements, read_requirements
+
+            missing = missing_requirements(read_requirements(REQUIREMENTS))
+        except ImportError:  # packaging itself is missing
+            missing = ["packaging"]
+        if importlib.util.find_spec("torch") is None:
+            missing.insert(0, "torch")
+        if not missing:
+            return True
+        if ask and not slicer.util.confirmOkCancelDisplay(
+                "HEROVision needs these Python packages, which will be downloaded and installed now "
+                f"(a few minutes, several GB for torch):\n\n{', '.join(missing)}", "Install dependencies"):
+            return False
+        try:
+            if "torch" in missing:
+                import PyTorchUtils
+
+                if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=">=2.3") is None:
+                    raise RuntimeError("the PyTorch extension could not install torch")
+                missing.remove("torch")
+            if missing:
+                slicer.util.pip_install(missing)
+        except ModuleNotFoundError:
+            slicer.util.errorDisplay("torch is missing: install the PyTorch extension from the Extensions Manager, "
+                                     "restart Slicer and press Predict again.")
+            return False
+        except Exception as error:
+            slicer.util.errorDisplay(
+                "Installing the dependencies failed — is this computer offline? Install them from a connected "
+                f"machine or with pip in Slicer's Python console:\n  slicer.util.pip_install({missing!r})\n\n{error}")
+            return False
+        return True
+
+    def startPrediction(self, inputs, modelsFolder=None, device="auto"):
+        """Read the case from the nodes (here, on Slicer's thread) and predict it on a worker thread;
+        returns a ``HEROVisionLib.predict.BackgroundPrediction`` to poll or cancel."""
+        from HEROVisionLib.mrml import case_from_scene
+        from HEROVisionLib.predict import BackgroundPrediction, load_models
+
+        case = case_from_scene(slicer.mrmlScene, inputs)
+        return BackgroundPrediction(case, load_models(modelsFolder, device), device)
+
+    def finishPrediction(self, running, inputs, plannedTreatment=None):
+        """Add a finished prediction's tables, maps and overlays to the scene; returns (summary, nodes)."""
+        from HEROVisionLib.mrml import add_result_to_scene
+        from HEROVisionLib.treatment import summary_line
+
+        result = running.result()
+        nodes = add_result_to_scene(slicer.mrmlScene, result, inputs)
+        return summary_line(result, plannedTreatment), nodes
+
+    def showOverlay(self, nodes, inputs) -> None:
+        """The TA attention map over T2WI (else the first overlay over its input), at partial opacity."""
+        for name, modality in (("attention_ta_t2wi", "t2wi"), ("attention_er_maps", "ivim")):
+            if name in nodes and inputs.reference_node(modality) is not None:
+                slicer.util.setSliceViewerLayers(background=inputs.reference_node(modality), foreground=nodes[name],
+                                                 foregroundOpacity=0.5, fit=True)
+                return
+
+    def processScene(self, inputs, modelsFolder=None, device="auto", plannedTreatment=None):
+        """Predict the case held by the scene's nodes (a ``HEROVisionLib.mrml.SceneInputs``) and add
+        the result tables, maps and attention overlays as new nodes; returns (result, nodes, summary)."""
+        from HEROVisionLib.mrml import predict_scene
+        from HEROVisionLib.predict import load_models
+        from HEROVisionLib.treatment import summary_line
+
+        result, nodes = predict_scene(slicer.mrmlScene, inputs, load_models(modelsFolder, device), device)
+        return result, nodes, summary_line(result, plannedTreatment)
 
     def processCohort(self, cohortDir, outDir, shard="1/1", resume=False, modelsFolder=None, device="auto"):
         """Predict every case of a cohort folder into ``outDir`` (as ``herovision batch``); returns the table."""
@@ -143,9 +474,46 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
         models = load_models(modelsFolder, device)
         return predict_cohort(cohortDir, models, outDir, shard=parse_shard(shard), resume=resume, device=device)
 
+    def inspectCase(self, caseFolder) -> str:
+        """Read every modality of a case folder with all input checks and describe it."""
+        from HEROVisionLib.io.case import Case
+        from HEROVisionLib.summary import summarise_case
+
+        return "\n".join(summarise_case(Case(pathlib.Path(caseFolder))).lines())
+
+    def loadCase(self, caseFolder, parameters=None):
+        """Load a case folder as Slicer holds a case and choose its nodes in the panel; returns the
+        ``SceneInputs``."""
+        from HEROVisionLib.io.case import Case
+        from HEROVisionLib.mrml import scene_inputs_from_case
+
+        inputs = scene_inputs_from_case(slicer.mrmlScene, Case(pathlib.Path(caseFolder)))
+        parameters = parameters or self.getParameterNode()
+        parameters.segmentation = inputs.segmentation
+        parameters.t2wi, parameters.dwi, parameters.us = (inputs.volumes.get(m) for m in ("t2wi", "dwi", "us"))
+        phases = inputs.ceus_phase_volumes + [None] * (3 - len(inputs.ceus_phase_volumes))
+        parameters.ceusArterial, parameters.ceusPortal, parameters.ceusLate = phases
+        for modality in MODALITIES:
+            setattr(parameters, f"{modality}Segment", inputs.segments.get(modality, ""))
+        return inputs
+
+    def loadPhantomCase(self, seed=1, index=1):
+        """Generate a phantom case into the Slicer cache folder and load it (Sample Data's entry)."""
+        from HEROVisionLib.phantom import generate_case, write_case
+
+        folder = pathlib.Path(slicer.app.cachePath) / "HEROVision" / "phantom"
+        caseFolder = folder / f"A{index:04d}"
+        if not caseFolder.is_dir():
+            folder.mkdir(parents=True, exist_ok=True)
+            caseFolder = write_case(generate_case(seed=seed, index=index), folder)
+        inputs = self.loadCase(caseFolder)
+        return [*inputs.ivim_volumes, *inputs.volumes.values(), inputs.segmentation]
+
 
 class HEROVisionTest(ScriptedLoadableModuleTest):
-    """Runs in Slicer (Developer mode → Reload and Test) on a freshly generated phantom case."""
+    """Runs in Slicer (Developer mode → Reload and Test): the pytest scenario on Slicer's own scene —
+    load a phantom case into nodes, predict, check tables, overlays and untouched inputs, and a bad
+    input refused without a node added."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -153,17 +521,59 @@ class HEROVisionTest(ScriptedLoadableModuleTest):
     def runTest(self):
         self.setUp()
         self.test_InspectPhantomCase()
+        self.setUp()
+        self.test_PredictPhantomCase()
+
+    def _phantomCase(self, folder):
+        from HEROVisionLib.phantom import generate_case, write_case
+
+        return write_case(generate_case(seed=1, index=1), folder)
 
     def test_InspectPhantomCase(self):
         import tempfile
 
-        from HEROVisionLib.phantom import generate_case, write_case
-
         self.delayDisplay("Generating a phantom case")
         with tempfile.TemporaryDirectory() as folder:
-            case = generate_case(seed=1, index=1)
-            caseFolder = write_case(case, folder)
-            text = HEROVisionLogic().inspectCase(caseFolder)
+            text = HEROVisionLogic().inspectCase(self._phantomCase(folder))
         self.assertIn("case A0001", text)
         self.assertNotIn("unavailable", text)
+        self.delayDisplay("Test passed")
+
+    def test_PredictPhantomCase(self):
+        import tempfile
+
+        import numpy as np
+
+        from HEROVisionLib.errors import InputError
+        from HEROVisionLib.mrml import image_from_volume_node
+        from HEROVisionLib.io.geometry import same_grid
+
+        logic = HEROVisionLogic()
+        with tempfile.TemporaryDirectory() as folder:
+            self.delayDisplay("Loading a phantom case into the scene")
+            parameters = logic.getParameterNode()
+            inputs = logic.loadCase(self._phantomCase(folder), parameters)
+        self.assertEqual(logic.inputProblems(inputs), [])
+        watched = [*inputs.ivim_volumes, *inputs.volumes.values()]
+        before = [(n.GetMTime(), slicer.util.arrayFromVolume(n).tobytes()) for n in watched]
+
+        self.delayDisplay("Predicting")
+        running = logic.startPrediction(logic.sceneInputs(parameters, inputs.ivim_volumes))
+        while not running.done():
+            slicer.app.processEvents()
+        summary, nodes = logic.finishPrediction(running, inputs)
+        self.assertIn("risk", summary)
+        self.assertEqual([(n.GetMTime(), slicer.util.arrayFromVolume(n).tobytes()) for n in watched], before)
+        table = nodes["results"].GetTable()
+        self.assertEqual(table.GetColumnByName("inputs_used").GetValue(0), "ivim;t2wi;dwi;us;ceus")
+        overlay = nodes["attention_ta_t2wi"]
+        self.assertTrue(same_grid(image_from_volume_node(overlay), image_from_volume_node(inputs.volumes["t2wi"])))
+        self.assertGreater(float(np.max(slicer.util.arrayFromVolume(overlay))), 0.0)
+
+        self.delayDisplay("A b-value count mismatch is refused and adds no node")
+        count = slicer.mrmlScene.GetNumberOfNodes()
+        inputs.bvalues = inputs.bvalues[:-1]
+        with self.assertRaises(InputError):
+            logic.startPrediction(inputs)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), count)
         self.delayDisplay("Test passed")
