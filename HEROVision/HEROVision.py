@@ -292,7 +292,10 @@ class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onLoadCase(self) -> None:
         with slicer.util.tryWithErrorDisplay("Cannot load the case.", waitCursor=True):
             inputs = self.logic.loadCase(self._parameterNode.caseFolder)
-            self.ui.ivimVolumesSelector.setCheckedNodes(inputs.ivim_volumes)
+            selector = self.ui.ivimVolumesSelector
+            for index in range(selector.nodeCount()):
+                node = selector.nodeFromIndex(index)
+                selector.setCheckState(node, qt.Qt.Checked if node in inputs.ivim_volumes else qt.Qt.Unchecked)
 
 
 class HEROVisionLogic(ScriptedLoadableModuleLogic):
