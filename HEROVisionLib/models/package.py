@@ -251,6 +251,19 @@ def _state_mismatch(expected: dict, found: dict) -> str:
     return "; ".join(parts)
 
 
+def _nomogram_section(nomogram: dict) -> list[str]:
+    if "unavailable" in nomogram:
+        return ["## Nomogram", "", f"Not fitted: {nomogram['unavailable']}", ""]
+    scale = nomogram["points_scale"]
+    lines = ["## Nomogram", "", "Multivariable Cox model of the risk score and clinical factors (univariate P < 0.20, "
+             "then backward stepwise AIC), fitted on the training cohort:", "",
+             "| covariate | hazard ratio (95 % CI) | P | points per unit |", "|---|---|---|---|"]
+    for row in nomogram["model"]:
+        lines.append(f"| {row['covariate']} | {row['hazard_ratio']:.2f} ({row['lower']:.2f}–{row['upper']:.2f}) | "
+                     f"{row['p']:.3g} | {row['coef'] / scale:+.1f} |")
+    return lines + ["", f"High risk above a linear predictor of {nomogram['risk_cutoff']:.3f} (maxstat cutoff).", ""]
+
+
 def model_card(metadata: dict) -> str:
     """The package's docs/README.md, written from its metadata so the two never disagree."""
     block = metadata["herovision"]
@@ -270,6 +283,8 @@ def model_card(metadata: dict) -> str:
                   f"({training.get('processes', 1)} process(es)).", ""]
     if block.get("training_cohort"):
         lines += ["## Training cohort", "", "```json", json.dumps(block["training_cohort"], indent=2), "```", ""]
+    if block.get("nomogram"):
+        lines += _nomogram_section(block["nomogram"])
     if block.get("metrics"):
         lines += ["## Validation metrics", "", "```json", json.dumps(block["metrics"], indent=2), "```", ""]
     lines += ["## Files", "", f"`{MANIFEST_FILE}` holds the SHA-256 of every file; HEROVision refuses a package "

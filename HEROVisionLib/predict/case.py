@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 
+import pandas as pd
 import torch
 
 from ..errors import HEROVisionError, InputError
@@ -20,10 +21,11 @@ from ..io.case import Case
 from ..io.measure import largest_axial_diameter_cm, volume_ml
 from ..devices import resolve_device
 from ..models.ivim_net import EarlyRecurrenceHead
+from ..models.nomogram import Nomogram
 from .inputs import ivim_inputs, survival_inputs
 from .models import HORIZONS_MONTHS, ModelSet
 from .overlays import overlay_on_source
-from .result import PredictionResult, SurvivalResult
+from .result import NomogramResult, PredictionResult, SurvivalResult
 
 
 #: The stages of a prediction, in order, with the share of a typical case's time each takes.
@@ -75,6 +77,8 @@ def predict_case(case: Case, models: ModelSet, device="cpu", overlays: bool = Tr
     for modality, reason in result.inputs_missing.items():
         result.warnings.append(f"{modality} not used: {reason}")
     _tumour_measures(result, case, inputs, ivim)
+    for key, survival in result.survival.items():
+        _nomogram(result, survival, getattr(models, key), case)
     return result
 
 
@@ -130,6 +134,39 @@ def _early_recurrence(result, case, models, device, with_overlays):
         for name, cam in (("bvalues", bvalue_cam), ("maps", map_cam)):
             result.overlays[f"attention_er_{name}"] = overlay_on_source([cam[0].cpu().numpy()], [ivim.crop], ivim.source)
     return ivim
+
+
+def _nomogram(result, survival: SurvivalResult, package, case) -> None:
+    """The package's nomogram for this patient: its risk score with the clinical values of the case
+    (``case.clinical``; tumour size measured on the images when the record lacks it)."""
+    block = package.herovision.get("nomogram")
+    if not block or "unavailable" in block:
+        return
+    nomogram = Nomogram.from_dict(block)
+    values = {"risk_score": survival.risk_score, "tumor_size_cm": result.tumor_size_cm, **(case.clinical or {})}
+    missing = [name for name in nomogram.covariates if _number(values.get(name)) is None]
+    if missing:
+        result.warnings.append(f"{package.name} nomogram not computed: clinical value(s) {', '.join(missing)} "
+                               "unknown")
+        return
+    row = pd.DataFrame([{name: _number(values[name]) for name in nomogram.covariates}])
+    points = nomogram.points(row).iloc[0]
+    total = float(points["total"])
+    survival_at = nomogram.survival([total]).iloc[0]
+    linear_predictor = float(nomogram.linear_predictor(total))
+    survival.nomogram = NomogramResult(
+        {name: float(points[name]) for name in nomogram.covariates}, total,
+        "high" if linear_predictor > block["risk_cutoff"] else "low",
+        {int(months): float(p) for months, p in survival_at.items()})
+
+
+def _number(value) -> float | None:
+    """A clinical value as a finite number, or None (missing, blank or not a number)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _tumour_measures(result, case, inputs, ivim) -> None:

@@ -7,6 +7,9 @@
 ``ta_risk_score``          HEROVision-TA Cox log-hazard (thermal ablation); ``sr_…`` for resection
 ``ta_risk_group``          ``high`` above the package's cutoff, else ``low``
 ``ta_pfs_1y/2y/3y``        PFS probability at 12/24/36 months, exp(−H₀(t)·e^score) (Breslow H₀)
+``ta_nomogram_points``     total nomogram points (risk score + clinical factors), when the package
+                           has a nomogram and the case's clinical values are known; with
+``ta_nomogram_risk_group`` and ``ta_nomogram_pfs_1y/2y/3y`` as above, from the nomogram's Cox model
 ``er_probability``         early recurrence ≤ 2 years after resection, deep-feature model
 ``er_probability_combined`` … with tumour size and tumour D
 ``tumor_size_cm``          largest axial diameter of ROI label 1 (T2WI, else IVIM)
@@ -28,10 +31,22 @@ import SimpleITK as sitk
 
 RESULT_COLUMNS = ("case_id", "status", "error",
                   "ta_risk_score", "ta_risk_group", "ta_pfs_1y", "ta_pfs_2y", "ta_pfs_3y",
+                  "ta_nomogram_points", "ta_nomogram_risk_group", "ta_nomogram_pfs_1y", "ta_nomogram_pfs_2y",
+                  "ta_nomogram_pfs_3y",
                   "sr_risk_score", "sr_risk_group", "sr_pfs_1y", "sr_pfs_2y", "sr_pfs_3y",
+                  "sr_nomogram_points", "sr_nomogram_risk_group", "sr_nomogram_pfs_1y", "sr_nomogram_pfs_2y",
+                  "sr_nomogram_pfs_3y",
                   "er_probability", "er_probability_combined", "tumor_size_cm", "tumor_volume_ml",
                   "ivim_ADC_median", "ivim_D_median", "ivim_Dstar_median", "ivim_f_median",
                   "inputs_used", "inputs_missing", "models_trained", "device", "seconds")
+
+
+@dataclass
+class NomogramResult:
+    points: dict[str, float]  # covariate → points
+    total_points: float
+    risk_group: str
+    pfs: dict[int, float]  # months → probability
 
 
 @dataclass
@@ -41,6 +56,7 @@ class SurvivalResult:
     risk_group: str
     pfs: dict[int, float]  # months → probability
     modalities_used: tuple[str, ...]
+    nomogram: NomogramResult | None = None
 
 
 @dataclass
@@ -71,6 +87,11 @@ class PredictionResult:
             row[f"{key}_risk_group"] = result.risk_group if result else ""
             for years in (1, 2, 3):
                 row[f"{key}_pfs_{years}y"] = result.pfs[12 * years] if result else math.nan
+            nomogram = result.nomogram if result else None
+            row[f"{key}_nomogram_points"] = nomogram.total_points if nomogram else math.nan
+            row[f"{key}_nomogram_risk_group"] = nomogram.risk_group if nomogram else ""
+            for years in (1, 2, 3):
+                row[f"{key}_nomogram_pfs_{years}y"] = nomogram.pfs[12 * years] if nomogram else math.nan
         row.update(er_probability=self.er_probability, er_probability_combined=self.er_probability_combined,
                    tumor_size_cm=self.tumor_size_cm, tumor_volume_ml=self.tumor_volume_ml)
         for name in ("ADC", "D", "Dstar", "f"):

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter
 
 from ..errors import InputError
+from ..models.nomogram import Nomogram
 from .inputs import finite_vector, require_events, survival_data
 from .survival import COX_FIT_OPTIONS, breslow_baseline_cumulative_hazard
 
@@ -36,37 +36,6 @@ class CoxModel:
     log_likelihood: float
     aic: float
     screening_p: pd.Series
-
-
-@dataclass(frozen=True)
-class Nomogram:
-    """Points per unit of each covariate, and what total points mean in survival."""
-
-    coefficients: pd.Series
-    lowest_contribution: pd.Series  # min over the cohort of β·x, per covariate (0 points)
-    points_scale: float  # linear-predictor units per point: widest range of β·x / 100
-    horizons: tuple[float, ...]
-    baseline_cumulative_hazard: np.ndarray  # Breslow H0 at the horizons, for the uncentred linear predictor
-
-    def points(self, data: pd.DataFrame) -> pd.DataFrame:
-        """Points of each covariate for each row of ``data``, and their sum in column ``total``."""
-        missing = [name for name in self.coefficients.index if name not in data.columns]
-        if missing:
-            raise InputError("data", f"lacks column(s) {', '.join(missing)}")
-        values = pd.DataFrame({name: finite_vector(data[name], name) for name in self.coefficients.index},
-                              index=data.index)
-        contributions = values * self.coefficients
-        points = (contributions - self.lowest_contribution) / self.points_scale
-        return points.assign(total=points.sum(axis=1))
-
-    def linear_predictor(self, total_points) -> np.ndarray:
-        """The Cox linear predictor β·x of a total score."""
-        return self.lowest_contribution.sum() + np.asarray(total_points, dtype=np.float64) * self.points_scale
-
-    def survival(self, total_points) -> pd.DataFrame:
-        """Survival probability at each horizon (columns) for each total score (rows)."""
-        risk = np.exp(np.atleast_1d(self.linear_predictor(total_points)))
-        return pd.DataFrame(np.exp(-np.outer(risk, self.baseline_cumulative_hazard)), columns=list(self.horizons))
 
 
 def select_cox_model(data: pd.DataFrame, duration_col: str, event_col: str, candidates,

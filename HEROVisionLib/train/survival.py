@@ -3,7 +3,9 @@
 The network is trained on the Cox partial likelihood (Efron ties) over event-balanced batches, with
 modality drop-out and per-modality augmentation, keeping the epoch with the best internal-validation
 Harrell's C. Then, on the training cohort: the risk cutoff by maximally selected log-rank statistics
-(as R ``survminer::surv_cutpoint``) and the Breslow baseline cumulative hazard at 12, 24, 36 months.
+(as R ``survminer::surv_cutpoint``) and the Breslow baseline cumulative hazard at 12, 24, 36 months;
+and the nomogram: a Cox model of the risk score with the clinical factors of the cohort (univariate
+P < 0.20, then backward stepwise AIC), its points, baseline and its own maxstat cutoff.
 """
 
 from __future__ import annotations
@@ -11,16 +13,30 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import pandas as pd
 import torch
+from lifelines.exceptions import ConvergenceError
+
 from ..errors import HEROVisionError
 from ..models.herovision_net import HEROVisionNet
 from ..stats.survival import breslow_baseline_cumulative_hazard, harrell_c
 from ..stats.cutpoint import optimal_cutpoint
+from ..stats.nomogram import build_nomogram, select_cox_model
 from ..predict.models import HORIZONS_MONTHS, SURVIVAL_PREPROCESSING, survival_package
 from .augment import augment_survival_batch, modality_augmentation
 from .data import CohortTensors
 from .loop import TrainingConfig, TrainingRun, autocast, event_balanced_batches, train_epochs
 from .losses import cox_partial_likelihood_loss
+
+
+#: Clinical factors the nomogram may select (those the cohort records, with more than one value).
+NOMOGRAM_CANDIDATES = ("age", "sex_male", "cirrhosis", "ctp_b", "portal_hypertension", "tumor_number",
+                       "tumor_size_cm", "perivascular", "subcapsular", "afp_high", "alt_high", "ast_high",
+                       "inr_high", "cea_high", "ca19_9_high", "pni_low")
+
+
+#: The usual floor of events per covariate for a Cox model that is more than noise.
+EVENTS_PER_VARIABLE = 10
 
 
 @dataclass
@@ -83,6 +99,33 @@ def train_survival(training: CohortTensors, validation: CohortTensors, config: S
     return network.eval(), history, best_epoch, distributed
 
 
+def fit_nomogram(scores: np.ndarray, training: CohortTensors) -> dict:
+    """The nomogram block of a package, or ``{"unavailable": reason}`` when the cohort cannot support
+    one (too few events, no clinical factor recorded or selected)."""
+    clinical = training.clinical
+    frame = pd.DataFrame({"risk_score": scores, "time": training.labels["time"].numpy(),
+                          "event": training.labels["event"].numpy().astype(float)})
+    for name in NOMOGRAM_CANDIDATES:
+        if name in clinical.columns:
+            values = pd.to_numeric(clinical[name], errors="coerce").to_numpy(np.float64)
+            if np.isfinite(values).all() and np.unique(values).size > 1:
+                frame[name] = values
+    events = int(frame["event"].sum())
+    try:
+        model = select_cox_model(frame, "time", "event", [c for c in frame.columns if c not in ("time", "event")])
+        if events < EVENTS_PER_VARIABLE * len(model.covariates):
+            return {"unavailable": f"{events} events for {len(model.covariates)} selected covariates: fewer than "
+                                   f"{EVENTS_PER_VARIABLE} events per variable"}
+        nomogram = build_nomogram(model, frame, "time", "event", horizons=HORIZONS_MONTHS)
+        linear_predictor = nomogram.linear_predictor(nomogram.points(frame)["total"])
+        cutoff = optimal_cutpoint(linear_predictor, frame["time"].to_numpy(), frame["event"].to_numpy().astype(bool))
+    except (HEROVisionError, ConvergenceError) as error:
+        return {"unavailable": str(error)}
+    table = model.summary.reset_index(names="covariate")
+    return {**nomogram.to_dict(), "risk_cutoff": float(cutoff),
+            "model": table.to_dict(orient="records"), "screening_p": model.screening_p.to_dict()}
+
+
 def survival_model_package(network: HEROVisionNet, treatment: str, training: CohortTensors, *, metrics: dict,
                            training_cohort: dict, command: str, config: SurvivalConfig, device):
     """Cutoff and Breslow baseline on the training cohort, then the package."""
@@ -90,6 +133,7 @@ def survival_model_package(network: HEROVisionNet, treatment: str, training: Coh
     time_, event = training.labels["time"].numpy(), training.labels["event"].numpy().astype(bool)
     cutoff = optimal_cutpoint(scores, time_, event)
     hazard = breslow_baseline_cumulative_hazard(scores, time_, event, HORIZONS_MONTHS)
+    nomogram = fit_nomogram(scores, training)
     preprocessing = dict(SURVIVAL_PREPROCESSING, image_size=network.encoder_config["image_size"])
     return survival_package(network, treatment, trained=True, cutoff=float(cutoff),
                             baseline_cumulative_hazard=dict(zip(HORIZONS_MONTHS, map(float, hazard))),
@@ -97,4 +141,4 @@ def survival_model_package(network: HEROVisionNet, treatment: str, training: Coh
                             f"{'thermal ablation' if treatment == 'TA' else 'surgical resection'} from T2WI, DWI, US and CEUS.",
                             metrics=metrics, training_cohort=training_cohort,
                             training={"command": command, "config": asdict(config)},
-                            preprocessing=preprocessing)
+                            preprocessing=preprocessing, nomogram=nomogram)

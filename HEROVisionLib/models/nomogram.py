@@ -1,0 +1,64 @@
+"""A fitted nomogram as plain numbers a model package carries, and its arithmetic.
+
+Fitting (Cox model selection, points scale, Breslow baseline) is :mod:`HEROVisionLib.stats.nomogram`'s
+job on a training cohort; what it produces is this object, which prediction evaluates for one
+patient: points per covariate, total points, the Cox linear predictor, and survival at the horizons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class Nomogram:
+    """Points per unit of each covariate, and what total points mean in survival."""
+
+    coefficients: pd.Series
+    lowest_contribution: pd.Series  # min over the cohort of β·x, per covariate (0 points)
+    points_scale: float  # linear-predictor units per point: widest range of β·x / 100
+    horizons: tuple[float, ...]
+    baseline_cumulative_hazard: np.ndarray  # Breslow H0 at the horizons, for the uncentred linear predictor
+
+    @property
+    def covariates(self) -> tuple[str, ...]:
+        return tuple(self.coefficients.index)
+
+    def points(self, data: pd.DataFrame) -> pd.DataFrame:
+        """Points of each covariate for each row of ``data``, and their sum in column ``total``."""
+        missing = [name for name in self.covariates if name not in data.columns]
+        if missing:
+            raise InputError("data", f"lacks column(s) {', '.join(missing)}")
+        values = data[list(self.covariates)].astype(np.float64)
+        unusable = [name for name in self.covariates if not np.isfinite(values[name]).all()]
+        if unusable:
+            raise InputError("data", f"missing or infinite value(s) in {', '.join(unusable)}")
+        points = (values * self.coefficients - self.lowest_contribution) / self.points_scale
+        return points.assign(total=points.sum(axis=1))
+
+    def linear_predictor(self, total_points) -> np.ndarray:
+        """The Cox linear predictor β·x of a total score."""
+        return self.lowest_contribution.sum() + np.asarray(total_points, dtype=np.float64) * self.points_scale
+
+    def survival(self, total_points) -> pd.DataFrame:
+        """Survival probability at each horizon (columns) for each total score (rows)."""
+        risk = np.exp(np.atleast_1d(self.linear_predictor(total_points)))
+        return pd.DataFrame(np.exp(-np.outer(risk, self.baseline_cumulative_hazard)), columns=list(self.horizons))
+
+    def to_dict(self) -> dict:
+        return {"coefficients": {k: float(v) for k, v in self.coefficients.items()},
+                "lowest_contribution": {k: float(v) for k, v in self.lowest_contribution.items()},
+                "points_scale": float(self.points_scale), "horizons": [float(h) for h in self.horizons],
+                "baseline_cumulative_hazard": [float(h) for h in self.baseline_cumulative_hazard]}
+
+    @classmethod
+    def from_dict(cls, block: dict) -> Nomogram:
+        return cls(pd.Series(block["coefficients"], dtype=np.float64),
+                   pd.Series(block["lowest_contribution"], dtype=np.float64), float(block["points_scale"]),
+                   tuple(float(h) for h in block["horizons"]),
+                   np.asarray(block["baseline_cumulative_hazard"], dtype=np.float64))
