@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import HEROVisionError
+from .errors import HEROVisionError, InputError
 
 DEMO_SEED = 2025
 
@@ -124,8 +124,30 @@ def _add_case_command(commands, name: str, description: str, out_help: str, run)
     parser = commands.add_parser(name, help=description)
     parser.add_argument("case", type=Path, help="a case folder (docs/PHANTOM.md layout)")
     parser.add_argument("--out", type=Path, required=True, help=out_help)
+    parser.add_argument("--clinical", default="", metavar="NAME=VALUE,…",
+                        help="clinical values for the nomograms, e.g. afp_high=1,portal_hypertension=0 (default: the "
+                             "case's row of cohort.csv in the folder above it, when there is one)")
     _add_model_options(parser)
     parser.set_defaults(run=run)
+
+
+def _load_case(args):
+    """The case folder with its clinical record: its row of the enclosing cohort.csv, then --clinical."""
+    from .io.case import Case, Cohort
+
+    if not args.case.is_dir():
+        raise HEROVisionError(f"{args.case}: not a case folder")
+    clinical = {}
+    if (args.case.parent / "cohort.csv").is_file():
+        cohort = Cohort(args.case.parent)
+        if args.case.name in cohort.case_ids:
+            clinical = dict(cohort.case(args.case.name).clinical)
+    for item in filter(None, (part.strip() for part in args.clinical.split(","))):
+        name, separator, value = item.partition("=")
+        if not separator or not name.strip():
+            raise InputError("--clinical", f"{item!r} is not NAME=VALUE")
+        clinical[name.strip()] = value.strip()
+    return Case(args.case, clinical or None)
 
 
 def _add_predict(commands):
@@ -134,28 +156,33 @@ def _add_predict(commands):
 
 
 def _print_result(result) -> None:
+    from .treatment import summary_line
+
     row = result.row()
     print(f"case {result.case_id} ({', '.join(result.inputs_used)}; {row['seconds']:.1f} s on {result.device})")
     for key, name in (("ta", "thermal ablation"), ("sr", "resection")):
         if key in result.survival:
             print(f"  {name:17s} risk score {row[f'{key}_risk_score']:+.3f} ({row[f'{key}_risk_group']} risk); "
                   f"PFS 1/2/3 y {row[f'{key}_pfs_1y']:.2f} / {row[f'{key}_pfs_2y']:.2f} / {row[f'{key}_pfs_3y']:.2f}")
+            if result.survival[key].nomogram:
+                print(f"  {'  nomogram':17s} {row[f'{key}_nomogram_points']:.0f} points "
+                      f"({row[f'{key}_nomogram_risk_group']} risk); PFS 1/2/3 y {row[f'{key}_nomogram_pfs_1y']:.2f} / "
+                      f"{row[f'{key}_nomogram_pfs_2y']:.2f} / {row[f'{key}_nomogram_pfs_3y']:.2f}")
     print(f"  early recurrence  {row['er_probability']:.2f} (deep), {row['er_probability_combined']:.2f} (combined)")
     print(f"  tumour            {row['tumor_size_cm']:.1f} cm, {row['tumor_volume_ml']:.1f} mL; "
           f"IVIM D {1e3 * row['ivim_D_median']:.2f}e-3 mm²/s, f {row['ivim_f_median']:.3f}")
+    print(f"  summary           {summary_line(result)}")
     for warning in result.warnings:
         print(f"  warning: {warning}")
 
 
 def _run_predict(args) -> int:
-    from .io.case import Case
     from .io.images import staged_outputs
     from .predict import load_models, predict_case, write_case_outputs
 
-    if not args.case.is_dir():
-        raise HEROVisionError(f"{args.case}: not a case folder")
+    case = _load_case(args)
     models = load_models(args.models, args.device)
-    result = predict_case(Case(args.case), models, args.device)
+    result = predict_case(case, models, args.device)
     with staged_outputs(args.out) as stage:
         write_case_outputs(result, stage)
     _print_result(result)
@@ -249,15 +276,12 @@ def _run_scene(args) -> int:
     except ImportError:
         raise HEROVisionError("herovision scene needs MRML outside Slicer: pip install slicer-core") from None
 
-    from .io.case import Case
     from .mrml import predict_scene, save_scene, scene_inputs_from_case
     from .predict import load_models
 
-    if not args.case.is_dir():
-        raise HEROVisionError(f"{args.case}: not a case folder")
     models = load_models(args.models, args.device)
     scene = slicer.vtkMRMLScene()
-    result, _ = predict_scene(scene, scene_inputs_from_case(scene, Case(args.case)), models, args.device)
+    result, _ = predict_scene(scene, scene_inputs_from_case(scene, _load_case(args)), models, args.device)
     path = save_scene(scene, args.out)
     _print_result(result)
     print(f"Slicer scene written to {path} (File → Add Data, or drag it onto Slicer)")

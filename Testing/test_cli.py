@@ -45,3 +45,19 @@ def test_demo_predicts_a_phantom_case_and_labels_placeholder_models(tmp_path, ca
     row = pd.read_csv(tmp_path / "demo" / "prediction" / "A0001" / "results.csv").iloc[0]
     assert row["status"] == "ok" and not row["models_trained"]
     assert (tmp_path / "demo" / "prediction" / "A0001" / "attention_ta_t2wi.nrrd").is_file()
+
+
+def test_a_case_command_takes_the_clinical_record_from_the_cohort_and_from_the_command_line(phantom_cohort):
+    import argparse
+
+    import pytest
+
+    from HEROVisionLib.cli import _load_case
+    from HEROVisionLib.errors import InputError
+
+    row = pd.read_csv(phantom_cohort / "cohort.csv").set_index("case_id").loc["A0003"]
+    case = _load_case(argparse.Namespace(case=phantom_cohort / "A0003", clinical="afp_high=1, tumor_number=3"))
+    assert case.clinical["portal_hypertension"] == row["portal_hypertension"]  # from cohort.csv
+    assert case.clinical["afp_high"] == "1" and case.clinical["tumor_number"] == "3"  # overridden
+    with pytest.raises(InputError, match="--clinical: 'afp_high' is not NAME=VALUE"):
+        _load_case(argparse.Namespace(case=phantom_cohort / "A0003", clinical="afp_high"))
