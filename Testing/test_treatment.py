@@ -44,3 +44,42 @@ def test_the_summary_line_names_both_groups_the_advice_and_early_recurrence():
     assert line.endswith("early recurrence after resection 37 %")
     untrained = PredictionResult("A0002", er_probability_combined=math.nan)
     assert summary_line(untrained) == "UNTRAINED placeholder models"
+
+
+@pytest.fixture(scope="module")
+def predicted(phantom_cohort, tmp_path_factory):
+    from HEROVisionLib.io.case import Case
+    from HEROVisionLib.predict import load_models, predict_case, write_untrained_models
+
+    models = load_models(write_untrained_models(tmp_path_factory.mktemp("models")), "cpu")
+    case = Case(phantom_cohort / "A0003")
+    return case, predict_case(case, models, "cpu", overlays=False), models
+
+
+def _with_cutoffs(models, ta_cutoff, sr_cutoff):
+    models.ta.metadata["herovision"]["risk_cutoff"] = ta_cutoff
+    models.sr.metadata["herovision"]["risk_cutoff"] = sr_cutoff
+
+
+def test_advice_far_from_the_cutoffs_is_firm_and_reproducible(predicted):
+    from HEROVisionLib.treatment import advise
+
+    case, result, models = predicted
+    _with_cutoffs(models, -1e3, 1e3)  # TA high and SR low whatever the perturbation
+    advice = advise(case, result, models, planned="TA", draws=12, seed=4)
+    assert advice.recommendation.category == "switch" and advice.stability == 1.0 and not advice.borderline
+    assert advice.basis == "image risk score"  # placeholder packages carry no nomogram
+    low, high = advice.difference_interval
+    assert low < high  # the perturbations do move the scores
+    assert advise(case, result, models, planned="TA", draws=12, seed=4) == advice
+
+
+def test_advice_on_the_cutoff_is_called_borderline(predicted):
+    from HEROVisionLib.treatment import advise
+
+    case, result, models = predicted
+    _with_cutoffs(models, result.survival["ta"].risk_score, -1e3)  # TA exactly on its cutoff, SR high
+    advice = advise(case, result, models, planned="TA", draws=24, seed=4)
+    assert advice.recommendation.category == "keep"  # the score is not above the cutoff: low
+    assert 0 < advice.stability < 0.8 and advice.borderline
+    assert "borderline" in advice.words and "of 24 perturbed re-scorings" in advice.words

@@ -82,22 +82,39 @@ def predict_case(case: Case, models: ModelSet, device="cpu", overlays: bool = Tr
     return result
 
 
+def survival_scores(package, inputs, device, batch=None) -> torch.Tensor:
+    """Risk scores of one survival package for the case's images, or for ``batch`` — a
+    ``{modality: (N, k, H, W)}`` stack of variants of them (test-time augmentation)."""
+    network = package.network.to(device)
+    images = batch or {m: inputs.images[m][None] for m in network.modalities}
+    n = next(iter(images.values())).shape[0]
+    present = torch.tensor([[inputs.present[m] for m in network.modalities]] * n, device=device)
+    with torch.no_grad():
+        return network({m: images[m].to(device) for m in network.modalities}, present).float().cpu()
+
+
+def survival_from_score(package, risk: float) -> tuple[str, dict[int, float]]:
+    """Risk group (by the package's cutoff) and PFS at 12/24/36 months (Breslow baseline) of a score."""
+    block = package.herovision
+    hazards = {int(months): float(value) for months, value in block["baseline_cumulative_hazard"].items()}
+    pfs = {months: math.exp(-hazards[months] * math.exp(risk)) for months in HORIZONS_MONTHS}
+    return ("high" if risk > block["risk_cutoff"] else "low"), pfs
+
+
 def _survival(result, key, package, inputs, device, with_overlays):
     network = package.network.to(device)
     modalities = network.modalities
-    images = {m: inputs.images[m][None].to(device) for m in modalities}
-    present = torch.tensor([[inputs.present[m] for m in modalities]], device=device)
-    with torch.no_grad():
-        if with_overlays:
+    if with_overlays:
+        images = {m: inputs.images[m][None].to(device) for m in modalities}
+        present = torch.tensor([[inputs.present[m] for m in modalities]], device=device)
+        with torch.no_grad():
             score, attention = network.forward_with_attention(images, present)
-        else:
-            score, attention = network(images, present), {}
-    block = package.herovision
+    else:
+        score, attention = survival_scores(package, inputs, device), {}
     risk = float(score[0])
-    hazards = {int(months): float(value) for months, value in block["baseline_cumulative_hazard"].items()}
-    pfs = {months: math.exp(-hazards[months] * math.exp(risk)) for months in HORIZONS_MONTHS}
+    group, pfs = survival_from_score(package, risk)
     used = tuple(m for m in modalities if inputs.present[m])
-    result.survival[key] = SurvivalResult(package.name, risk, "high" if risk > block["risk_cutoff"] else "low", pfs, used)
+    result.survival[key] = SurvivalResult(package.name, risk, group, pfs, used)
     for modality in used if with_overlays else ():
         maps = attention[modality][0].cpu().numpy()
         result.overlays[f"attention_{key}_{modality}"] = overlay_on_source(
@@ -136,28 +153,38 @@ def _early_recurrence(result, case, models, device, with_overlays):
     return ivim
 
 
-def _nomogram(result, survival: SurvivalResult, package, case) -> None:
-    """The package's nomogram for this patient: its risk score with the clinical values of the case
-    (``case.clinical``; tumour size measured on the images when the record lacks it)."""
+def clinical_values(result, case) -> dict:
+    """The case's clinical record for the nomograms; tumour size measured on the images when the
+    record lacks it."""
+    return {"tumor_size_cm": result.tumor_size_cm, **(case.clinical or {})}
+
+
+def nomogram_result(package, risk_score: float, clinical: dict) -> NomogramResult | list[str] | None:
+    """The package's nomogram for a risk score and a clinical record: the result, the names of the
+    clinical values it lacks, or None when the package has no nomogram."""
     block = package.herovision.get("nomogram")
     if not block or "unavailable" in block:
-        return
+        return None
     nomogram = Nomogram.from_dict(block)
-    values = {"risk_score": survival.risk_score, "tumor_size_cm": result.tumor_size_cm, **(case.clinical or {})}
+    values = {**clinical, "risk_score": risk_score}
     missing = [name for name in nomogram.covariates if _number(values.get(name)) is None]
     if missing:
-        result.warnings.append(f"{package.name} nomogram not computed: clinical value(s) {', '.join(missing)} "
-                               "unknown")
-        return
+        return missing
     row = pd.DataFrame([{name: _number(values[name]) for name in nomogram.covariates}])
     points = nomogram.points(row).iloc[0]
     total = float(points["total"])
-    survival_at = nomogram.survival([total]).iloc[0]
     linear_predictor = float(nomogram.linear_predictor(total))
-    survival.nomogram = NomogramResult(
-        {name: float(points[name]) for name in nomogram.covariates}, total,
-        "high" if linear_predictor > block["risk_cutoff"] else "low",
-        {int(months): float(p) for months, p in survival_at.items()})
+    return NomogramResult({name: float(points[name]) for name in nomogram.covariates}, total,
+                          "high" if linear_predictor > block["risk_cutoff"] else "low",
+                          {int(months): float(p) for months, p in nomogram.survival([total]).iloc[0].items()})
+
+
+def _nomogram(result, survival: SurvivalResult, package, case) -> None:
+    outcome = nomogram_result(package, survival.risk_score, clinical_values(result, case))
+    if isinstance(outcome, list):
+        result.warnings.append(f"{package.name} nomogram not computed: clinical value(s) {', '.join(outcome)} unknown")
+    else:
+        survival.nomogram = outcome
 
 
 def _number(value) -> float | None:
