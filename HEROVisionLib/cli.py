@@ -265,6 +265,27 @@ def _run_evaluate(args) -> int:
     return 0
 
 
+def _add_cohort_analysis(commands):
+    parser = commands.add_parser("cohort-analysis", help="treatment re-stratification, PSM, subgroups on a predicted cohort")
+    parser.add_argument("results", type=Path, help="results.csv of `herovision batch` (or its folder)")
+    parser.add_argument("--cohort", type=Path, required=True,
+                        help="cohort.csv (or its folder): treatment received, PFS and clinical factors")
+    parser.add_argument("--out", type=Path, required=True, help="folder for tables, figures and summary.json")
+    parser.add_argument("--truth", type=Path, help="the phantom's truth.csv: also report agreement with the oracle")
+    parser.set_defaults(run=_run_cohort_analysis)
+
+
+def _run_cohort_analysis(args) -> int:
+    import json
+
+    from .cohort_analysis import analyse_cohort
+
+    summary = analyse_cohort(args.results, args.cohort, args.out, args.truth)
+    print(json.dumps(summary, indent=2, default=str))
+    print(f"Tables and figures written to {args.out}")
+    return 0
+
+
 def _add_scene(commands):
     _add_case_command(commands, "scene", "predict a case and write a Slicer scene with inputs and outputs",
                       "folder for scene.mrml and its data files", _run_scene)
@@ -323,8 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="herovision", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"HEROVision {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_predict, _add_batch, _add_scene, _add_train, _add_evaluate, _add_phantom, _add_inspect,
-                _add_ivim):
+    for add in (_add_demo, _add_predict, _add_batch, _add_scene, _add_cohort_analysis, _add_train, _add_evaluate,
+                _add_phantom, _add_inspect, _add_ivim):
         add(commands)
     return parser
 

@@ -48,7 +48,7 @@ def propensity_scores(data: pd.DataFrame, treated, covariates) -> np.ndarray:
     x = _covariates(data, covariates)
     if treated.all() or not treated.any():
         raise InputError("treatment", "both groups are needed for a propensity model")
-    model = LogisticRegression(penalty=None, max_iter=10_000, tol=1e-10).fit(x, treated)
+    model = LogisticRegression(C=np.inf, max_iter=10_000, tol=1e-10).fit(x, treated)  # unpenalised
     return model.predict_proba(x)[:, 1]
 
 

@@ -17,7 +17,6 @@ card (the package is re-signed; its weights are untouched).
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +29,7 @@ from ..io.case import Cohort
 from ..io.images import staged_outputs, write_text_atomic
 from ..models.ivim_net import EarlyRecurrenceHead
 from ..models.package import ModelPackage, load_package, save_package
+from ..plots import figure as _figure
 from ..predict.models import HORIZONS_MONTHS
 from ..stats import (auc_with_delong_ci, bootstrap_ci, calibration, compare_risk_groups, delong_test, harrell_c,
                      hosmer_lemeshow, net_benefit, survival_net_benefit, time_dependent_auc)
@@ -139,28 +139,6 @@ def _record(package: ModelPackage, metrics: dict, command: str) -> None:
     metadata = json.loads(json.dumps(package.metadata))
     metadata["herovision"].setdefault("metrics", {})["test"] = {**metrics, "command": command}
     save_package(ModelPackage(package.network.cpu(), metadata), package.path)
-
-
-@contextmanager
-def _figure(path: Path, title: str, x_label: str, y_label: str, diagonal: bool = False):
-    """A matplotlib axis, saved to ``path`` as PNG (with a legend when labelled) when the block ends."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4.5))
-    try:
-        yield axis
-        if diagonal:
-            axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
-        axis.set(xlabel=x_label, ylabel=y_label, title=title)
-        if axis.get_legend_handles_labels()[0]:
-            axis.legend()
-        figure.tight_layout()
-        figure.savefig(path, dpi=120)
-    finally:
-        plt.close(figure)
 
 
 def _plot_kaplan_meier(groups, path: Path, title: str) -> None:

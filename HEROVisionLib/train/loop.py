@@ -140,11 +140,9 @@ class TrainingLog:
     def plot(self, metric: str) -> None:
         if self.folder is None or not self.rows:
             return
-        import matplotlib
+        from ..plots import pyplot
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         epochs = [row["epoch"] for row in self.rows]
         figure, loss_axis = plt.subplots(figsize=(6, 4))
         loss_axis.plot(epochs, [row["train_loss"] for row in self.rows], label="training loss", color="tab:blue")

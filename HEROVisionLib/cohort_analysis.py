@@ -1,0 +1,263 @@
+"""``herovision cohort-analysis``: the paper's treatment analyses on a predicted cohort.
+
+From the batch results (``results.csv``) and the cohort's record (``cohort.csv``: treatment
+received, PFS, clinical factors), with the treatment received taken as the planned one:
+
+- **re-stratification**: each arm's patients by their risk group under the received treatment and
+  their cross-stratification category (:mod:`HEROVisionLib.treatment`), as a table and a Sankey
+  (alluvial) diagram;
+- **high-risk group before and after switching**: Kaplan–Meier PFS of each arm's high-risk patients,
+  all of them and without those flagged for switching (high under their treatment, low under the
+  other) — what the arm's high-risk group would look like had they been switched;
+- **propensity-score matching** of TA against SR (logistic propensity, greedy 1:1 nearest neighbour
+  within 0.2 SD, :mod:`HEROVisionLib.stats.propensity`) with standardised mean differences before and
+  after, and both models' C-index in the matched arms;
+- **subgroups**: each model's Harrell's C on its arm by sex, age ≤ 60 / > 60, size ≤ 3 / > 3 cm,
+  solitary / multiple tumours and centre;
+- with the phantom's ``truth.csv``: how often the advice agrees with the oracle's better treatment,
+  overall (the treatment with the higher predicted 2-year PFS) and among the patients flagged for
+  switching.
+
+Risk groups and PFS come from the nomograms when every patient has both, else from the image scores.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError
+from .io.images import staged_outputs, write_text_atomic
+from .plots import figure, pyplot
+from .stats import harrell_c
+from .stats.propensity import BALANCED_SMD, match_nearest, propensity_scores, standardized_mean_differences
+from .treatment import recommend
+
+ARMS = ("TA", "SR")
+PROPENSITY_COVARIATES = ("age", "sex_male", "tumor_size_cm", "tumor_number", "cirrhosis", "ctp_b",
+                         "portal_hypertension", "afp_high", "perivascular")
+TARGETS = {"flagged_agreement": 0.75, "overall_agreement": 0.70}
+
+
+def analysis_table(results: pd.DataFrame, cohort: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """One row per patient predicted without error and recorded in the cohort: received treatment,
+    outcome, clinical factors, both groups, 2-year PFS under each treatment, category and advice."""
+    ok = results[results["status"] == "ok"]
+    table = cohort.merge(ok, on="case_id", how="inner", validate="one_to_one")
+    if table.empty:
+        raise InputError("results", "no predicted case of the cohort (case_id) without error")
+    for column in ("treatment", "pfs_months", "pfs_event"):
+        if column not in table.columns:
+            raise InputError("cohort.csv", f"needs column {column!r}")
+    unknown = sorted(set(table["treatment"]) - set(ARMS))
+    if unknown:
+        raise InputError("cohort.csv", f"treatment must be TA or SR, found {unknown}")
+    nomogram = all(table[f"{k}_nomogram_risk_group"].isin(["high", "low"]).all() for k in ("ta", "sr"))
+    prefix = "_nomogram" if nomogram else ""
+    for arm in ARMS:
+        key = arm.lower()
+        table[f"group_{arm}"] = table[f"{key}{prefix}_risk_group"]
+        table[f"pfs2y_{arm}"] = pd.to_numeric(table[f"{key}{prefix}_pfs_2y"])
+    if not table[[f"group_{arm}" for arm in ARMS]].isin(["high", "low"]).all(axis=None):
+        raise InputError("results", "every case needs both TA and SR predictions")
+    advice = [recommend(row.group_TA, row.group_SR, row.treatment) for row in table.itertuples()]
+    table["category"] = [a.category for a in advice]
+    table["group_received"] = [row.group_TA if row.treatment == "TA" else row.group_SR for row in table.itertuples()]
+    table["better_predicted"] = np.where(table["pfs2y_SR"] > table["pfs2y_TA"], "SR", "TA")
+    table["risk_received"] = np.where(table["treatment"] == "TA", table["ta_risk_score"], table["sr_risk_score"])
+    return table, ("nomogram" if nomogram else "image risk score")
+
+
+def restratification(table: pd.DataFrame) -> pd.DataFrame:
+    """Counts per arm × original group (under the received treatment) × category."""
+    counts = table.groupby(["treatment", "group_received", "category"]).size().rename("patients").reset_index()
+    counts["share_of_arm"] = counts["patients"] / counts.groupby("treatment")["patients"].transform("sum")
+    return counts
+
+
+def plot_sankey(counts: pd.DataFrame, path: Path) -> None:
+    """Alluvial diagram per arm: original risk group (left) → cross-stratification category (right)."""
+    plt = pyplot()
+    drawing, axes = plt.subplots(1, 2, figsize=(11, 5))
+    colours = {"switch": "tab:red", "keep": "tab:green", "either": "tab:blue", "both high": "tab:orange"}
+    for axis, arm in zip(axes, ARMS):
+        part = counts[counts["treatment"] == arm]
+        total = part["patients"].sum()
+        left = part.groupby("group_received")["patients"].sum().reindex(["high", "low"], fill_value=0)
+        right = part.groupby("category")["patients"].sum().reindex(list(colours), fill_value=0)
+        gap = 0.02
+        left_top = {g: 1 - sum(left[:k]) / max(total, 1) - k * gap for k, g in enumerate(left.index)}
+        right_top = {c: 1 - sum(right[:k]) / max(total, 1) - k * gap for k, c in enumerate(right.index)}
+        left_used, right_used = dict.fromkeys(left.index, 0.0), dict.fromkeys(right.index, 0.0)
+        order = part.assign(rank=part["category"].map(list(colours).index)).sort_values(["group_received", "rank"])
+        for row in order.itertuples():
+            height = row.patients / max(total, 1)
+            y0 = left_top[row.group_received] - left_used[row.group_received]
+            y1 = right_top[row.category] - right_used[row.category]
+            x = np.linspace(0.1, 0.9, 50)
+            s = (1 - np.cos(np.pi * (x - 0.1) / 0.8)) / 2
+            axis.fill_between(x, y0 + (y1 - y0) * s, y0 - height + (y1 - y0) * s, color=colours[row.category],
+                              alpha=0.45, linewidth=0)
+            left_used[row.group_received] += height
+            right_used[row.category] += height
+        for name, top in left_top.items():
+            height = left[name] / max(total, 1)
+            axis.add_patch(plt.Rectangle((0.05, top - height), 0.05, height, color="dimgrey"))
+            axis.text(0.03, top - height / 2, f"{name} risk\n({left[name]})", ha="right", va="center")
+        for name, top in right_top.items():
+            height = right[name] / max(total, 1)
+            if height:
+                axis.add_patch(plt.Rectangle((0.9, top - height), 0.05, height, color=colours[name]))
+                axis.text(0.97, top - height / 2, f"{name} ({right[name]})", ha="left", va="center")
+        axis.set(xlim=(-0.25, 1.3), ylim=(-0.1, 1.02), title=f"{arm} arm: risk under {arm} → re-stratified")
+        axis.axis("off")
+    drawing.tight_layout()
+    drawing.savefig(path, dpi=120)
+    plt.close(drawing)
+
+
+def high_risk_before_after(table: pd.DataFrame, folder: Path) -> dict:
+    """Per arm: KM of the high-risk group with and without the patients flagged for switching."""
+    from lifelines import KaplanMeierFitter
+    from lifelines.plotting import add_at_risk_counts
+
+    summary = {}
+    for arm in ARMS:
+        high = table[(table["treatment"] == arm) & (table["group_received"] == "high")]
+        kept = high[high["category"] != "switch"]
+        if high.empty:
+            summary[arm] = {"high_risk": 0}
+            continue
+        fitters = []
+        with figure(folder / f"high_risk_{arm}.png", f"{arm} arm, high risk under {arm}", "months",
+                    "progression-free survival") as axis:
+            for name, part in ((f"all high-risk (n = {len(high)})", high),
+                               (f"without flagged for switching (n = {len(kept)})", kept)):
+                if part.empty:
+                    continue
+                fitter = KaplanMeierFitter().fit(part["pfs_months"], part["pfs_event"].astype(bool), label=name)
+                fitter.plot_survival_function(ax=axis, ci_show=False)
+                fitters.append(fitter)
+            add_at_risk_counts(*fitters, ax=axis)
+        summary[arm] = {"high_risk": int(len(high)), "flagged_for_switching": int((high["category"] == "switch").sum()),
+                        "pfs_2y_all_high_risk": _km_at(high, 24), "pfs_2y_without_flagged": _km_at(kept, 24),
+                        "pfs_2y_flagged": _km_at(high[high["category"] == "switch"], 24)}
+    return summary
+
+
+def _km_at(part: pd.DataFrame, months: float) -> float:
+    from lifelines import KaplanMeierFitter
+
+    if part.empty:
+        return math.nan
+    fitter = KaplanMeierFitter().fit(part["pfs_months"], part["pfs_event"].astype(bool))
+    return float(fitter.survival_function_at_times(months).iloc[0])
+
+
+def propensity_matching(table: pd.DataFrame, folder: Path) -> dict:
+    """1:1 PSM of SR (treated) against TA; SMD before/after, the models' C-index in the matched arms."""
+    covariates = [c for c in PROPENSITY_COVARIATES if c in table.columns and table[c].nunique() > 1]
+    treated = (table["treatment"] == "SR").to_numpy()
+    matching = match_nearest(propensity_scores(table, treated, covariates), treated)
+    balance = standardized_mean_differences(table, treated, covariates, matching)
+    balance.to_csv(folder / "propensity_balance.csv", index_label="covariate")
+    matched = table.iloc[matching.matched]
+    result = {"covariates": covariates, "pairs": int(len(matching.pairs)),
+              "max_abs_smd_before": float(balance["before"].abs().max()),
+              "max_abs_smd_after": float(balance["after"].abs().max()),
+              "balanced": bool((balance["after"].abs() < BALANCED_SMD).all())}
+    for arm in ARMS:
+        part = matched[matched["treatment"] == arm]
+        result[f"c_index_{arm}_matched"] = _c_index(part)
+    with figure(folder / "propensity_balance.png", "Standardised mean differences", "|SMD|", "") as axis:
+        order = balance["before"].abs().sort_values().index
+        axis.scatter(balance.loc[order, "before"].abs(), range(len(order)), label="before matching", marker="o")
+        axis.scatter(balance.loc[order, "after"].abs(), range(len(order)), label="after matching", marker="s")
+        axis.axvline(BALANCED_SMD, color="grey", linestyle=":")
+        axis.set_yticks(range(len(order)), order)
+    return result
+
+
+def _c_index(part: pd.DataFrame) -> float:
+    if len(part) < 10 or not part["pfs_event"].astype(bool).any():
+        return math.nan
+    return float(harrell_c(part["risk_received"], part["pfs_months"], part["pfs_event"].astype(bool)))
+
+
+def subgroups(table: pd.DataFrame) -> pd.DataFrame:
+    """Each model's Harrell's C on its own arm within the usual clinical subgroups."""
+    definitions = {
+        "sex": ("sex_male", lambda v: np.where(v == 1, "male", "female")),
+        "age": ("age", lambda v: np.where(v <= 60, "≤ 60", "> 60")),
+        "tumour size": ("tumor_size_cm", lambda v: np.where(v <= 3, "≤ 3 cm", "> 3 cm")),
+        "tumour number": ("tumor_number", lambda v: np.where(v == 1, "solitary", "multiple")),
+        "centre": ("center", lambda v: np.asarray(v).astype(str)),
+    }
+    rows = []
+    for arm in ARMS:
+        part = table[table["treatment"] == arm]
+        for name, (column, label) in definitions.items():
+            if column not in part.columns:
+                continue
+            for level, members in part.groupby(label(part[column].to_numpy())):
+                rows.append({"model": f"HEROVision-{arm}", "subgroup": name, "level": level, "patients": len(members),
+                             "events": int(members["pfs_event"].sum()), "c_index": _c_index(members)})
+    return pd.DataFrame(rows)
+
+
+def oracle_agreement(table: pd.DataFrame, truth: pd.DataFrame) -> dict:
+    """Agreement of the advice with the oracle's better treatment (phantom cohorts only)."""
+    merged = table.merge(truth[["case_id", "best_treatment"]], on="case_id", how="inner", validate="one_to_one")
+    flagged = merged[merged["category"] == "switch"]
+    other = np.where(flagged["treatment"] == "TA", "SR", "TA")
+    result = {"patients": int(len(merged)),
+              "overall_agreement": float((merged["better_predicted"] == merged["best_treatment"]).mean()),
+              "flagged_for_switching": int(len(flagged)),
+              "flagged_agreement": float((other == flagged["best_treatment"]).mean()) if len(flagged) else math.nan,
+              "targets": TARGETS}
+    result["targets_met"] = {name: bool(result[name] >= target) for name, target in TARGETS.items()}
+    return result
+
+
+def analyse_cohort(results_csv, cohort_csv, out, truth_csv=None) -> dict:
+    """Run every analysis (module docstring) and write tables, figures and ``summary.json`` to ``out``
+    (staged: a failure leaves nothing half-written); returns the summary."""
+    results, cohort = _read_csv(results_csv, "results.csv"), _read_csv(cohort_csv, "cohort.csv")
+    table, basis = analysis_table(results, cohort)
+    summary = {"patients": int(len(table)), "basis": basis,
+               "arms": {arm: int((table["treatment"] == arm).sum()) for arm in ARMS}}
+    with staged_outputs(Path(out)) as stage:
+        counts = restratification(table)
+        counts.to_csv(stage / "restratification.csv", index=False)
+        plot_sankey(counts, stage / "restratification_sankey.png")
+        summary["categories"] = table.groupby("treatment")["category"].value_counts().unstack(fill_value=0).to_dict("index")
+        summary["high_risk_before_after_switching"] = high_risk_before_after(table, stage)
+        summary["propensity_matching"] = propensity_matching(table, stage)
+        subgroup_table = subgroups(table)
+        subgroup_table.to_csv(stage / "subgroups.csv", index=False)
+        if truth_csv is not None:
+            summary["oracle"] = oracle_agreement(table, _read_csv(truth_csv, "truth.csv"))
+        table.to_csv(stage / "patients.csv", index=False)
+        write_text_atomic(json.dumps(summary, indent=2, default=_plain, allow_nan=True), stage / "summary.json")
+    return summary
+
+
+def _plain(value):
+    return float(value) if isinstance(value, (np.floating, np.integer)) else str(value)
+
+
+def _read_csv(path, name_in_folder: str) -> pd.DataFrame:
+    path = Path(path)
+    if path.is_dir():
+        path = path / name_in_folder
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    table = pd.read_csv(path)
+    if "case_id" not in table.columns:
+        raise InputError(path, "needs a case_id column")
+    table["case_id"] = table["case_id"].astype(str)
+    return table

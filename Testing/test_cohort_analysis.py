@@ -1,0 +1,110 @@
+"""Cohort analysis on phantom patients (their clinical record and outcomes, drawn without images):
+re-stratification counts, propensity-score balance, subgroups, oracle agreement, the command's files."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from HEROVisionLib.cli import main
+from HEROVisionLib.cohort_analysis import analyse_cohort, analysis_table, oracle_agreement, restratification
+from HEROVisionLib.errors import InputError
+from HEROVisionLib.phantom.generate import draw_case_variables
+
+N = 400
+
+
+@pytest.fixture(scope="module")
+def phantom_patients():
+    """cohort.csv- and truth.csv-like tables of N phantom patients (PHANTOM.md §1–2)."""
+    cohort, truth = [], []
+    for index in range(1, N + 1):
+        _, patient, outcome = draw_case_variables(11, index)
+        case_id = f"A{index:04d}"
+        cohort.append({**patient.as_dict(), "case_id": case_id, "center": "AB"[index % 2],
+                       "tumor_size_cm": round(patient.diameter_cm, 1), "treatment": outcome.treatment,
+                       "pfs_months": outcome.pfs_months, "pfs_event": outcome.pfs_event})
+        truth.append({"case_id": case_id, "lp_TA": outcome.lp_TA, "lp_SR": outcome.lp_SR,
+                      "best_treatment": outcome.best_treatment})
+    return pd.DataFrame(cohort), pd.DataFrame(truth)
+
+
+def _results(truth, sign=1.0, cutoff=None):
+    """A results.csv whose models score patients by the true linear predictors (times ``sign``), split at
+    one shared cutoff, with 2-year PFS from the phantom's Weibull model."""
+    rows = {"case_id": truth["case_id"], "status": "ok"}
+    cutoff = np.median(sign * truth[["lp_TA", "lp_SR"]].to_numpy()) if cutoff is None else cutoff
+    for arm in ("TA", "SR"):
+        score = sign * truth[f"lp_{arm}"]
+        rows[f"{arm.lower()}_risk_score"] = score
+        rows[f"{arm.lower()}_risk_group"] = np.where(score > cutoff, "high", "low")
+        rows[f"{arm.lower()}_pfs_2y"] = np.exp(-(24 / 30) ** 1.2 * np.exp(score))
+        for column in ("nomogram_risk_group", "nomogram_pfs_2y"):
+            rows[f"{arm.lower()}_{column}"] = "" if "group" in column else math.nan
+    return pd.DataFrame(rows)
+
+
+def test_restratification_counts_each_arm_by_group_and_category(phantom_patients):
+    cohort, truth = phantom_patients
+    table, basis = analysis_table(_results(truth), cohort)
+    assert basis == "image risk score" and len(table) == N
+    counts = restratification(table)
+    for row in table.sample(20, random_state=0).itertuples():
+        received, other = (row.ta_risk_group, row.sr_risk_group)[:: 1 if row.treatment == "TA" else -1]
+        expected = {("high", "low"): "switch", ("low", "high"): "keep", ("low", "low"): "either",
+                    ("high", "high"): "both high"}[(received, other)]
+        assert row.category == expected
+    crosstab = pd.crosstab([table["treatment"], table["group_received"]], table["category"]).stack()
+    merged = counts.set_index(["treatment", "group_received", "category"])["patients"]
+    assert merged.to_dict() == {k: v for k, v in crosstab.to_dict().items() if v}
+    assert counts.groupby("treatment")["share_of_arm"].sum().tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_perfect_scores_agree_with_the_oracle_and_reversed_ones_do_not(phantom_patients):
+    cohort, truth = phantom_patients
+    perfect, _ = analysis_table(_results(truth), cohort)
+    agreement = oracle_agreement(perfect, truth)
+    assert agreement["overall_agreement"] == 1.0 and agreement["flagged_agreement"] == 1.0
+    assert agreement["flagged_for_switching"] > 0 and all(agreement["targets_met"].values())
+    reversed_, _ = analysis_table(_results(truth, sign=-1.0), cohort)
+    assert oracle_agreement(reversed_, truth)["overall_agreement"] == 0.0
+
+
+def test_the_command_writes_balanced_matching_subgroups_and_figures(phantom_patients, tmp_path, capsys):
+    cohort, truth = phantom_patients
+    _results(truth).to_csv(tmp_path / "results.csv", index=False)
+    cohort.to_csv(tmp_path / "cohort.csv", index=False)
+    truth.to_csv(tmp_path / "truth.csv", index=False)
+    out = tmp_path / "analysis"
+    assert main(["cohort-analysis", str(tmp_path / "results.csv"), "--cohort", str(tmp_path), "--out", str(out),
+                 "--truth", str(tmp_path / "truth.csv")]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    matching = summary["propensity_matching"]
+    # TA/SR assignment depends on size, portal hypertension, CTP-B and cirrhosis (PHANTOM.md §2): before
+    # matching the arms differ; after, every covariate is balanced
+    assert matching["max_abs_smd_before"] > 0.3 and matching["balanced"] and matching["max_abs_smd_after"] < 0.1
+    balance = pd.read_csv(out / "propensity_balance.csv", index_col="covariate")
+    assert (balance["after"].abs() < 0.1).all() and matching["pairs"] >= 100
+    subgroups = pd.read_csv(out / "subgroups.csv")
+    assert set(subgroups["subgroup"]) == {"sex", "age", "tumour size", "tumour number", "centre"}
+    assert subgroups["c_index"].dropna().between(0.5, 1).all()  # true linear predictors rank well everywhere
+    for name in ("restratification_sankey.png", "high_risk_TA.png", "high_risk_SR.png", "propensity_balance.png"):
+        assert (out / name).stat().st_size > 10_000
+    high = summary["high_risk_before_after_switching"]["TA"]
+    counts = pd.read_csv(out / "restratification.csv").set_index(["treatment", "group_received", "category"])
+    assert high["flagged_for_switching"] == counts.loc[("TA", "high", "switch"), "patients"]
+    assert high["high_risk"] == counts.loc[("TA", "high")]["patients"].sum()
+    assert all(0 < high[k] < 1 for k in ("pfs_2y_all_high_risk", "pfs_2y_without_flagged", "pfs_2y_flagged"))
+    assert summary["oracle"]["overall_agreement"] == 1.0
+
+
+def test_results_without_both_models_are_refused(phantom_patients):
+    cohort, truth = phantom_patients
+    results = _results(truth)
+    results.loc[3, "sr_risk_group"] = ""
+    with pytest.raises(InputError, match="every case needs both TA and SR predictions"):
+        analysis_table(results, cohort)
+    with pytest.raises(InputError, match="treatment must be TA or SR"):
+        analysis_table(_results(truth), cohort.assign(treatment="RFA"))
