@@ -42,6 +42,12 @@ def test_tiny_training_writes_packages_that_predict(tiny_packages, phantom_cohor
             hazard = [block["baseline_cumulative_hazard"][m] for m in ("12", "24", "36")]
             assert hazard == sorted(hazard) and hazard[0] >= 0
             assert np.isfinite(block["risk_cutoff"])
+            curves = block["training_curves"]  # what reports draw: the training cohort's groups and baseline
+            assert curves["baseline_cumulative_hazard"] == sorted(curves["baseline_cumulative_hazard"])
+            for name in ("low", "high"):
+                if f"kaplan_meier_{name}" in curves:
+                    km = curves[f"kaplan_meier_{name}"]
+                    assert km[0] == 1.0 and km == sorted(km, reverse=True)
     result = predict_case(Cohort(phantom_cohort).case("A0001"), load_models(tiny_packages, "cpu"), "cpu")
     assert result.models_trained and result.row()["status"] == "ok"
     assert 0 < result.er_probability < 1

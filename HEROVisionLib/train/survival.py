@@ -126,14 +126,36 @@ def fit_nomogram(scores: np.ndarray, training: CohortTensors) -> dict:
             "model": table.to_dict(orient="records"), "screening_p": model.screening_p.to_dict()}
 
 
+#: Months at which a package records its training cohort's curves (what reports draw).
+CURVE_MONTHS = tuple(range(0, 61, 2))
+
+
+def training_curves(scores: np.ndarray, time_: np.ndarray, event: np.ndarray, cutoff: float) -> dict:
+    """Kaplan–Meier PFS of the training cohort's low- and high-risk groups and the Breslow baseline
+    cumulative hazard, at :data:`CURVE_MONTHS` (a patient's predicted curve is exp(−H₀(t)·e^score))."""
+    from lifelines import KaplanMeierFitter
+
+    high = scores > cutoff
+    curves = {"months": list(CURVE_MONTHS),
+              "baseline_cumulative_hazard": breslow_baseline_cumulative_hazard(scores, time_, event,
+                                                                               CURVE_MONTHS).tolist()}
+    for name, members in (("low", ~high), ("high", high)):
+        if members.any():
+            fitter = KaplanMeierFitter().fit(time_[members], event[members])
+            curves[f"kaplan_meier_{name}"] = fitter.survival_function_at_times(CURVE_MONTHS).tolist()
+            curves[f"patients_{name}"] = int(members.sum())
+    return curves
+
+
 def survival_model_package(network: HEROVisionNet, treatment: str, training: CohortTensors, *, metrics: dict,
                            training_cohort: dict, command: str, config: SurvivalConfig, device):
-    """Cutoff and Breslow baseline on the training cohort, then the package."""
+    """Cutoff, Breslow baseline, nomogram and the training cohort's curves, then the package."""
     scores = risk_scores(network, training, device)
     time_, event = training.labels["time"].numpy(), training.labels["event"].numpy().astype(bool)
     cutoff = optimal_cutpoint(scores, time_, event)
     hazard = breslow_baseline_cumulative_hazard(scores, time_, event, HORIZONS_MONTHS)
     nomogram = fit_nomogram(scores, training)
+    curves = training_curves(scores, time_, event, float(cutoff))
     preprocessing = dict(SURVIVAL_PREPROCESSING, image_size=network.encoder_config["image_size"])
     return survival_package(network, treatment, trained=True, cutoff=float(cutoff),
                             baseline_cumulative_hazard=dict(zip(HORIZONS_MONTHS, map(float, hazard))),
@@ -141,4 +163,4 @@ def survival_model_package(network: HEROVisionNet, treatment: str, training: Coh
                             f"{'thermal ablation' if treatment == 'TA' else 'surgical resection'} from T2WI, DWI, US and CEUS.",
                             metrics=metrics, training_cohort=training_cohort,
                             training={"command": command, "config": asdict(config)},
-                            preprocessing=preprocessing, nomogram=nomogram)
+                            preprocessing=preprocessing, nomogram=nomogram, training_curves=curves)
