@@ -177,16 +177,44 @@ def _print_result(result) -> None:
 
 
 def _run_predict(args) -> int:
-    from .io.images import staged_outputs
+    import json
+
+    from .io.images import staged_outputs, write_text_atomic
     from .predict import load_models, predict_case, write_case_outputs
+    from .treatment import advise
 
     case = _load_case(args)
     models = load_models(args.models, args.device)
     result = predict_case(case, models, args.device)
+    advice = None
+    if {"ta", "sr"} <= set(result.survival):
+        planned = (case.clinical or {}).get("treatment")
+        advice = advise(case, result, models, planned if planned in ("TA", "SR") else None, device=args.device)
     with staged_outputs(args.out) as stage:
         write_case_outputs(result, stage)
+        if advice:
+            write_text_atomic(json.dumps(advice.to_dict(), indent=2) + "\n", stage / "advice.json")
     _print_result(result)
-    print(f"Results, overlays and maps written to {args.out}")
+    if advice:
+        print(f"  advice            {advice.words}")
+    print(f"Results, overlays and maps written to {args.out}; `herovision report {args.out} --out report.pdf` "
+          "draws them")
+    return 0
+
+
+def _add_report(commands):
+    parser = commands.add_parser("report", help="the per-patient report (PDF or PNG) of a `herovision predict` folder")
+    parser.add_argument("prediction", type=Path, help="folder written by `herovision predict`")
+    parser.add_argument("--out", type=Path, required=True, help="report file, .pdf (two A4 pages) or .png")
+    parser.add_argument("--case", type=Path, help="the case folder, when it moved since the prediction")
+    parser.add_argument("--models", type=Path, help="model packages (default: the bundled ones)")
+    parser.set_defaults(run=_run_report)
+
+
+def _run_report(args) -> int:
+    from .report import render_report
+
+    print(f"Report written to {render_report(args.prediction, args.out, args.models, args.case)}")
     return 0
 
 
@@ -344,8 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="herovision", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"HEROVision {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_demo, _add_predict, _add_batch, _add_scene, _add_cohort_analysis, _add_train, _add_evaluate,
-                _add_phantom, _add_inspect, _add_ivim):
+    for add in (_add_demo, _add_predict, _add_report, _add_batch, _add_scene, _add_cohort_analysis, _add_train,
+                _add_evaluate, _add_phantom, _add_inspect, _add_ivim):
         add(commands)
     return parser
 

@@ -100,6 +100,12 @@ class TreatmentAdvice:
         """Small perturbations of the images change the advice too often to rely on it."""
         return self.stability < STABLE_SHARE
 
+    def to_dict(self) -> dict:
+        return {"category": self.recommendation.category, "treatment": self.recommendation.treatment,
+                "words": self.words, "basis": self.basis, "pfs_2y": self.pfs_2y, "difference_2y": self.difference_2y,
+                "difference_interval": list(self.difference_interval), "stability": self.stability,
+                "borderline": self.borderline, "draws": self.draws}
+
     @property
     def words(self) -> str:
         text = self.recommendation.words

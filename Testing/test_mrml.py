@@ -127,7 +127,7 @@ def test_prediction_from_the_scene_adds_tables_maps_and_overlays_and_leaves_inpu
                for i in range(4) for j in range(4))
     assert overlay.GetDisplayNode().GetColorNode().GetName() == "HEROVision heat map"
     heat = slicer.util.arrayFromVolume(overlay)
-    tumour = sitk.GetArrayViewFromImage(case_from_scene(scene, inputs).load_roi("t2wi")) == 1
+    tumour = sitk.GetArrayFromImage(case_from_scene(scene, inputs).load_roi("t2wi")) == 1
     assert heat[tumour].mean() > heat[~tumour].mean()
 
     hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)

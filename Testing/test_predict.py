@@ -117,7 +117,7 @@ def test_an_overlay_maps_back_onto_the_roi(phantom_cohort, orientation):
     roi = _reoriented(case.load_roi("t2wi"), ORIENTATIONS[orientation], sitk.sitkNearestNeighbor)
     crops = slice_crops(image, roi, neighbours=1)
     masks = [(sitk.GetArrayFromImage(crop.roi)[0] == 1).astype(np.float32) for crop in crops]
-    back = sitk.GetArrayViewFromImage(overlay_on_source(masks, crops, image)) >= 0.5
+    back = sitk.GetArrayFromImage(overlay_on_source(masks, crops, image)) >= 0.5
     truth = sitk.GetArrayViewFromImage(roi) == 1
     slices = sorted({int(round(image.TransformPhysicalPointToContinuousIndex(
         crop.roi.TransformIndexToPhysicalPoint((0, 0, 0)))[2])) for crop in crops})

@@ -75,6 +75,7 @@ class PredictionResult:
     timings: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
     model_versions: dict[str, str] = field(default_factory=dict)
+    case_folder: str = ""  # where the case's images were read (reports draw them); "" for in-memory cases
     models_trained: bool = False
     overlays: dict[str, sitk.Image] = field(default_factory=dict, repr=False)  # file stem → image
     maps: dict[str, sitk.Image] = field(default_factory=dict, repr=False)
