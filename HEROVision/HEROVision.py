@@ -139,6 +139,7 @@ class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
         self.ui.inspectButton.connect("clicked(bool)", self.onInspectButton)
         self.ui.loadCaseButton.connect("clicked(bool)", self.onLoadCase)
+        self.ui.reportButton.connect("clicked(bool)", self.onReport)
         self.ui.modelsFolderPathLineEdit.connect("currentPathChanged(QString)", lambda _: self.updateModels())
         self.initializeParameterNode()
         self.updateModels()
@@ -275,15 +276,27 @@ class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         from HEROVisionLib.errors import Cancelled
 
         try:
-            planned = None if self._parameterNode.plannedTreatment == "undecided" else self._parameterNode.plannedTreatment
-            summary, nodes = self.logic.finishPrediction(running, self._inputs, planned)
+            summary, nodes = self.logic.finishPrediction(running, self._inputs, self._plannedTreatment())
             self.ui.resultSummaryLabel.setText(summary)
+            self.ui.reportButton.setEnabled(True)
             self.logic.showOverlay(nodes, self._inputs)
         except Cancelled:
             self.ui.resultSummaryLabel.setText("Prediction cancelled; the scene is as it was.")
         except Exception as error:
             slicer.util.errorDisplay(f"Prediction failed; the scene is as it was.\n\n{error}")
         self.updateChecks()
+
+    def onReport(self) -> None:
+        path = qt.QFileDialog.getSaveFileName(self.parent, "Save the patient report", "", "PDF (*.pdf);;PNG (*.png)")
+        if not path:
+            return
+        with slicer.util.tryWithErrorDisplay("Cannot write the report.", waitCursor=True):
+            written = self.logic.writeReport(path, self._plannedTreatment(), self._modelsFolder())
+            slicer.util.showStatusMessage(f"Report written to {written}", 5000)
+
+    def _plannedTreatment(self):
+        planned = self._parameterNode.plannedTreatment
+        return None if planned == "undecided" else planned
 
     def onInspectButton(self) -> None:
         with slicer.util.tryWithErrorDisplay("Cannot read the case.", waitCursor=True):
@@ -444,13 +457,31 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
         return BackgroundPrediction(case, load_models(modelsFolder, device), device)
 
     def finishPrediction(self, running, inputs, plannedTreatment=None):
-        """Add a finished prediction's tables, maps and overlays to the scene; returns (summary, nodes)."""
+        """Add a finished prediction's tables, maps and overlays to the scene; returns (summary, nodes).
+        The prediction is kept for :meth:`writeReport`."""
         from HEROVisionLib.mrml import add_result_to_scene
         from HEROVisionLib.treatment import summary_line
 
         result = running.result()
         nodes = add_result_to_scene(slicer.mrmlScene, result, inputs)
+        self.lastPrediction = (result, running.case, running.models)
         return summary_line(result, plannedTreatment), nodes
+
+    def writeReport(self, path, plannedTreatment=None, modelsFolder=None):
+        """The per-patient report (PDF or PNG) of the last prediction, with the recommendation's
+        firmness from test-time augmentation."""
+        import json
+
+        from HEROVisionLib.errors import InputError
+        from HEROVisionLib.report import write_report
+        from HEROVisionLib.treatment import advise
+
+        if not getattr(self, "lastPrediction", None):
+            raise InputError("report", "predict a case first")
+        result, case, models = self.lastPrediction
+        advice = advise(case, result, models, plannedTreatment) if {"ta", "sr"} <= set(result.survival) else None
+        return write_report(json.loads(result.to_json()), advice.to_dict() if advice else None, case,
+                            {**result.overlays, **result.maps}, path, modelsFolder)
 
     def showOverlay(self, nodes, inputs) -> None:
         """The TA attention map over T2WI (else the first overlay over its input), at partial opacity."""
@@ -572,6 +603,11 @@ class HEROVisionTest(ScriptedLoadableModuleTest):
         overlay = nodes["attention_ta_t2wi"]
         self.assertTrue(same_grid(image_from_volume_node(overlay), image_from_volume_node(inputs.volumes["t2wi"])))
         self.assertGreater(float(np.max(slicer.util.arrayFromVolume(overlay))), 0.0)
+
+        self.delayDisplay("Writing the patient report")
+        with tempfile.TemporaryDirectory() as folder:
+            report = logic.writeReport(pathlib.Path(folder) / "report.pdf", "TA")
+            self.assertGreater(report.stat().st_size, 50_000)
 
         self.delayDisplay("A b-value count mismatch is refused and adds no node")
         count = slicer.mrmlScene.GetNumberOfNodes()

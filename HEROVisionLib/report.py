@@ -6,10 +6,9 @@ IVIM parametric maps of the tumour. Page 2: the patient's predicted PFS curve on
 curves of the training cohort's risk groups (TA and SR), both predicted curves together, and the
 nomogram points. The intended-use warning heads and closes the report.
 
-It is drawn from a case's prediction folder (``results.json``, ``advice.json`` and the overlay and
-map files ``herovision predict`` writes), the case's images (the folder recorded in
-``results.json``, or ``case_folder``) and the model packages' recorded training-cohort curves —
-nothing is re-predicted, so a report takes about a second.
+It is drawn from a prediction (from the files ``herovision predict`` writes — ``results.json``,
+``advice.json``, overlays and maps — or, in Slicer, from memory), the case's images and the model
+packages' recorded training-cohort curves — nothing is re-predicted, so a report takes about a second.
 """
 
 from __future__ import annotations
@@ -40,20 +39,27 @@ A4 = (8.27, 11.69)
 
 def render_report(prediction_folder, out, models=None, case_folder=None) -> Path:
     """Write the report of a case's prediction folder to ``out`` (``.pdf`` or ``.png``)."""
-    prediction_folder, out = Path(prediction_folder), Path(out)
-    if out.suffix.lower() not in (".pdf", ".png"):
-        raise InputError(out, "the report must be a .pdf or a .png file")
+    prediction_folder = Path(prediction_folder)
     result = _read_json(prediction_folder / "results.json")
     advice = _read_json(prediction_folder / "advice.json") if (prediction_folder / "advice.json").is_file() else None
     folder = Path(case_folder) if case_folder else Path(result.get("case_folder") or "")
     if not str(folder) or not folder.is_dir():
         raise InputError(prediction_folder / "results.json",
                          f"the case's images are not at {str(folder)!r}: give the case folder (--case)")
-    case = Case(folder)
+    images = {path.stem: sitk.ReadImage(str(path)) for path in prediction_folder.glob("*.nrrd")}
+    return write_report(result, advice, Case(folder), images, out, models)
+
+
+def write_report(result: dict, advice: dict | None, case, images: dict, out, models=None) -> Path:
+    """Write the report to ``out`` (``.pdf`` or ``.png``, atomically) from a prediction's JSON data
+    (``PredictionResult.to_json``), its advice (``TreatmentAdvice.to_dict``) or None, the case it was
+    made from (a folder or in-memory case) and its overlay and map images by name."""
+    out = Path(out)
+    if out.suffix.lower() not in (".pdf", ".png"):
+        raise InputError(out, "the report must be a .pdf or a .png file")
     plt = pyplot()
     plt.rcParams["pdf.fonttype"] = 42  # real text in the PDF: searchable and copyable
-    pages = [_first_page(plt, result, advice, case, prediction_folder),
-             _second_page(plt, result, models)]
+    pages = [_first_page(plt, result, advice, case, images), _second_page(plt, result, models)]
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial{out.suffix}")
     try:
@@ -141,7 +147,7 @@ def _wrap(text: str, width: int = 120) -> str:
     return "\n".join(textwrap.wrap(text, width, subsequent_indent="    "))
 
 
-def _first_page(plt, result: dict, advice: dict | None, case: Case, prediction_folder: Path):
+def _first_page(plt, result: dict, advice: dict | None, case, images: dict):
     page = plt.figure(figsize=A4)
     _header(page, result, "patient report")
     page.text(0.05, 0.895, "Summary", fontsize=11, weight="bold", va="top")
@@ -157,18 +163,15 @@ def _first_page(plt, result: dict, advice: dict | None, case: Case, prediction_f
             axis.text(0.5, 0.5, "not available", ha="center", va="center", fontsize=7, transform=axis.transAxes)
             continue
         background, roi = _background(case, modality)
-        heat_path = prediction_folder / f"{overlay}.nrrd"
-        heat = sitk.ReadImage(str(heat_path)) if heat_path.is_file() else None
-        _draw_slice(axis, background, roi, heat)
+        _draw_slice(axis, background, roi, images.get(overlay))
     page.text(0.05, 0.39, "IVIM parametric maps of the tumour VOI", fontsize=11, weight="bold", va="top")
-    if "ivim" in available and (prediction_folder / "ivim_D.nrrd").is_file():
+    if "ivim" in available and "ivim_D" in images:
         roi = case.load_roi("ivim")
         for index, (name, label, scale) in enumerate(MAPS):
             axis = page.add_axes([0.04 + index * 0.24, 0.16, 0.2, 0.2])
             axis.set_axis_off()
             axis.set_title(label, fontsize=8)
-            image = sitk.ReadImage(str(prediction_folder / f"{name}.nrrd"))
-            shown = _draw_slice(axis, image, roi, None, scale=scale, zoom_to_roi=True)
+            shown = _draw_slice(axis, images[name], roi, None, scale=scale, zoom_to_roi=True)
             page.colorbar(shown, ax=axis, fraction=0.046, pad=0.02).ax.tick_params(labelsize=6)
     page.text(0.05, 0.08, _wrap("Attention maps show where each network looked (TA: attention rollout; ER: Grad-CAM "
                                 "for the predicted class); red outline: the tumour ROI. Parametric maps are shown "
@@ -177,7 +180,7 @@ def _first_page(plt, result: dict, advice: dict | None, case: Case, prediction_f
     return page
 
 
-def _background(case: Case, modality: str) -> tuple[sitk.Image, sitk.Image]:
+def _background(case, modality: str) -> tuple[sitk.Image, sitk.Image]:
     if modality == "ivim":
         image = vector_to_frames(case.load_ivim().image)[0]
     elif modality == "ceus":

@@ -1,7 +1,6 @@
 """The per-patient report: `herovision predict` then `herovision report` renders a PDF whose text layer
 carries every panel's title and the intended-use warning, and a non-trivial PNG; bad requests are refused."""
 
-import numpy as np
 import pytest
 from pypdf import PdfReader
 

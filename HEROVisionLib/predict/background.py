@@ -22,6 +22,7 @@ class BackgroundPrediction:
     """``predict_case(case, models, device)`` started at construction on a worker thread."""
 
     def __init__(self, case, models, device="auto"):
+        self.case, self.models = case, models  # what a report or advice needs afterwards
         self.stage = "starting"
         self.fraction = 0.0
         self._cancel = threading.Event()
