@@ -75,6 +75,7 @@ class HEROVisionParameterNode:
     bvaluesText - b-values typed by the user, used when the volumes carry none.
     t2wi, dwi, us - the other MR and ultrasound volumes; ceusSequence or ceusArterial/Portal/Late - CEUS.
     segmentation - the segmentation holding the tumour VOI; segment ids per modality in *Segment.
+    clinicalText - clinical values the nomograms need, as NAME=VALUE pairs.
     modelsFolder - the user's model packages (empty: the bundled demonstration models).
     plannedTreatment - the treatment the recommendation is read against.
     device - where the networks run.
@@ -96,6 +97,7 @@ class HEROVisionParameterNode:
     dwiSegment: str
     usSegment: str
     ceusSegment: str
+    clinicalText: str
     modelsFolder: pathlib.Path
     plannedTreatment: Annotated[str, Choice(["undecided", "TA", "SR"])] = "undecided"
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
@@ -220,7 +222,10 @@ class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def updateModels(self) -> None:
         with slicer.util.tryWithErrorDisplay("Cannot read the model packages."):
-            self.ui.modelsText.setPlainText("\n".join(self.logic.describeModels(self._modelsFolder())))
+            lines, covariates = self.logic.describeModels(self._modelsFolder())
+            self.ui.modelsText.setPlainText("\n".join(lines))
+            self.ui.clinicalNeededLabel.setText(
+                f"The nomograms need: {', '.join(covariates)}" if covariates else "These models use no clinical values.")
 
     def _modelsFolder(self):
         folder = self._parameterNode.modelsFolder if self._parameterNode else None
@@ -347,9 +352,11 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
         else:
             ceus = [n for n in (parameters.ceusArterial, parameters.ceusPortal, parameters.ceusLate) if n]
         segments = {m: getattr(parameters, f"{m}Segment") for m in MODALITIES if getattr(parameters, f"{m}Segment")}
+        from HEROVisionLib.io.case import parse_clinical_values
+
         return SceneInputs(self.caseId(parameters.segmentation), parameters.segmentation, segments, volumes,
                            list(bvalues or []), {"t2wi": parameters.t2wi, "dwi": parameters.dwi, "us": parameters.us},
-                           ceus)
+                           ceus, parse_clinical_values(parameters.clinicalText or "", "Clinical values"))
 
     @staticmethod
     def caseId(node) -> str:
@@ -405,10 +412,12 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
             carried.append(modality.upper())
         return carried
 
-    def describeModels(self, modelsFolder=None) -> list:
+    def describeModels(self, modelsFolder=None) -> tuple:
+        """Lines describing each package, and the clinical values their nomograms need."""
         from HEROVisionLib.predict import load_models
 
-        return load_models(modelsFolder, "cpu").describe()
+        models = load_models(modelsFolder, "cpu")
+        return models.describe(), models.nomogram_covariates()
 
     def ensureDependencies(self, ask=True) -> bool:
         """Install what Predict needs, with the user's consent: torch through the PyTorch extension

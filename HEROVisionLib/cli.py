@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import HEROVisionError, InputError
+from .errors import HEROVisionError
 
 DEMO_SEED = 2025
 
@@ -133,7 +133,7 @@ def _add_case_command(commands, name: str, description: str, out_help: str, run)
 
 def _load_case(args):
     """The case folder with its clinical record: its row of the enclosing cohort.csv, then --clinical."""
-    from .io.case import Case, Cohort
+    from .io.case import Case, Cohort, parse_clinical_values
 
     if not args.case.is_dir():
         raise HEROVisionError(f"{args.case}: not a case folder")
@@ -142,11 +142,7 @@ def _load_case(args):
         cohort = Cohort(args.case.parent)
         if args.case.name in cohort.case_ids:
             clinical = dict(cohort.case(args.case.name).clinical)
-    for item in filter(None, (part.strip() for part in args.clinical.split(","))):
-        name, separator, value = item.partition("=")
-        if not separator or not name.strip():
-            raise InputError("--clinical", f"{item!r} is not NAME=VALUE")
-        clinical[name.strip()] = value.strip()
+    clinical.update(parse_clinical_values(args.clinical, "--clinical"))
     return Case(args.case, clinical or None)
 
 

@@ -152,6 +152,7 @@ class SceneInputs:
     bvalues: list[float] = field(default_factory=list)
     volumes: dict[str, object] = field(default_factory=dict)  # "t2wi", "dwi", "us" → volume node
     ceus_phase_volumes: list = field(default_factory=list)  # arterial, portal, late
+    clinical: dict = field(default_factory=dict)  # clinical values for the nomograms, by cohort.csv name
 
     def reference_node(self, modality: str):
         if modality == "ivim":
@@ -191,7 +192,8 @@ def case_from_scene(scene, inputs: SceneInputs) -> MemoryCase:
             rois[modality] = label_image_from_segment(scene, inputs.segmentation, segment_id, node)
             segment = inputs.segmentation.GetSegmentation().GetSegment(segment_id)
             sources[f"{modality}_roi"] = f"segment {segment.GetName()!r} on {node.GetName()}"
-    return MemoryCase(inputs.case_id, images, rois, CEUS_PHASE_TIMES_S if "ceus" in images else None, sources)
+    return MemoryCase(inputs.case_id, images, rois, CEUS_PHASE_TIMES_S if "ceus" in images else None, sources,
+                      dict(inputs.clinical) or None)
 
 
 def _subject_hierarchy_item(hierarchy, node) -> int:

@@ -128,6 +128,14 @@ def test_problems_are_listed_before_predict_without_touching_the_scene(scene, lo
     assert input_problems(scene, loaded) == ["choose the segmentation that holds the tumour VOI"]
 
 
+def test_clinical_values_typed_in_the_panel_reach_the_case(scene, loaded):
+    from HEROVisionLib.io.case import parse_clinical_values
+    from HEROVisionLib.mrml import case_from_scene
+
+    loaded.clinical = parse_clinical_values("afp_high=1, portal_hypertension = 0")
+    assert case_from_scene(scene, loaded).clinical == {"afp_high": "1", "portal_hypertension": "0"}
+
+
 @pytest.fixture(scope="module")
 def placeholder_models(tmp_path_factory):
     from HEROVisionLib.predict import load_models, write_untrained_models

@@ -89,3 +89,8 @@ def test_without_a_clinical_record_the_nomogram_is_skipped_with_a_warning(phanto
     assert math.isnan(result.row()["ta_nomogram_points"])
     warning = next(w for w in result.warnings if "nomogram not computed" in w)
     assert "afp_high" in warning and "portal_hypertension" in warning and "risk_score" not in warning
+
+
+def test_the_panel_is_told_which_clinical_values_the_nomograms_need(models_with_a_nomogram):
+    covariates = Nomogram.from_dict(models_with_a_nomogram.ta.herovision["nomogram"]).covariates
+    assert models_with_a_nomogram.nomogram_covariates() == sorted(set(covariates) - {"risk_score"})

@@ -179,3 +179,15 @@ def _read_cohort_table(path: Path) -> pd.DataFrame:
     if duplicated:
         raise InputError(path, f"duplicate case_id(s) {duplicated}")
     return table
+
+
+def parse_clinical_values(text: str, source: str = "clinical values") -> dict[str, str]:
+    """``NAME=VALUE`` pairs separated by commas (e.g. ``afp_high=1, portal_hypertension=0``), as typed
+    on the command line or in the Slicer panel; values stay text until a nomogram reads them."""
+    values = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, separator, value = item.partition("=")
+        if not separator or not name.strip():
+            raise InputError(source, f"{item!r} is not NAME=VALUE")
+        values[name.strip()] = value.strip()
+    return values

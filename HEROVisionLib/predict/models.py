@@ -54,6 +54,15 @@ class ModelSet:
     def items(self):
         return (("ta", self.ta), ("sr", self.sr), ("er", self.er))
 
+    def nomogram_covariates(self) -> list[str]:
+        """The clinical values the survival nomograms need from the user (risk score and tumour size
+        come from the images)."""
+        names = set()
+        for package in (self.ta, self.sr):
+            block = package.herovision.get("nomogram") or {}
+            names |= set(block.get("coefficients", {}))
+        return sorted(names - {"risk_score", "tumor_size_cm"})
+
     def describe(self) -> list[str]:
         """One line per package for the panel: name, version, how it was trained, intended use."""
         lines = []
