@@ -164,6 +164,7 @@ class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def exit(self) -> None:
+        self.ui.segmentEditorWidget.setActiveEffect(None)  # leave no editing effect active outside the module
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
