@@ -3,7 +3,7 @@ as demonstration models trained on synthetic data, with their test metrics on th
 
 import pytest
 
-from HEROVisionLib.io.case import Case
+from HEROVisionLib.io.case import Cohort
 from HEROVisionLib.predict import bundled_models_folder, load_models, predict_case
 from HEROVisionLib.predict.models import PACKAGE_NAMES
 
@@ -31,7 +31,20 @@ def test_every_bundled_package_is_verified_trained_and_labelled(bundled):
 
 
 def test_the_bundled_models_predict_a_phantom_case(bundled, phantom_cohort):
-    result = predict_case(Case(phantom_cohort / "A0002"), bundled, "cpu")
+    case = Cohort(phantom_cohort).case("A0002")  # with its clinical record: the nomograms apply
+    result = predict_case(case, bundled, "cpu")
     assert result.models_trained and not any("untrained" in w for w in result.warnings)
     assert "demonstration models trained on synthetic phantom data: not for clinical use" in result.warnings
-    assert result.row()["ta_risk_group"] in ("high", "low") and 0 < result.er_probability < 1
+    row = result.row()
+    assert row["ta_risk_group"] in ("high", "low") and 0 < result.er_probability < 1
+    for key in ("ta", "sr"):
+        assert row[f"{key}_nomogram_risk_group"] in ("high", "low") and 0 < row[f"{key}_nomogram_pfs_2y"] < 1
+    assert not any("nomogram not computed" in w for w in result.warnings)
+
+
+def test_the_bundled_survival_models_carry_a_nomogram_and_the_training_curves(bundled):
+    for package in (bundled.ta, bundled.sr):
+        block = package.herovision
+        assert "risk_score" in block["nomogram"]["coefficients"] and "unavailable" not in block["nomogram"]
+        curves = block["training_curves"]
+        assert curves["patients_low"] + curves["patients_high"] == block["training_cohort"]["training_cases"]

@@ -135,4 +135,5 @@ def test_evaluation_reports_metrics_oracle_and_plots_and_records_them(tiny_packa
                  "--out", str(out), "--device", "cpu", "--workers", "1"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0 <= metrics["deep"]["auc"] <= 1 and "oracle_auc" in metrics and "p" in metrics["combined_vs_deep"]
+    assert metrics["combined_auc_over_oracle"] == pytest.approx(metrics["combined"]["auc"] / metrics["oracle_auc"])
     assert {"roc.png", "calibration.png", "decision_curve.png"} <= {p.name for p in out.iterdir()}

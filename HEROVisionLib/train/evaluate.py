@@ -132,6 +132,7 @@ def _evaluate_early_recurrence(package: ModelPackage, cohort, stage, device, wor
         oracle = auc_with_delong_ci(outcome, truth["lp_SR"].to_numpy()).auc
         metrics["oracle_auc"] = oracle
         metrics["auc_over_oracle"] = metrics["deep"]["auc"] / oracle
+        metrics["combined_auc_over_oracle"] = metrics["combined"]["auc"] / oracle
     return metrics
 
 
