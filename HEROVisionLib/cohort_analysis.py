@@ -47,7 +47,7 @@ def analysis_table(results: pd.DataFrame, cohort: pd.DataFrame) -> tuple[pd.Data
     """One row per patient predicted without error and recorded in the cohort: received treatment,
     outcome, clinical factors, both groups, 2-year PFS under each treatment, category and advice."""
     ok = results[results["status"] == "ok"]
-    table = cohort.merge(ok, on="case_id", how="inner", validate="one_to_one")
+    table = cohort.merge(ok, on="case_id", how="inner", validate="one_to_one", suffixes=("", "_predicted"))
     if table.empty:
         raise InputError("results", "no predicted case of the cohort (case_id) without error")
     for column in ("treatment", "pfs_months", "pfs_event"):

@@ -35,6 +35,8 @@ PANELS = (("t2wi", "T2WI", "attention_ta_t2wi", "TA attention"), ("dwi", "DWI", 
 MAPS = (("ivim_D", "D (10⁻³ mm²/s)", 1e3), ("ivim_f", "f", 1.0), ("ivim_Dstar", "D* (10⁻³ mm²/s)", 1e3),
         ("ivim_ADC", "ADC (10⁻³ mm²/s)", 1e3))
 A4 = (8.27, 11.69)
+PDF_FONT_TYPE = 3  # matplotlib's Type 3 fonts keep a text layer (searchable) and skip TrueType subsetting
+PNG_DPI = 110
 
 
 def render_report(prediction_folder, out, models=None, case_folder=None) -> Path:
@@ -58,7 +60,7 @@ def write_report(result: dict, advice: dict | None, case, images: dict, out, mod
     if out.suffix.lower() not in (".pdf", ".png"):
         raise InputError(out, "the report must be a .pdf or a .png file")
     plt = pyplot()
-    plt.rcParams["pdf.fonttype"] = 42  # real text in the PDF: searchable and copyable
+    plt.rcParams["pdf.fonttype"] = PDF_FONT_TYPE
     pages = [_first_page(plt, result, advice, case, images), _second_page(plt, result, models)]
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial{out.suffix}")
@@ -89,14 +91,15 @@ def _read_json(path: Path) -> dict:
 
 
 def _stacked_png(plt, pages, path: Path) -> None:
-    import io
+    """The pages one above the other in one PNG (drawn once, encoded once)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     arrays = []
     for page in pages:
-        buffer = io.BytesIO()
-        page.savefig(buffer, format="png", dpi=110)
-        buffer.seek(0)
-        arrays.append(plt.imread(buffer))
+        page.set_dpi(PNG_DPI)
+        canvas = FigureCanvasAgg(page)
+        canvas.draw()
+        arrays.append(np.asarray(canvas.buffer_rgba()))
     plt.imsave(path, np.concatenate(arrays, axis=0))
 
 
@@ -225,7 +228,7 @@ def _draw_slice(axis, image: sitk.Image, roi: sitk.Image, heat: sitk.Image | Non
 
 def _second_page(plt, result: dict, models):
     from .predict.models import PACKAGE_NAMES, bundled_models_folder
-    from .models.package import load_package
+    from .models.package import verify_package
 
     page = plt.figure(figsize=A4)
     _header(page, result, "survival")
@@ -233,7 +236,7 @@ def _second_page(plt, result: dict, models):
     curves = {}
     for key in ("ta", "sr"):
         try:
-            curves[key] = load_package(folder / PACKAGE_NAMES[key], "cpu").herovision.get("training_curves")
+            curves[key] = verify_package(folder / PACKAGE_NAMES[key])["herovision"].get("training_curves")
         except InputError:
             curves[key] = None
     for index, (key, name) in enumerate((("ta", "thermal ablation"), ("sr", "repeat resection"))):

@@ -34,7 +34,7 @@ def phantom_patients():
 def _results(truth, sign=1.0, cutoff=None):
     """A results.csv whose models score patients by the true linear predictors (times ``sign``), split at
     one shared cutoff, with 2-year PFS from the phantom's Weibull model."""
-    rows = {"case_id": truth["case_id"], "status": "ok"}
+    rows = {"case_id": truth["case_id"], "status": "ok", "tumor_size_cm": 2.0}  # measured: must not hide cohort.csv's
     cutoff = np.median(sign * truth[["lp_TA", "lp_SR"]].to_numpy()) if cutoff is None else cutoff
     for arm in ("TA", "SR"):
         score = sign * truth[f"lp_{arm}"]
@@ -85,6 +85,7 @@ def test_the_command_writes_balanced_matching_subgroups_and_figures(phantom_pati
     # TA/SR assignment depends on size, portal hypertension, CTP-B and cirrhosis (PHANTOM.md §2): before
     # matching the arms differ; after, every covariate is balanced
     assert matching["max_abs_smd_before"] > 0.3 and matching["balanced"] and matching["max_abs_smd_after"] < 0.1
+    assert {"tumor_size_cm", "portal_hypertension", "ctp_b", "cirrhosis"} <= set(matching["covariates"])
     balance = pd.read_csv(out / "propensity_balance.csv", index_col="covariate")
     assert (balance["after"].abs() < 0.1).all() and matching["pairs"] >= 100
     subgroups = pd.read_csv(out / "subgroups.csv")
