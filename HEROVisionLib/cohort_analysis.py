@@ -46,6 +46,10 @@ TARGETS = {"flagged_agreement": 0.75, "overall_agreement": 0.70}
 def analysis_table(results: pd.DataFrame, cohort: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """One row per patient predicted without error and recorded in the cohort: received treatment,
     outcome, clinical factors, both groups, 2-year PFS under each treatment, category and advice."""
+    needed = [f"{k}_{c}" for k in ("ta", "sr") for c in ("risk_score", "risk_group", "pfs_2y")] + ["status"]
+    absent = [c for c in needed if c not in results.columns]
+    if absent:
+        raise InputError("results", f"lacks column(s) {', '.join(absent)}: give the results.csv of `herovision batch`")
     ok = results[results["status"] == "ok"]
     table = cohort.merge(ok, on="case_id", how="inner", validate="one_to_one", suffixes=("", "_predicted"))
     if table.empty:
@@ -56,7 +60,8 @@ def analysis_table(results: pd.DataFrame, cohort: pd.DataFrame) -> tuple[pd.Data
     unknown = sorted(set(table["treatment"]) - set(ARMS))
     if unknown:
         raise InputError("cohort.csv", f"treatment must be TA or SR, found {unknown}")
-    nomogram = all(table[f"{k}_nomogram_risk_group"].isin(["high", "low"]).all() for k in ("ta", "sr"))
+    nomogram = all(f"{k}_nomogram_risk_group" in table and table[f"{k}_nomogram_risk_group"].isin(["high", "low"]).all()
+                   for k in ("ta", "sr"))
     prefix = "_nomogram" if nomogram else ""
     for arm in ARMS:
         key = arm.lower()

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
+from .errors import HEROVisionError, InputError
 from .io.case import Case
 from .io.crops import select_phase_frames
 from .io.images import vector_to_frames
@@ -162,10 +162,14 @@ def _first_page(plt, result: dict, advice: dict | None, case, images: dict):
         axis = page.add_axes([0.03 + index * 0.19, 0.43, 0.18, 0.15])
         axis.set_axis_off()
         axis.set_title(f"{label}\n{overlay_label}", fontsize=7.5)
-        if modality not in available:
-            axis.text(0.5, 0.5, "not available", ha="center", va="center", fontsize=7, transform=axis.transAxes)
+        try:
+            if modality not in available:
+                raise InputError(modality, "not available")
+            background, roi = _background(case, modality)
+        except HEROVisionError as error:  # one unreadable input leaves its panel empty, not the report unwritten
+            axis.text(0.5, 0.5, _wrap(error.problem if isinstance(error, InputError) else str(error), 28),
+                      ha="center", va="center", fontsize=6.5, transform=axis.transAxes)
             continue
-        background, roi = _background(case, modality)
         _draw_slice(axis, background, roi, images.get(overlay))
     page.text(0.05, 0.39, "IVIM parametric maps of the tumour VOI", fontsize=11, weight="bold", va="top")
     if "ivim" in available and "ivim_D" in images:

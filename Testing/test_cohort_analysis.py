@@ -107,5 +107,7 @@ def test_results_without_both_models_are_refused(phantom_patients):
     results.loc[3, "sr_risk_group"] = ""
     with pytest.raises(InputError, match="every case needs both TA and SR predictions"):
         analysis_table(results, cohort)
+    with pytest.raises(InputError, match="lacks column.*sr_pfs_2y"):
+        analysis_table(_results(truth).drop(columns="sr_pfs_2y"), cohort)
     with pytest.raises(InputError, match="treatment must be TA or SR"):
         analysis_table(_results(truth), cohort.assign(treatment="RFA"))

@@ -47,6 +47,18 @@ def test_the_png_is_both_pages_and_not_blank(prediction, tmp_path):
     assert not list(tmp_path.glob(".*partial*"))
 
 
+def test_an_unreadable_input_leaves_its_panel_empty_not_the_report_unwritten(prediction, phantom_cohort, tmp_path):
+    import shutil
+
+    folder, models = prediction
+    case = shutil.copytree(phantom_cohort / "A0003", tmp_path / "A0003")
+    (case / "us_roi.nrrd").write_text("not an image")  # present but unreadable
+    (case / "dwi_roi.nii.gz").unlink()  # absent: DWI is not available
+    pdf = render_report(folder, tmp_path / "report.pdf", models, case_folder=case)
+    text = " ".join(page.extract_text() for page in PdfReader(pdf).pages)
+    assert "Tumour and attention maps" in text and "not available" in text and "unreadable" in text.lower()
+
+
 def test_bad_requests_name_what_is_wrong(prediction, tmp_path):
     folder, models = prediction
     with pytest.raises(InputError, match="must be a .pdf or a .png"):
