@@ -119,10 +119,11 @@ class TreatmentAdvice:
 def _groups_and_pfs(models, scores: dict[str, float], clinical: dict | None):
     """Per treatment (risk group, 2-year PFS), from both nomograms when both apply, else the scores."""
     from .predict.case import nomogram_result, survival_from_score
+    from .predict.result import NomogramResult
 
     outcomes = {key: nomogram_result(getattr(models, key), scores[key], clinical) if clinical is not None else None
                 for key in ("ta", "sr")}
-    if all(hasattr(o, "pfs") for o in outcomes.values()):
+    if all(isinstance(o, NomogramResult) for o in outcomes.values()):
         return "nomogram", {k.upper(): (o.risk_group, o.pfs[24]) for k, o in outcomes.items()}
     plain = {key: survival_from_score(getattr(models, key), scores[key]) for key in ("ta", "sr")}
     return "image risk score", {k.upper(): (group, pfs[24]) for k, (group, pfs) in plain.items()}

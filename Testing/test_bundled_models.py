@@ -40,6 +40,10 @@ def test_the_bundled_models_predict_a_phantom_case(bundled, phantom_cohort):
     for key in ("ta", "sr"):
         assert row[f"{key}_nomogram_risk_group"] in ("high", "low") and 0 < row[f"{key}_nomogram_pfs_2y"] < 1
     assert not any("nomogram not computed" in w for w in result.warnings)
+    from HEROVisionLib.treatment import advise
+
+    advice = advise(case, result, bundled, case.clinical["treatment"], draws=8)
+    assert advice.basis == "nomogram" and advice.pfs_2y["TA"] == pytest.approx(row["ta_nomogram_pfs_2y"])
 
 
 def test_the_bundled_survival_models_carry_a_nomogram_and_the_training_curves(bundled):
