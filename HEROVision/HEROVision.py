@@ -31,6 +31,7 @@ INTENDED_USE = (
 #: Where the Predict panel's requirements are listed (installed with consent on the first Predict).
 REQUIREMENTS = pathlib.Path(__file__).parent / "Resources" / "requirements.txt"
 MODALITIES = ("ivim", "t2wi", "dwi", "us", "ceus")
+MR_MODALITIES = ("t2wi", "ivim", "dwi")  # one MR study: a VOI drawn on one is carried to the others
 
 
 class HEROVision(ScriptedLoadableModule):
@@ -75,6 +76,7 @@ class HEROVisionParameterNode:
     bvaluesText - b-values typed by the user, used when the volumes carry none.
     t2wi, dwi, us - the other MR and ultrasound volumes; ceusSequence or ceusArterial/Portal/Late - CEUS.
     segmentation - the segmentation holding the tumour VOI; segment ids per modality in *Segment.
+    carryFrom - the MR series whose VOI "Carry" copies onto the other MR series.
     clinicalText - clinical values the nomograms need, as NAME=VALUE pairs.
     modelsFolder - the user's model packages (empty: the bundled demonstration models).
     plannedTreatment - the treatment the recommendation is read against.
@@ -97,6 +99,7 @@ class HEROVisionParameterNode:
     dwiSegment: str
     usSegment: str
     ceusSegment: str
+    carryFrom: Annotated[str, Choice(["t2wi", "ivim", "dwi"])] = "t2wi"
     clinicalText: str
     modelsFolder: pathlib.Path
     plannedTreatment: Annotated[str, Choice(["undecided", "TA", "SR"])] = "undecided"
@@ -248,7 +251,7 @@ class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onCarrySegment(self) -> None:
         with slicer.util.tryWithErrorDisplay("Cannot carry the VOI.", waitCursor=True):
-            carried = self.logic.carryT2wiSegment(self._parameterNode, self.ivimVolumes())
+            carried = self.logic.carrySegment(self._parameterNode, self.ivimVolumes())
             self.onSegmentationChanged(self._parameterNode.segmentation)
             slicer.util.showStatusMessage(f"VOI carried to {', '.join(carried)}: check it on each series", 5000)
 
@@ -393,23 +396,25 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
                 parts.append(f"{modality.upper()} —")
         return "; ".join(parts) or "—"
 
-    def carryT2wiSegment(self, parameters, ivimVolumes=()) -> list:
-        """Carry the T2WI VOI onto the IVIM and DWI grids as new segments and choose them; returns the
-        series it went to."""
+    def carrySegment(self, parameters, ivimVolumes=()) -> list:
+        """Carry the VOI of the MR series ``parameters.carryFrom`` onto the other MR series' grids as new
+        segments and choose them; returns the series it went to."""
         from HEROVisionLib.errors import InputError
         from HEROVisionLib.mrml_inputs import carry_segment
 
-        if not (parameters.segmentation and parameters.t2wiSegment and parameters.t2wi):
-            raise InputError("T2WI", "choose the T2WI volume and its tumour segment first")
         inputs = self.sceneInputs(parameters, ivimVolumes)
+        source, segmentId = parameters.carryFrom, inputs.segments.get(parameters.carryFrom)
+        sourceNode = inputs.reference_node(source)
+        if not (parameters.segmentation and segmentId and sourceNode):
+            raise InputError(source.upper(), "choose that series and its tumour segment first")
         carried = []
-        for modality in ("ivim", "dwi"):
+        for modality in MR_MODALITIES:
             target = inputs.reference_node(modality)
-            if target is None:
+            if modality == source or target is None:
                 continue
-            segmentId = carry_segment(slicer.mrmlScene, parameters.segmentation, parameters.t2wiSegment,
-                                      parameters.t2wi, target, f"tumour from T2WI on {modality.upper()}")
-            setattr(parameters, f"{modality}Segment", segmentId)
+            newId = carry_segment(slicer.mrmlScene, parameters.segmentation, segmentId, sourceNode, target,
+                                  f"tumour from {source.upper()} on {modality.upper()}")
+            setattr(parameters, f"{modality}Segment", newId)
             carried.append(modality.upper())
         return carried
 
