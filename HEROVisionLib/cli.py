@@ -146,12 +146,18 @@ def _load_case(args):
     return Case(args.case, clinical or None)
 
 
+def _planned(case) -> str | None:
+    """The treatment the case's record says was planned (cohort.csv's ``treatment``), if any."""
+    planned = (case.clinical or {}).get("treatment")
+    return planned if planned in ("TA", "SR") else None
+
+
 def _add_predict(commands):
     _add_case_command(commands, "predict", "predict one case: risks, recurrence, attention overlays, IVIM maps",
                       "folder for results.csv, results.json and NRRD files", _run_predict)
 
 
-def _print_result(result) -> None:
+def _print_result(result, planned: str | None = None) -> None:
     from .treatment import summary_line
 
     row = result.row()
@@ -167,7 +173,7 @@ def _print_result(result) -> None:
     print(f"  early recurrence  {row['er_probability']:.2f} (deep), {row['er_probability_combined']:.2f} (combined)")
     print(f"  tumour            {row['tumor_size_cm']:.1f} cm, {row['tumor_volume_ml']:.1f} mL; "
           f"IVIM D {1e3 * row['ivim_D_median']:.2f}e-3 mm²/s, f {row['ivim_f_median']:.3f}")
-    print(f"  summary           {summary_line(result)}")
+    print(f"  summary           {summary_line(result, planned)}")
     for warning in result.warnings:
         print(f"  warning: {warning}")
 
@@ -184,13 +190,12 @@ def _run_predict(args) -> int:
     result = predict_case(case, models, args.device)
     advice = None
     if {"ta", "sr"} <= set(result.survival):
-        planned = (case.clinical or {}).get("treatment")
-        advice = advise(case, result, models, planned if planned in ("TA", "SR") else None, device=args.device)
+        advice = advise(case, result, models, _planned(case), device=args.device)
     with staged_outputs(args.out) as stage:
         write_case_outputs(result, stage)
         if advice:
             write_text_atomic(json.dumps(advice.to_dict(), indent=2) + "\n", stage / "advice.json")
-    _print_result(result)
+    _print_result(result, _planned(case))
     if advice:
         print(f"  advice            {advice.words}")
     print(f"Results, overlays and maps written to {args.out}; `herovision report {args.out} --out report.pdf` "
@@ -326,9 +331,10 @@ def _run_scene(args) -> int:
 
     models = load_models(args.models, args.device)
     scene = slicer.vtkMRMLScene()
-    result, _ = predict_scene(scene, scene_inputs_from_case(scene, _load_case(args)), models, args.device)
+    case = _load_case(args)
+    result, _ = predict_scene(scene, scene_inputs_from_case(scene, case), models, args.device)
     path = save_scene(scene, args.out)
-    _print_result(result)
+    _print_result(result, _planned(case))
     print(f"Slicer scene written to {path} (File → Add Data, or drag it onto Slicer)")
     return 0
 
@@ -359,7 +365,7 @@ def _run_demo(args) -> int:
     result = predict_case(case, models, args.device)
     with staged_outputs(args.out / "prediction" / case.case_id) as stage:
         write_case_outputs(result, stage)
-    _print_result(result)
+    _print_result(result, _planned(case))
     print(f"Results, overlays (attention_*.nrrd) and IVIM maps (ivim_*.nrrd) in {args.out / 'prediction' / case.case_id}")
     return 0
 

@@ -66,12 +66,17 @@ def recommend(ta_group: str, sr_group: str, planned: str | None = None) -> Recom
 
 
 def summary_line(result, planned: str | None = None) -> str:
-    """One line for a clinician: both risk groups, the advice, and early recurrence when known."""
+    """One line for a clinician: both risk groups (the nomograms' when both apply, as :func:`advise`
+    uses), the advice, and early recurrence when known."""
     parts = []
     survival = result.survival
     if "ta" in survival and "sr" in survival:
-        advice = recommend(survival["ta"].risk_group, survival["sr"].risk_group, planned)
-        parts.append(f"TA {survival['ta'].risk_group} risk, SR {survival['sr'].risk_group} risk — {advice.words}")
+        nomograms = all(survival[k].nomogram is not None for k in ("ta", "sr"))
+        ta, sr = ((survival[k].nomogram or survival[k]).risk_group if nomograms else survival[k].risk_group
+                  for k in ("ta", "sr"))
+        advice = recommend(ta, sr, planned)
+        basis = " (nomograms)" if nomograms else ""
+        parts.append(f"TA {ta} risk, SR {sr} risk{basis} — {advice.words}")
     else:
         parts.extend(f"{key.upper()} {s.risk_group} risk" for key, s in survival.items())
     if not math.isnan(result.er_probability_combined):

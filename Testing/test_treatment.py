@@ -83,3 +83,14 @@ def test_advice_on_the_cutoff_is_called_borderline(predicted):
     assert advice.recommendation.category == "keep"  # the score is not above the cutoff: low
     assert 0 < advice.stability < 0.8 and advice.borderline
     assert "borderline" in advice.words and "of 24 perturbed re-scorings" in advice.words
+
+
+def test_the_summary_line_reads_the_nomogram_groups_when_both_models_have_them():
+    from HEROVisionLib.predict.result import NomogramResult
+
+    result = PredictionResult(
+        "A0003", models_trained=True,
+        survival={"ta": SurvivalResult("HEROVision-TA", 1.2, "high", {}, (), NomogramResult({}, 40.0, "low", {})),
+                  "sr": SurvivalResult("HEROVision-SR", -0.4, "low", {}, (), NomogramResult({}, 90.0, "high", {}))})
+    assert summary_line(result, "SR").startswith("TA low risk, SR high risk (nomograms) — ")
+    assert "consider switching to TA" in summary_line(result, "SR")
