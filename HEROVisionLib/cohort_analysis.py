@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
+from .io.case import read_case_table
 from .io.images import staged_outputs, write_text_atomic
 from .plots import figure, pyplot
 from .stats import harrell_c
@@ -261,8 +262,4 @@ def _read_csv(path, name_in_folder: str) -> pd.DataFrame:
         path = path / name_in_folder
     if not path.is_file():
         raise InputError(path, "file not found")
-    table = pd.read_csv(path)
-    if "case_id" not in table.columns:
-        raise InputError(path, "needs a case_id column")
-    table["case_id"] = table["case_id"].astype(str)
-    return table
+    return read_case_table(path)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from HEROVisionLib.cli import main
-from HEROVisionLib.cohort_analysis import analysis_table, oracle_agreement, restratification
+from HEROVisionLib.cohort_analysis import analyse_cohort, analysis_table, oracle_agreement, restratification
 from HEROVisionLib.errors import InputError
 from HEROVisionLib.phantom.generate import draw_case_variables
 
@@ -99,6 +99,15 @@ def test_the_command_writes_balanced_matching_subgroups_and_figures(phantom_pati
     assert high["high_risk"] == counts.loc[("TA", "high")]["patients"].sum()
     assert all(0 < high[k] < 1 for k in ("pfs_2y_all_high_risk", "pfs_2y_without_flagged", "pfs_2y_flagged"))
     assert summary["oracle"]["overall_agreement"] == 1.0
+
+
+def test_unreadable_or_duplicated_tables_are_named(phantom_patients, tmp_path):
+    cohort, truth = phantom_patients
+    _results(truth).to_csv(tmp_path / "results.csv", index=False)
+    pd.concat([cohort, cohort.iloc[:1]]).to_csv(tmp_path / "cohort.csv", index=False)
+    with pytest.raises(InputError, match=r"cohort.csv: duplicate case_id\(s\) \['A0001'\]"):
+        analyse_cohort(tmp_path / "results.csv", tmp_path, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_results_without_both_models_are_refused(phantom_patients):

@@ -143,7 +143,7 @@ class Cohort:
             raise InputError(self.folder, "cohort folder not found")
         table = self.folder / "cohort.csv"
         if table.exists():
-            self.table = _read_cohort_table(table)
+            self.table = read_case_table(table)
         else:
             ids = sorted(p.name for p in self.folder.iterdir() if p.is_dir() and not p.name.startswith("."))
             if not ids:
@@ -168,7 +168,9 @@ class Cohort:
             yield Case(self.folder / str(record["case_id"]), record)
 
 
-def _read_cohort_table(path: Path) -> pd.DataFrame:
+def read_case_table(path: Path) -> pd.DataFrame:
+    """A CSV table with one row per case (cohort.csv, results.csv, truth.csv): readable, keyed by a
+    unique text ``case_id``."""
     try:
         table = pd.read_csv(path, dtype={"case_id": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:

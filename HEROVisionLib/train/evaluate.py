@@ -25,7 +25,7 @@ import torch
 
 from ..devices import resolve_device
 from ..errors import InputError
-from ..io.case import Cohort
+from ..io.case import Cohort, read_case_table
 from ..io.images import staged_outputs, write_text_atomic
 from ..models.ivim_net import EarlyRecurrenceHead
 from ..models.package import ModelPackage, load_package, save_package
@@ -45,7 +45,7 @@ def _truth(cohort: Cohort, case_ids: list[str]) -> pd.DataFrame | None:
     path = cohort.folder / "truth.csv"
     if not path.is_file():
         return None
-    truth = pd.read_csv(path, dtype={"case_id": str}).set_index("case_id")
+    truth = read_case_table(path).set_index("case_id")
     return truth.loc[case_ids]
 
 
