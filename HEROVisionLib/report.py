@@ -24,6 +24,7 @@ import SimpleITK as sitk
 from .errors import HEROVisionError, InputError
 from .io.case import Case
 from .io.crops import select_phase_frames
+from .io.geometry import same_grid
 from .io.images import vector_to_frames
 from .plots import pyplot
 
@@ -205,9 +206,16 @@ def _tumour_slice(roi: np.ndarray) -> int:
 
 def _draw_slice(axis, image: sitk.Image, roi: sitk.Image, heat: sitk.Image | None, scale: float = 1.0,
                 zoom_to_roi: bool = False):
-    """The axial slice with the most tumour: image in grey (or colour for maps), heat on top, ROI outline."""
-    pixels = sitk.GetArrayViewFromImage(image).astype(np.float32) * scale
+    """The axial slice with the most tumour: image in grey (or colour for maps), heat on top, ROI outline.
+    ROI and heat are resampled onto the image's grid in physical space, so they land where they belong
+    whatever grid they were saved on."""
+    pixels = np.atleast_3d(sitk.GetArrayViewFromImage(image).astype(np.float32) * scale)
+    if pixels.ndim == 3 and image.GetDimension() == 2:
+        pixels = pixels.transpose(2, 0, 1)  # a 2-D image is one slice
     labels = sitk.GetArrayFromImage(sitk.Resample(roi, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    labels = labels.reshape(pixels.shape)
+    if heat is not None and not same_grid(heat, image):
+        heat = sitk.Resample(heat, image, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     k = _tumour_slice(labels)
     plane, mask = pixels[k], labels[k] == 1
     if zoom_to_roi and mask.any():
@@ -223,7 +231,7 @@ def _draw_slice(axis, image: sitk.Image, roi: sitk.Image, heat: sitk.Image | Non
         low, high = np.percentile(plane, [1, 99.5])
         shown = axis.imshow(plane, cmap="gray", vmin=low, vmax=high if high > low else low + 1)
         if heat is not None:
-            heat_plane = sitk.GetArrayViewFromImage(heat)[k]
+            heat_plane = sitk.GetArrayFromImage(heat).reshape(pixels.shape)[k]
             axis.imshow(np.ma.masked_less(heat_plane, 0.05), cmap="jet", alpha=0.45, vmin=0, vmax=1)
     if mask.any():
         axis.contour(mask, levels=[0.5], colors="red", linewidths=0.8)

@@ -68,3 +68,27 @@ def test_bad_requests_name_what_is_wrong(prediction, tmp_path):
     with pytest.raises(InputError, match="give the case folder"):
         render_report(folder, tmp_path / "report.pdf", models, case_folder=tmp_path / "moved")
     assert not (tmp_path / "report.pdf").exists()
+
+
+def test_a_heat_map_saved_on_another_grid_is_drawn_over_the_tumour_of_a_2d_image():
+    """Overlays are placed in physical space: a coarser heat map still lights the tumour, not a corner."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from HEROVisionLib.report import _draw_slice
+
+    image = sitk.Image(64, 64, sitk.sitkFloat32)
+    image.SetSpacing((0.5, 0.5))
+    labels = np.zeros((64, 64), np.uint8)
+    labels[20:30, 40:50] = 1  # rows 10–15 mm, columns 20–25 mm
+    roi = sitk.GetImageFromArray(labels)
+    roi.CopyInformation(image)
+    coarse = np.zeros((32, 32), np.float32)
+    coarse[10:15, 20:25] = 1.0  # the same place at 1 mm spacing
+    heat = sitk.GetImageFromArray(coarse)
+    heat.SetSpacing((1.0, 1.0))
+    figure, axis = pyplot().subplots()
+    _draw_slice(axis, image, roi, heat)
+    drawn = np.ma.filled(axis.images[1].get_array(), 0)
+    assert drawn.shape == (64, 64) and drawn[labels == 1].mean() > 0.8 and drawn[labels == 0].mean() < 0.05
+    pyplot().close(figure)
