@@ -18,7 +18,8 @@ received, PFS, clinical factors), with the treatment received taken as the plann
   overall (the treatment with the higher predicted 2-year PFS) and among the patients flagged for
   switching.
 
-Risk groups and PFS come from the nomograms when every patient has both, else from the image scores.
+Risk groups are cross-stratification's: predicted 2-year PFS against the common threshold
+(``pfs_2y_threshold``), from the nomograms when every patient has both, else from the image scores.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ TARGETS = {"flagged_agreement": 0.75, "overall_agreement": 0.70}
 def analysis_table(results: pd.DataFrame, cohort: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """One row per patient predicted without error and recorded in the cohort: received treatment,
     outcome, clinical factors, both groups, 2-year PFS under each treatment, category and advice."""
-    needed = [f"{k}_{c}" for k in ("ta", "sr") for c in ("risk_score", "risk_group", "pfs_2y")] + ["status"]
+    needed = [f"{k}_{c}" for k in ("ta", "sr") for c in ("risk_score", "pfs_2y", "nomogram_pfs_2y")] + \
+        ["pfs_2y_threshold", "nomogram_pfs_2y_threshold", "status"]
     absent = [c for c in needed if c not in results.columns]
     if absent:
         raise InputError("results", f"lacks column(s) {', '.join(absent)}: give the results.csv of `herovision batch`")
@@ -61,15 +63,16 @@ def analysis_table(results: pd.DataFrame, cohort: pd.DataFrame) -> tuple[pd.Data
     unknown = sorted(set(table["treatment"]) - set(ARMS))
     if unknown:
         raise InputError("cohort.csv", f"treatment must be TA or SR, found {unknown}")
-    nomogram = all(f"{k}_nomogram_risk_group" in table and table[f"{k}_nomogram_risk_group"].isin(["high", "low"]).all()
-                   for k in ("ta", "sr"))
-    prefix = "_nomogram" if nomogram else ""
-    for arm in ARMS:
-        key = arm.lower()
-        table[f"group_{arm}"] = table[f"{key}{prefix}_risk_group"]
-        table[f"pfs2y_{arm}"] = pd.to_numeric(table[f"{key}{prefix}_pfs_2y"])
-    if not table[[f"group_{arm}" for arm in ARMS]].isin(["high", "low"]).all(axis=None):
+    nomogram = all(table[f"{k}_nomogram_pfs_2y"].notna().all() for k in ("ta", "sr")) and \
+        table["nomogram_pfs_2y_threshold"].notna().all()
+    prefix = "nomogram_" if nomogram else ""
+    threshold = pd.to_numeric(table[f"{prefix}pfs_2y_threshold"])
+    pfs = {arm: pd.to_numeric(table[f"{arm.lower()}_{prefix}pfs_2y"]) for arm in ARMS}
+    if not (threshold.notna() & pfs["TA"].notna() & pfs["SR"].notna()).all():
         raise InputError("results", "every case needs both TA and SR predictions")
+    for arm in ARMS:
+        table[f"pfs2y_{arm}"] = pfs[arm]
+        table[f"group_{arm}"] = np.where(pfs[arm] < threshold, "high", "low")
     advice = [recommend(row.group_TA, row.group_SR, row.treatment) for row in table.itertuples()]
     table["category"] = [a.category for a in advice]
     table["group_received"] = [row.group_TA if row.treatment == "TA" else row.group_SR for row in table.itertuples()]

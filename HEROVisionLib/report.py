@@ -124,7 +124,7 @@ def _summary_lines(result: dict, advice: dict | None) -> list[str]:
             lines.append(f"{name}: not predicted")
             continue
         pfs = survival["pfs"]
-        line = (f"{name}: {survival['risk_group']} risk (score {survival['risk_score']:+.2f}); PFS 1/2/3 y "
+        line = (f"{name}: {survival['risk_group']} risk by its own cutoff (score {survival['risk_score']:+.2f}); PFS 1/2/3 y "
                 f"{_fmt(pfs.get('12'))} / {_fmt(pfs.get('24'))} / {_fmt(pfs.get('36'))}")
         nomogram = survival.get("nomogram")
         if nomogram:
@@ -141,7 +141,11 @@ def _summary_lines(result: dict, advice: dict | None) -> list[str]:
     for modality, reason in result["inputs_missing"].items():
         lines.append(f"Not used: {modality.upper()} — {reason}")
     if advice:
-        lines.append(f"Recommendation ({advice['basis']}): {advice['words']}")
+        basis = advice["basis"]
+        if "threshold_2y" in advice:  # cross-stratification's common scale
+            basis += (f"; 2-year PFS TA {advice['pfs_2y']['TA']:.0%}, SR {advice['pfs_2y']['SR']:.0%}, high risk below "
+                      f"{advice['threshold_2y']:.0%} under either")
+        lines.append(f"Recommendation ({basis}): {advice['words']}")
     return lines
 
 

@@ -1,7 +1,14 @@
 """Treatment recommendation by cross-stratification (HEROVision, Nature Communications 2025).
 
-Each patient is scored by both survival models. Read against the planned treatment, the two risk
-groups fall into the paper's four categories:
+Each patient is scored by both survival models, and each score read as predicted 2-year PFS. A
+patient is high risk under a treatment when that PFS lies below one threshold common to both
+treatments (:meth:`~HEROVisionLib.predict.models.ModelSet.common_pfs_threshold`: the two models' own
+cutoffs on the PFS scale, averaged by training-arm size). Only one absolute scale makes the two
+treatments comparable: with each model's own cutoff, "high under the planned, low under the other"
+can happen while the other predicts the lower PFS, and switching would be advised towards the worse
+treatment. (Each model's own risk group, ``ta_risk_group`` and the report's Kaplan–Meier curves, stays
+the paper's prognostic grouping.) Read against the planned treatment, the two groups fall into the
+paper's four categories:
 
 ============== ====================== ===============================================================
 planned → other category               advice
@@ -14,7 +21,7 @@ low → high     ``keep``               keep the planned treatment
 
 Without a planned treatment, discordant groups favour the low-risk treatment (``favours``).
 
-Groups and 2-year PFS come from each package's nomogram (risk score + clinical factors) when the
+The 2-year PFS come from each package's nomogram (risk score + clinical factors) when the
 case's clinical record allows, else from the image risk score alone. How firm the advice is comes
 from test-time augmentation: the images are perturbed as in training (small rotations, scaling,
 flips, contrast and gain; :mod:`HEROVisionLib.train.augment`), both models re-scored, and the share
@@ -65,18 +72,49 @@ def recommend(ta_group: str, sr_group: str, planned: str | None = None) -> Recom
                                            f"{NAMES[worse]}: keep {planned}")
 
 
+def risk_groups(pfs_2y: dict[str, float], threshold: float) -> dict[str, str]:
+    """``high`` / ``low`` per treatment: predicted 2-year PFS below / at or above the common threshold."""
+    if not 0 < threshold < 1:
+        raise ValueError(f"the common 2-year PFS threshold must lie in (0, 1), got {threshold!r}")
+    return {treatment: "high" if pfs < threshold else "low" for treatment, pfs in pfs_2y.items()}
+
+
+@dataclass(frozen=True)
+class CrossStratification:
+    basis: str  # "nomogram" or "image risk score"
+    pfs_2y: dict[str, float]  # "TA" / "SR" → predicted 2-year PFS
+    threshold: float  # common 2-year PFS threshold
+
+    @property
+    def groups(self) -> dict[str, str]:
+        return risk_groups(self.pfs_2y, self.threshold)
+
+
+def cross_stratification(result) -> CrossStratification:
+    """Both treatments' 2-year PFS and the common threshold of a prediction: the nomograms' when both
+    were computed, else the image scores'."""
+    if not {"ta", "sr"} <= set(result.survival):
+        raise ValueError(f"{result.case_id}: cross-stratification needs both the TA and the SR prediction")
+    if all(result.survival[k].nomogram is not None for k in ("ta", "sr")):
+        return CrossStratification("nomogram", {k.upper(): result.survival[k].nomogram.pfs[24] for k in ("ta", "sr")},
+                                   result.nomogram_pfs_2y_threshold)
+    return CrossStratification("image risk score", {k.upper(): result.survival[k].pfs[24] for k in ("ta", "sr")},
+                               result.pfs_2y_threshold)
+
+
 def summary_line(result, planned: str | None = None) -> str:
-    """One line for a clinician: both risk groups (the nomograms' when both apply, as :func:`advise`
-    uses), the advice, and early recurrence when known."""
+    """One line for a clinician: both treatments' 2-year PFS against the common threshold, the advice
+    (as :func:`advise` gives it, without the firmness), and early recurrence when known."""
     parts = []
     survival = result.survival
     if "ta" in survival and "sr" in survival:
-        nomograms = all(survival[k].nomogram is not None for k in ("ta", "sr"))
-        ta, sr = ((survival[k].nomogram or survival[k]).risk_group if nomograms else survival[k].risk_group
-                  for k in ("ta", "sr"))
-        advice = recommend(ta, sr, planned)
-        basis = " (nomograms)" if nomograms else ""
-        parts.append(f"TA {ta} risk, SR {sr} risk{basis} — {advice.words}")
+        cross = cross_stratification(result)
+        groups = cross.groups
+        advice = recommend(groups["TA"], groups["SR"], planned)
+        basis = ", nomograms" if cross.basis == "nomogram" else ""
+        parts.append(f"2-year PFS TA {100 * cross.pfs_2y['TA']:.0f} % ({groups['TA']} risk), SR "
+                     f"{100 * cross.pfs_2y['SR']:.0f} % ({groups['SR']} risk; high below "
+                     f"{100 * cross.threshold:.0f} %{basis}) — {advice.words}")
     else:
         parts.extend(f"{key.upper()} {s.risk_group} risk" for key, s in survival.items())
     if not math.isnan(result.er_probability_combined):
@@ -95,6 +133,7 @@ class TreatmentAdvice:
     recommendation: Recommendation
     basis: str  # "nomogram" or "image risk score"
     pfs_2y: dict[str, float]  # "TA" / "SR" → predicted 2-year PFS
+    threshold_2y: float  # common 2-year PFS threshold: below it, high risk
     difference_2y: float  # PFS(SR) − PFS(TA) at 2 years: > 0 favours resection
     difference_interval: tuple[float, float]  # 95 % over test-time augmentations
     stability: float  # share of augmentations giving the same category
@@ -107,7 +146,8 @@ class TreatmentAdvice:
 
     def to_dict(self) -> dict:
         return {"category": self.recommendation.category, "treatment": self.recommendation.treatment,
-                "words": self.words, "basis": self.basis, "pfs_2y": self.pfs_2y, "difference_2y": self.difference_2y,
+                "words": self.words, "basis": self.basis, "pfs_2y": self.pfs_2y, "threshold_2y": self.threshold_2y,
+                "risk_groups": risk_groups(self.pfs_2y, self.threshold_2y), "difference_2y": self.difference_2y,
                 "difference_interval": list(self.difference_interval), "stability": self.stability,
                 "borderline": self.borderline, "draws": self.draws}
 
@@ -121,17 +161,13 @@ class TreatmentAdvice:
         return text
 
 
-def _groups_and_pfs(models, scores: dict[str, float], clinical: dict | None):
-    """Per treatment (risk group, 2-year PFS), from both nomograms when both apply, else the scores."""
+def _pfs_2y(models, scores: dict[str, float], nomograms: bool, clinical: dict) -> dict[str, float]:
+    """Per treatment the 2-year PFS of risk scores, through the nomograms or from the scores alone."""
     from .predict.case import nomogram_result, survival_from_score
-    from .predict.result import NomogramResult
 
-    outcomes = {key: nomogram_result(getattr(models, key), scores[key], clinical) if clinical is not None else None
-                for key in ("ta", "sr")}
-    if all(isinstance(o, NomogramResult) for o in outcomes.values()):
-        return "nomogram", {k.upper(): (o.risk_group, o.pfs[24]) for k, o in outcomes.items()}
-    plain = {key: survival_from_score(getattr(models, key), scores[key]) for key in ("ta", "sr")}
-    return "image risk score", {k.upper(): (group, pfs[24]) for k, (group, pfs) in plain.items()}
+    if nomograms:
+        return {key.upper(): nomogram_result(getattr(models, key), scores[key], clinical).pfs[24] for key in scores}
+    return {key.upper(): survival_from_score(getattr(models, key), scores[key])[1][24] for key in scores}
 
 
 def advise(case, result, models, planned: str | None = None, draws: int = 32, seed: int = 0,
@@ -144,12 +180,9 @@ def advise(case, result, models, planned: str | None = None, draws: int = 32, se
     from .predict.inputs import survival_inputs
     from .train.augment import augment_survival_batch, modality_augmentation
 
-    if not {"ta", "sr"} <= set(result.survival):
-        raise ValueError(f"{result.case_id}: a recommendation needs both the TA and the SR prediction")
-    clinical = clinical_values(result, case)
-    scores = {key: result.survival[key].risk_score for key in ("ta", "sr")}
-    basis, outcome = _groups_and_pfs(models, scores, clinical)
-    recommendation = recommend(outcome["TA"][0], outcome["SR"][0], planned)
+    cross = cross_stratification(result)
+    recommendation = recommend(cross.groups["TA"], cross.groups["SR"], planned)
+    nomograms, clinical = cross.basis == "nomogram", clinical_values(result, case)
     inputs = survival_inputs(case, models.ta.herovision["preprocessing"]["image_size"])
     transforms = {m: modality_augmentation(m) for m in inputs.images}
     variants = []
@@ -161,11 +194,11 @@ def advise(case, result, models, planned: str | None = None, draws: int = 32, se
     drawn = {key: survival_scores(getattr(models, key), inputs, device, batch).numpy() for key in ("ta", "sr")}
     categories, differences = [], []
     for k in range(draws):
-        _, perturbed = _groups_and_pfs(models, {key: float(drawn[key][k]) for key in drawn},
-                                       clinical if basis == "nomogram" else None)
-        categories.append(recommend(perturbed["TA"][0], perturbed["SR"][0], planned).category)
-        differences.append(perturbed["SR"][1] - perturbed["TA"][1])
+        perturbed = _pfs_2y(models, {key: float(drawn[key][k]) for key in drawn}, nomograms, clinical)
+        groups = risk_groups(perturbed, cross.threshold)
+        categories.append(recommend(groups["TA"], groups["SR"], planned).category)
+        differences.append(perturbed["SR"] - perturbed["TA"])
     low, high = np.percentile(differences, [2.5, 97.5])
-    return TreatmentAdvice(recommendation, basis, {t: outcome[t][1] for t in ("TA", "SR")},
-                           outcome["SR"][1] - outcome["TA"][1], (float(low), float(high)),
+    return TreatmentAdvice(recommendation, cross.basis, dict(cross.pfs_2y), cross.threshold,
+                           cross.pfs_2y["SR"] - cross.pfs_2y["TA"], (float(low), float(high)),
                            float(np.mean([c == recommendation.category for c in categories])), draws)

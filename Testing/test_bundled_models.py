@@ -1,6 +1,7 @@
 """The bundled demonstration models: present, verified, trained by the recorded commands, labelled
 as demonstration models trained on synthetic data, with their test metrics on the card."""
 
+import numpy as np
 import pytest
 
 from HEROVisionLib.io.case import Cohort
@@ -40,6 +41,8 @@ def test_the_bundled_models_predict_a_phantom_case(bundled, phantom_cohort):
     for key in ("ta", "sr"):
         assert row[f"{key}_nomogram_risk_group"] in ("high", "low") and 0 < row[f"{key}_nomogram_pfs_2y"] < 1
     assert not any("nomogram not computed" in w for w in result.warnings)
+    assert row["nomogram_pfs_2y_threshold"] == bundled.common_pfs_threshold(nomogram=True)
+    assert row["pfs_2y_threshold"] == bundled.common_pfs_threshold(nomogram=False)
     from HEROVisionLib.treatment import advise
 
     advice = advise(case, result, bundled, case.clinical["treatment"], draws=8)
@@ -52,3 +55,18 @@ def test_the_bundled_survival_models_carry_a_nomogram_and_the_training_curves(bu
         assert "risk_score" in block["nomogram"]["coefficients"] and "unavailable" not in block["nomogram"]
         curves = block["training_curves"]
         assert curves["patients_low"] + curves["patients_high"] == block["training_cohort"]["training_cases"]
+
+
+def test_cross_stratification_reads_both_nomograms_on_one_threshold_between_their_own_cutoffs(bundled):
+    from HEROVisionLib.models.nomogram import Nomogram
+
+    own, weights = [], []
+    for package in (bundled.ta, bundled.sr):
+        block = package.herovision["nomogram"]
+        nomogram = Nomogram.from_dict(block)
+        on_cutoff = (block["risk_cutoff"] - nomogram.lowest_contribution.sum()) / nomogram.points_scale  # total points
+        own.append(nomogram.survival([on_cutoff])[24.0].iloc[0])  # 2-year PFS of a patient on the cutoff
+        weights.append(package.herovision["training_cohort"]["cases"])
+    threshold = bundled.common_pfs_threshold(nomogram=True)
+    assert threshold == pytest.approx(np.average(own, weights=weights), rel=1e-12)
+    assert min(own) < threshold < max(own)

@@ -31,18 +31,25 @@ def phantom_patients():
     return pd.DataFrame(cohort), pd.DataFrame(truth)
 
 
+def _pfs_2y(score):
+    """The phantom's 2-year PFS (Weibull, PHANTOM.md §2) of a log relative hazard."""
+    return np.exp(-(24 / 30) ** 1.2 * np.exp(score))
+
+
 def _results(truth, sign=1.0, cutoff=None):
-    """A results.csv whose models score patients by the true linear predictors (times ``sign``), split at
-    one shared cutoff, with 2-year PFS from the phantom's Weibull model."""
+    """A results.csv whose models score patients by the true linear predictors (times ``sign``), with
+    2-year PFS from the phantom's Weibull model and one common threshold at ``cutoff``. Each model's own
+    risk group is cut elsewhere (at its arm's median), as separately trained models would be."""
     rows = {"case_id": truth["case_id"], "status": "ok", "tumor_size_cm": 2.0}  # measured: must not hide cohort.csv's
     cutoff = np.median(sign * truth[["lp_TA", "lp_SR"]].to_numpy()) if cutoff is None else cutoff
     for arm in ("TA", "SR"):
         score = sign * truth[f"lp_{arm}"]
         rows[f"{arm.lower()}_risk_score"] = score
-        rows[f"{arm.lower()}_risk_group"] = np.where(score > cutoff, "high", "low")
-        rows[f"{arm.lower()}_pfs_2y"] = np.exp(-(24 / 30) ** 1.2 * np.exp(score))
+        rows[f"{arm.lower()}_risk_group"] = np.where(score > np.median(score) + 0.3, "high", "low")
+        rows[f"{arm.lower()}_pfs_2y"] = _pfs_2y(score)
         for column in ("nomogram_risk_group", "nomogram_pfs_2y"):
             rows[f"{arm.lower()}_{column}"] = "" if "group" in column else math.nan
+    rows["pfs_2y_threshold"], rows["nomogram_pfs_2y_threshold"] = _pfs_2y(cutoff), math.nan
     return pd.DataFrame(rows)
 
 
@@ -52,7 +59,8 @@ def test_restratification_counts_each_arm_by_group_and_category(phantom_patients
     assert basis == "image risk score" and len(table) == N
     counts = restratification(table)
     for row in table.sample(20, random_state=0).itertuples():
-        received, other = (row.ta_risk_group, row.sr_risk_group)[:: 1 if row.treatment == "TA" else -1]
+        groups = ["high" if pfs < row.pfs_2y_threshold else "low" for pfs in (row.ta_pfs_2y, row.sr_pfs_2y)]
+        received, other = groups[:: 1 if row.treatment == "TA" else -1]
         expected = {("high", "low"): "switch", ("low", "high"): "keep", ("low", "low"): "either",
                     ("high", "high"): "both high"}[(received, other)]
         assert row.category == expected
@@ -113,7 +121,7 @@ def test_unreadable_or_duplicated_tables_are_named(phantom_patients, tmp_path):
 def test_results_without_both_models_are_refused(phantom_patients):
     cohort, truth = phantom_patients
     results = _results(truth)
-    results.loc[3, "sr_risk_group"] = ""
+    results.loc[3, ["sr_risk_score", "sr_pfs_2y", "pfs_2y_threshold"]] = math.nan  # what a TA-only row holds
     with pytest.raises(InputError, match="every case needs both TA and SR predictions"):
         analysis_table(results, cohort)
     with pytest.raises(InputError, match="lacks column.*sr_pfs_2y"):

@@ -34,7 +34,7 @@ def test_the_pdf_has_two_pages_with_every_panel_title_in_its_text(prediction, tm
     text = " ".join(page.extract_text() for page in reader.pages)
     missing = [title for title in TITLES if title not in text]
     assert not missing, missing
-    assert "Recommendation (image risk score):" in text and "Inputs used: IVIM, T2WI, DWI, US, CEUS" in text
+    assert "Recommendation (image risk score; 2-year PFS TA " in text and "Inputs used: IVIM, T2WI, DWI, US, CEUS" in text
 
 
 def test_the_png_is_both_pages_and_not_blank(prediction, tmp_path):

@@ -1,11 +1,12 @@
-"""The paper's four cross-stratification categories on constructed patients."""
+"""The paper's four cross-stratification categories on constructed patients, read on one 2-year PFS
+scale common to both treatments; the advice's firmness under test-time augmentation."""
 
 import math
 
 import pytest
 
-from HEROVisionLib.predict.result import PredictionResult, SurvivalResult
-from HEROVisionLib.treatment import recommend, summary_line
+from HEROVisionLib.predict.result import NomogramResult, PredictionResult, SurvivalResult
+from HEROVisionLib.treatment import recommend, risk_groups, summary_line
 
 
 @pytest.mark.parametrize("ta, sr, planned, category, treatment", [
@@ -35,15 +36,45 @@ def test_unknown_groups_or_treatments_are_refused(ta, sr, planned):
         recommend(ta, sr, planned)
 
 
-def test_the_summary_line_names_both_groups_the_advice_and_early_recurrence():
-    result = PredictionResult("A0001", models_trained=True, er_probability_combined=0.372,
-                              survival={"ta": SurvivalResult("HEROVision-TA", 1.2, "high", {}, ()),
-                                        "sr": SurvivalResult("HEROVision-SR", -0.4, "low", {}, ())})
-    line = summary_line(result, "TA")
-    assert line.startswith("TA high risk, SR low risk — ") and "switching to SR" in line
-    assert line.endswith("early recurrence after resection 37 %")
+def _pfs(two_years):
+    return {12: min(1.0, two_years + 0.15), 24: two_years, 36: two_years - 0.1}
+
+
+def test_groups_are_read_on_one_scale_so_switching_never_points_to_the_lower_pfs():
+    assert risk_groups({"TA": 0.40, "SR": 0.70}, 0.55) == {"TA": "high", "SR": "low"}
+    assert risk_groups({"TA": 0.55, "SR": 0.549}, 0.55) == {"TA": "low", "SR": "high"}  # at the threshold: low
+    # Models with their own cutoffs could call TA (PFS 0.55) high and SR (PFS 0.50) low; on one scale
+    # a "switch" always goes to the treatment with the higher predicted PFS.
+    for ta, sr in ((0.55, 0.50), (0.30, 0.45), (0.62, 0.61)):
+        for threshold in (0.35, 0.5, 0.56, 0.615):
+            groups = risk_groups({"TA": ta, "SR": sr}, threshold)
+            for planned in ("TA", "SR"):
+                advice = recommend(groups["TA"], groups["SR"], planned)
+                if advice.category == "switch":
+                    assert {"TA": ta, "SR": sr}[advice.treatment] > {"TA": ta, "SR": sr}[planned]
+    with pytest.raises(ValueError, match="threshold must lie in"):
+        risk_groups({"TA": 0.4, "SR": 0.6}, math.nan)
+
+
+def test_the_summary_line_gives_both_pfs_the_threshold_the_advice_and_early_recurrence():
+    result = PredictionResult("A0001", models_trained=True, er_probability_combined=0.372, pfs_2y_threshold=0.55,
+                              survival={"ta": SurvivalResult("HEROVision-TA", 1.2, "high", _pfs(0.41), ()),
+                                        "sr": SurvivalResult("HEROVision-SR", -0.4, "high", _pfs(0.68), ())})
+    line = summary_line(result, "TA")  # SR's own group says high; on the common scale 68 % is low risk
+    assert line.startswith("2-year PFS TA 41 % (high risk), SR 68 % (low risk; high below 55 %) — ")
+    assert "switching to SR" in line and line.endswith("early recurrence after resection 37 %")
     untrained = PredictionResult("A0002", er_probability_combined=math.nan)
     assert summary_line(untrained) == "UNTRAINED placeholder models"
+
+
+def test_the_summary_line_reads_the_nomograms_when_both_models_have_them():
+    result = PredictionResult(
+        "A0003", models_trained=True, pfs_2y_threshold=0.55, nomogram_pfs_2y_threshold=0.5,
+        survival={"ta": SurvivalResult("HEROVision-TA", 1.2, "high", _pfs(0.3), (), NomogramResult({}, 40.0, "low", _pfs(0.62))),
+                  "sr": SurvivalResult("HEROVision-SR", -0.4, "low", _pfs(0.7), (), NomogramResult({}, 90.0, "high", _pfs(0.45)))})
+    line = summary_line(result, "SR")
+    assert line.startswith("2-year PFS TA 62 % (low risk), SR 45 % (high risk; high below 50 %, nomograms) — ")
+    assert "consider switching to TA" in line
 
 
 @pytest.fixture(scope="module")
@@ -56,41 +87,40 @@ def predicted(phantom_cohort, tmp_path_factory):
     return case, predict_case(case, models, "cpu", overlays=False), models
 
 
-def _with_cutoffs(models, ta_cutoff, sr_cutoff):
-    models.ta.metadata["herovision"]["risk_cutoff"] = ta_cutoff
-    models.sr.metadata["herovision"]["risk_cutoff"] = sr_cutoff
+def _with_baselines(result, models, ta_hazard, sr_hazard, threshold):
+    """The prediction as packages with these 2-year baseline hazards would give it, and a common threshold."""
+    from dataclasses import replace
+
+    from HEROVisionLib.predict.case import survival_from_score
+
+    for package, hazard in ((models.ta, ta_hazard), (models.sr, sr_hazard)):
+        package.metadata["herovision"]["baseline_cumulative_hazard"]["24"] = hazard
+    survival = {key: replace(s, pfs=survival_from_score(getattr(models, key), s.risk_score)[1])
+                for key, s in result.survival.items()}
+    return replace(result, survival=survival, pfs_2y_threshold=threshold)
 
 
-def test_advice_far_from_the_cutoffs_is_firm_and_reproducible(predicted):
+def test_advice_far_from_the_threshold_is_firm_and_reproducible(predicted):
     from HEROVisionLib.treatment import advise
 
     case, result, models = predicted
-    _with_cutoffs(models, -1e3, 1e3)  # TA high and SR low whatever the perturbation
+    result = _with_baselines(result, models, 50.0, 1e-3, 0.5)  # TA PFS ≈ 0, SR ≈ 1 whatever the perturbation
     advice = advise(case, result, models, planned="TA", draws=12, seed=4)
     assert advice.recommendation.category == "switch" and advice.stability == 1.0 and not advice.borderline
     assert advice.basis == "image risk score"  # placeholder packages carry no nomogram
+    assert advice.to_dict()["risk_groups"] == {"TA": "high", "SR": "low"} and advice.threshold_2y == 0.5
     low, high = advice.difference_interval
     assert low < high  # the perturbations do move the scores
     assert advise(case, result, models, planned="TA", draws=12, seed=4) == advice
 
 
-def test_advice_on_the_cutoff_is_called_borderline(predicted):
+def test_advice_on_the_threshold_is_called_borderline(predicted):
     from HEROVisionLib.treatment import advise
 
     case, result, models = predicted
-    _with_cutoffs(models, result.survival["ta"].risk_score, -1e3)  # TA exactly on its cutoff, SR high
+    result = _with_baselines(result, models, 0.6, 50.0, 0.5)
+    result = _with_baselines(result, models, 0.6, 50.0, result.survival["ta"].pfs[24])  # TA exactly on it, SR high
     advice = advise(case, result, models, planned="TA", draws=24, seed=4)
-    assert advice.recommendation.category == "keep"  # the score is not above the cutoff: low
+    assert advice.recommendation.category == "keep"  # a PFS at the threshold is not below it: low
     assert 0 < advice.stability < 0.8 and advice.borderline
     assert "borderline" in advice.words and "of 24 perturbed re-scorings" in advice.words
-
-
-def test_the_summary_line_reads_the_nomogram_groups_when_both_models_have_them():
-    from HEROVisionLib.predict.result import NomogramResult
-
-    result = PredictionResult(
-        "A0003", models_trained=True,
-        survival={"ta": SurvivalResult("HEROVision-TA", 1.2, "high", {}, (), NomogramResult({}, 40.0, "low", {})),
-                  "sr": SurvivalResult("HEROVision-SR", -0.4, "low", {}, (), NomogramResult({}, 90.0, "high", {}))})
-    assert summary_line(result, "SR").startswith("TA low risk, SR high risk (nomograms) — ")
-    assert "consider switching to TA" in summary_line(result, "SR")

@@ -80,6 +80,10 @@ def predict_case(case: Case, models: ModelSet, device="cpu", overlays: bool = Tr
     _tumour_measures(result, case, inputs, ivim)
     for key, survival in result.survival.items():
         _nomogram(result, survival, getattr(models, key), case)
+    if {"ta", "sr"} <= set(result.survival):
+        result.pfs_2y_threshold = models.common_pfs_threshold(nomogram=False)
+        if all(result.survival[key].nomogram is not None for key in ("ta", "sr")):
+            result.nomogram_pfs_2y_threshold = models.common_pfs_threshold(nomogram=True)
     return result
 
 

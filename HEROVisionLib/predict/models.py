@@ -9,6 +9,7 @@ labelled placeholders with random weights so the whole pipeline can run.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,30 @@ class ModelSet:
             block = package.herovision.get("nomogram") or {}
             names |= set(block.get("coefficients", {}))
         return sorted(names - {"risk_score", "tumor_size_cm"})
+
+    def common_pfs_threshold(self, nomogram: bool) -> float:
+        """The 2-year PFS below which a patient counts as high risk under *either* treatment, for
+        cross-stratification: each survival model's own cutoff (the nomogram's, or the image score's)
+        read as predicted 2-year PFS, averaged with weights the patients of its training arm.
+
+        One absolute scale is what makes the two treatments comparable: with a separate cutoff per
+        model, a patient can be "high" under one and "low" under the other while the other predicts
+        the *lower* PFS, and switching would be advised towards the worse treatment.
+        """
+        cutoffs, weights = [], []
+        for package in (self.ta, self.sr):
+            block = package.herovision
+            if nomogram:
+                nomogram_block = block.get("nomogram") or {}
+                if "coefficients" not in nomogram_block:
+                    raise InputError(package.path, "has no nomogram")
+                hazard = nomogram_block["baseline_cumulative_hazard"][nomogram_block["horizons"].index(24.0)]
+                cutoff = nomogram_block["risk_cutoff"]
+            else:
+                hazard, cutoff = block["baseline_cumulative_hazard"]["24"], block["risk_cutoff"]
+            cutoffs.append(math.exp(-float(hazard) * math.exp(float(cutoff))))
+            weights.append(block.get("training_cohort", {}).get("cases", 1))
+        return sum(c * w for c, w in zip(cutoffs, weights)) / sum(weights)
 
     def describe(self) -> list[str]:
         """One line per package for the panel: name, version, how it was trained, intended use."""

@@ -10,6 +10,9 @@
 ``ta_nomogram_points``     total nomogram points (risk score + clinical factors), when the package
                            has a nomogram and the case's clinical values are known; with
 ``ta_nomogram_risk_group`` and ``ta_nomogram_pfs_1y/2y/3y`` as above, from the nomogram's Cox model
+``pfs_2y_threshold``       cross-stratification: predicted 2-year PFS below which a patient is high
+                           risk under either treatment (``ModelSet.common_pfs_threshold``);
+``nomogram_pfs_2y_threshold`` the same for the nomograms' PFS, when both were computed
 ``er_probability``         early recurrence ≤ 2 years after resection, deep-feature model
 ``er_probability_combined`` … with tumour size and tumour D
 ``tumor_size_cm``          largest axial diameter of ROI label 1 (T2WI, else IVIM)
@@ -35,7 +38,7 @@ RESULT_COLUMNS = ("case_id", "status", "error",
                   "ta_nomogram_pfs_3y",
                   "sr_risk_score", "sr_risk_group", "sr_pfs_1y", "sr_pfs_2y", "sr_pfs_3y",
                   "sr_nomogram_points", "sr_nomogram_risk_group", "sr_nomogram_pfs_1y", "sr_nomogram_pfs_2y",
-                  "sr_nomogram_pfs_3y",
+                  "sr_nomogram_pfs_3y", "pfs_2y_threshold", "nomogram_pfs_2y_threshold",
                   "er_probability", "er_probability_combined", "tumor_size_cm", "tumor_volume_ml",
                   "ivim_ADC_median", "ivim_D_median", "ivim_Dstar_median", "ivim_f_median",
                   "inputs_used", "inputs_missing", "models_trained", "device", "seconds")
@@ -63,6 +66,8 @@ class SurvivalResult:
 class PredictionResult:
     case_id: str
     survival: dict[str, SurvivalResult] = field(default_factory=dict)  # "ta", "sr"
+    pfs_2y_threshold: float = math.nan  # cross-stratification's common threshold, image scores
+    nomogram_pfs_2y_threshold: float = math.nan  # … and nomograms
     er_probability: float = math.nan
     er_probability_combined: float = math.nan
     tumor_size_cm: float = math.nan
@@ -93,6 +98,7 @@ class PredictionResult:
             row[f"{key}_nomogram_risk_group"] = nomogram.risk_group if nomogram else ""
             for years in (1, 2, 3):
                 row[f"{key}_nomogram_pfs_{years}y"] = nomogram.pfs[12 * years] if nomogram else math.nan
+        row.update(pfs_2y_threshold=self.pfs_2y_threshold, nomogram_pfs_2y_threshold=self.nomogram_pfs_2y_threshold)
         row.update(er_probability=self.er_probability, er_probability_combined=self.er_probability_combined,
                    tumor_size_cm=self.tumor_size_cm, tumor_volume_ml=self.tumor_volume_ml)
         for name in ("ADC", "D", "Dstar", "f"):
