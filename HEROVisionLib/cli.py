@@ -164,11 +164,11 @@ def _print_result(result, planned: str | None = None) -> None:
     print(f"case {result.case_id} ({', '.join(result.inputs_used)}; {row['seconds']:.1f} s on {result.device})")
     for key, name in (("ta", "thermal ablation"), ("sr", "resection")):
         if key in result.survival:
-            print(f"  {name:17s} risk score {row[f'{key}_risk_score']:+.3f} ({row[f'{key}_risk_group']} risk); "
+            print(f"  {name:17s} risk score {row[f'{key}_risk_score']:+.3f} ({row[f'{key}_risk_group']} risk by its cutoff); "
                   f"PFS 1/2/3 y {row[f'{key}_pfs_1y']:.2f} / {row[f'{key}_pfs_2y']:.2f} / {row[f'{key}_pfs_3y']:.2f}")
             if result.survival[key].nomogram:
                 print(f"  {'  nomogram':17s} {row[f'{key}_nomogram_points']:.0f} points "
-                      f"({row[f'{key}_nomogram_risk_group']} risk); PFS 1/2/3 y {row[f'{key}_nomogram_pfs_1y']:.2f} / "
+                      f"({row[f'{key}_nomogram_risk_group']} risk by its cutoff); PFS 1/2/3 y {row[f'{key}_nomogram_pfs_1y']:.2f} / "
                       f"{row[f'{key}_nomogram_pfs_2y']:.2f} / {row[f'{key}_nomogram_pfs_3y']:.2f}")
     print(f"  early recurrence  {row['er_probability']:.2f} (deep), {row['er_probability_combined']:.2f} (combined)")
     print(f"  tumour            {row['tumor_size_cm']:.1f} cm, {row['tumor_volume_ml']:.1f} mL; "

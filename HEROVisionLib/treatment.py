@@ -171,15 +171,18 @@ def _pfs_2y(models, scores: dict[str, float], nomograms: bool, clinical: dict) -
 
 
 def advise(case, result, models, planned: str | None = None, draws: int = 32, seed: int = 0,
-           device="cpu") -> TreatmentAdvice:
+           device=None) -> TreatmentAdvice:
     """The recommendation for a predicted case (``result`` of ``predict_case``), with its firmness
-    measured by ``draws`` test-time augmentations of the case's images (see module docstring)."""
+    measured by ``draws`` test-time augmentations of the case's images (see module docstring), on
+    ``device`` (a name such as ``auto``, or by default the device the prediction ran on)."""
     import torch
 
+    from .devices import resolve_device
     from .predict.case import clinical_values, survival_scores
     from .predict.inputs import survival_inputs
     from .train.augment import augment_survival_batch, modality_augmentation
 
+    device = resolve_device(result.device if device is None else device)
     cross = cross_stratification(result)
     recommendation = recommend(cross.groups["TA"], cross.groups["SR"], planned)
     nomograms, clinical = cross.basis == "nomogram", clinical_values(result, case)

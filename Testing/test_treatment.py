@@ -111,7 +111,7 @@ def test_advice_far_from_the_threshold_is_firm_and_reproducible(predicted):
     assert advice.to_dict()["risk_groups"] == {"TA": "high", "SR": "low"} and advice.threshold_2y == 0.5
     low, high = advice.difference_interval
     assert low < high  # the perturbations do move the scores
-    assert advise(case, result, models, planned="TA", draws=12, seed=4) == advice
+    assert advise(case, result, models, planned="TA", draws=12, seed=4, device="auto") == advice  # as the CLI passes it
 
 
 def test_advice_on_the_threshold_is_called_borderline(predicted):
