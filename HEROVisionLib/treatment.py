@@ -23,10 +23,12 @@ Without a planned treatment, discordant groups favour the low-risk treatment (``
 
 The 2-year PFS come from each package's nomogram (risk score + clinical factors) when the
 case's clinical record allows, else from the image risk score alone. How firm the advice is comes
-from test-time augmentation: the images are perturbed as in training (small rotations, scaling,
-flips, contrast and gain; :mod:`HEROVisionLib.train.augment`), both models re-scored, and the share
-of perturbations that keep the category, with the 95 % interval of the PFS difference, says whether
-the case is borderline.
+from re-scoring: the images are perturbed as in training (small rotations, scaling, flips, contrast
+and gain; :mod:`HEROVisionLib.train.augment`) and both models re-scored; with nomograms, each
+re-scoring is also drawn within each nomogram's estimation error (the standard error of its
+predicted log cumulative hazard: coefficients and baseline, as R's ``survfit.coxph``), which with a
+few hundred training patients per arm is the larger of the two. The share of re-scorings that keep
+the category, with the 95 % interval of the PFS difference, says whether the case is borderline.
 """
 
 from __future__ import annotations
@@ -124,8 +126,11 @@ def summary_line(result, planned: str | None = None) -> str:
     return "; ".join(parts) or "no prediction"
 
 
-#: Below this share of test-time augmentations agreeing on the category, advice is borderline.
+#: Below this share of re-scorings agreeing on the category, advice is borderline.
 STABLE_SHARE = 0.8
+
+#: Draws of the nomograms' estimation error per image perturbation.
+MODEL_DRAWS = 16
 
 
 @dataclass(frozen=True)
@@ -135,13 +140,14 @@ class TreatmentAdvice:
     pfs_2y: dict[str, float]  # "TA" / "SR" → predicted 2-year PFS
     threshold_2y: float  # common 2-year PFS threshold: below it, high risk
     difference_2y: float  # PFS(SR) − PFS(TA) at 2 years: > 0 favours resection
-    difference_interval: tuple[float, float]  # 95 % over test-time augmentations
-    stability: float  # share of augmentations giving the same category
-    draws: int
+    difference_interval: tuple[float, float]  # 95 % over the re-scorings
+    stability: float  # share of re-scorings giving the same category
+    draws: int  # image perturbations
+    model_draws: int = 1  # draws of the nomograms' estimation error per perturbation (1: not drawn)
 
     @property
     def borderline(self) -> bool:
-        """Small perturbations of the images change the advice too often to rely on it."""
+        """Perturbed images, or the models' own estimation error, change the advice too often to rely on it."""
         return self.stability < STABLE_SHARE
 
     def to_dict(self) -> dict:
@@ -149,16 +155,27 @@ class TreatmentAdvice:
                 "words": self.words, "basis": self.basis, "pfs_2y": self.pfs_2y, "threshold_2y": self.threshold_2y,
                 "risk_groups": risk_groups(self.pfs_2y, self.threshold_2y), "difference_2y": self.difference_2y,
                 "difference_interval": list(self.difference_interval), "stability": self.stability,
-                "borderline": self.borderline, "draws": self.draws}
+                "borderline": self.borderline, "draws": self.draws, "model_draws": self.model_draws}
 
     @property
     def words(self) -> str:
         text = self.recommendation.words
         if self.borderline:
-            text += (f" — borderline: the same advice in {100 * self.stability:.0f} % of {self.draws} perturbed "
-                     f"re-scorings; 2-year PFS difference SR − TA {100 * self.difference_2y:+.0f} points "
+            sources = f"{self.draws} perturbed images"
+            if self.model_draws > 1:
+                sources += f" × {self.model_draws} draws of the nomograms' estimation error"
+            text += (f" — borderline: the same advice in {100 * self.stability:.0f} % of {self.draws * self.model_draws} "
+                     f"re-scorings ({sources}); 2-year PFS difference SR − TA {100 * self.difference_2y:+.0f} points "
                      f"(95 % {100 * self.difference_interval[0]:+.0f} to {100 * self.difference_interval[1]:+.0f})")
         return text
+
+
+def _with_model_error(pfs_2y: dict[str, float], log_hazard_se: dict[str, float], rng) -> list[dict[str, float]]:
+    """``MODEL_DRAWS`` versions of both treatments' 2-year PFS, each model's log cumulative hazard moved by
+    its own standard error (the two models are fitted on different patients: independent draws)."""
+    shifts = {t: rng.standard_normal(MODEL_DRAWS) * se for t, se in log_hazard_se.items()}
+    log_hazard = {t: math.log(-math.log(min(max(p, 1e-12), 1 - 1e-12))) for t, p in pfs_2y.items()}
+    return [{t: math.exp(-math.exp(log_hazard[t] + shifts[t][m])) for t in pfs_2y} for m in range(MODEL_DRAWS)]
 
 
 def _pfs_2y(models, scores: dict[str, float], nomograms: bool, clinical: dict) -> dict[str, float]:
@@ -178,7 +195,7 @@ def advise(case, result, models, planned: str | None = None, draws: int = 32, se
     import torch
 
     from .devices import resolve_device
-    from .predict.case import clinical_values, survival_scores
+    from .predict.case import clinical_values, nomogram_log_hazard_se, survival_scores
     from .predict.inputs import survival_inputs
     from .train.augment import augment_survival_batch, modality_augmentation
 
@@ -195,13 +212,21 @@ def advise(case, result, models, planned: str | None = None, draws: int = 32, se
         variants.append(augment_survival_batch({m: image[None] for m, image in inputs.images.items()}, transforms))
     batch = {m: torch.cat([variant[m] for variant in variants]) for m in inputs.images}
     drawn = {key: survival_scores(getattr(models, key), inputs, device, batch).numpy() for key in ("ta", "sr")}
+    spread = None
+    if nomograms:
+        spread = {key.upper(): nomogram_log_hazard_se(getattr(models, key), result.survival[key].risk_score, clinical)
+                  for key in ("ta", "sr")}
+        spread = None if None in spread.values() else spread  # a package from before they were recorded
+    rng = np.random.default_rng(seed)
     categories, differences = [], []
     for k in range(draws):
         perturbed = _pfs_2y(models, {key: float(drawn[key][k]) for key in drawn}, nomograms, clinical)
-        groups = risk_groups(perturbed, cross.threshold)
-        categories.append(recommend(groups["TA"], groups["SR"], planned).category)
-        differences.append(perturbed["SR"] - perturbed["TA"])
+        for pfs in [perturbed] if spread is None else _with_model_error(perturbed, spread, rng):
+            groups = risk_groups(pfs, cross.threshold)
+            categories.append(recommend(groups["TA"], groups["SR"], planned).category)
+            differences.append(pfs["SR"] - pfs["TA"])
     low, high = np.percentile(differences, [2.5, 97.5])
     return TreatmentAdvice(recommendation, cross.basis, dict(cross.pfs_2y), cross.threshold,
                            cross.pfs_2y["SR"] - cross.pfs_2y["TA"], (float(low), float(high)),
-                           float(np.mean([c == recommendation.category for c in categories])), draws)
+                           float(np.mean([c == recommendation.category for c in categories])), draws,
+                           1 if spread is None else MODEL_DRAWS)

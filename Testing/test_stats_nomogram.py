@@ -54,6 +54,14 @@ def test_total_points_give_r_survfit_survival_at_12_24_36(model):
     np.testing.assert_allclose(survival.to_numpy().ravel(), reference["survival"], rtol=1e-7)
 
 
+def test_the_standard_error_of_a_prediction_is_r_survfit_std_err(model):
+    """R: std.err of survfit.coxph (coefficients' and baseline's error, Tsiatis), as the standard error
+    of log H(t | x) — what the treatment advice's uncertainty is drawn from."""
+    reference = pd.read_csv(R_FIXTURES / "nomogram_survival_rossi.csv")
+    nomogram = build_nomogram(model, ROSSI, "week", "arrest", horizons=(12, 24, 36))
+    np.testing.assert_allclose(nomogram.log_hazard_se(ROSSI.iloc[:5]).ravel(), reference["log_hazard_se"], rtol=1e-6)
+
+
 def test_total_points_map_back_to_the_linear_predictor(model):
     nomogram = build_nomogram(model, ROSSI, "week", "arrest")
     total = nomogram.points(ROSSI)["total"]
@@ -85,3 +93,7 @@ def test_a_nomogram_stored_as_plain_numbers_gives_the_same_points_and_survival(m
     pd.testing.assert_frame_equal(stored.points(ROSSI), nomogram.points(ROSSI))
     total = nomogram.points(ROSSI)["total"]
     pd.testing.assert_frame_equal(stored.survival(total), nomogram.survival(total))
+    np.testing.assert_array_equal(stored.log_hazard_se(ROSSI), nomogram.log_hazard_se(ROSSI))
+    older = {k: v for k, v in nomogram.to_dict().items() if k in ("coefficients", "lowest_contribution", "points_scale",
+                                                                  "horizons", "baseline_cumulative_hazard")}
+    assert Nomogram.from_dict(older).log_hazard_se(ROSSI) is None  # a package from before they were recorded

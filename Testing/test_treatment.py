@@ -123,4 +123,4 @@ def test_advice_on_the_threshold_is_called_borderline(predicted):
     advice = advise(case, result, models, planned="TA", draws=24, seed=4)
     assert advice.recommendation.category == "keep"  # a PFS at the threshold is not below it: low
     assert 0 < advice.stability < 0.8 and advice.borderline
-    assert "borderline" in advice.words and "of 24 perturbed re-scorings" in advice.words
+    assert "borderline" in advice.words and "of 24 re-scorings (24 perturbed images)" in advice.words

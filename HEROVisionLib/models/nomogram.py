@@ -24,6 +24,10 @@ class Nomogram:
     points_scale: float  # linear-predictor units per point: widest range of β·x / 100
     horizons: tuple[float, ...]
     baseline_cumulative_hazard: np.ndarray  # Breslow H0 at the horizons, for the uncentred linear predictor
+    # For standard errors (absent from packages made before they were recorded):
+    coefficient_covariance: np.ndarray | None = None  # covariates × covariates
+    hazard_variance: np.ndarray | None = None  # Tsiatis' A(t) at the horizons
+    hazard_gradient: np.ndarray | None = None  # Tsiatis' C(t): horizons × covariates
 
     @property
     def covariates(self) -> tuple[str, ...]:
@@ -50,15 +54,34 @@ class Nomogram:
         risk = np.exp(np.atleast_1d(self.linear_predictor(total_points)))
         return pd.DataFrame(np.exp(-np.outer(risk, self.baseline_cumulative_hazard)), columns=list(self.horizons))
 
+    def log_hazard_se(self, data: pd.DataFrame) -> np.ndarray | None:
+        """Standard error of log Ĥ(t | x) = log(−log S(t | x)) for each row of ``data`` (rows × horizons),
+        from the coefficients' and the baseline's estimation error (Tsiatis; R's ``survfit.coxph``);
+        None for a nomogram that did not record them."""
+        if self.coefficient_covariance is None:
+            return None
+        self.points(data)  # the same checks of the covariates
+        values = data[list(self.covariates)].to_numpy(np.float64)
+        q = self.baseline_cumulative_hazard[None, :, None] * values[:, None, :] - self.hazard_gradient[None]
+        spread = np.einsum("rti,ij,rtj->rt", q, self.coefficient_covariance, q)
+        return np.sqrt(self.hazard_variance[None] + spread) / self.baseline_cumulative_hazard[None]
+
     def to_dict(self) -> dict:
-        return {"coefficients": {k: float(v) for k, v in self.coefficients.items()},
-                "lowest_contribution": {k: float(v) for k, v in self.lowest_contribution.items()},
-                "points_scale": float(self.points_scale), "horizons": [float(h) for h in self.horizons],
-                "baseline_cumulative_hazard": [float(h) for h in self.baseline_cumulative_hazard]}
+        block = {"coefficients": {k: float(v) for k, v in self.coefficients.items()},
+                 "lowest_contribution": {k: float(v) for k, v in self.lowest_contribution.items()},
+                 "points_scale": float(self.points_scale), "horizons": [float(h) for h in self.horizons],
+                 "baseline_cumulative_hazard": [float(h) for h in self.baseline_cumulative_hazard]}
+        if self.coefficient_covariance is not None:
+            block.update(coefficient_covariance=np.asarray(self.coefficient_covariance, dtype=float).tolist(),
+                         hazard_variance=[float(v) for v in self.hazard_variance],
+                         hazard_gradient=np.asarray(self.hazard_gradient, dtype=float).tolist())
+        return block
 
     @classmethod
     def from_dict(cls, block: dict) -> Nomogram:
+        optional = {name: np.asarray(block[name], dtype=np.float64)
+                    for name in ("coefficient_covariance", "hazard_variance", "hazard_gradient") if name in block}
         return cls(pd.Series(block["coefficients"], dtype=np.float64),
                    pd.Series(block["lowest_contribution"], dtype=np.float64), float(block["points_scale"]),
                    tuple(float(h) for h in block["horizons"]),
-                   np.asarray(block["baseline_cumulative_hazard"], dtype=np.float64))
+                   np.asarray(block["baseline_cumulative_hazard"], dtype=np.float64), **optional)

@@ -171,17 +171,32 @@ def nomogram_result(package, risk_score: float, clinical: dict) -> NomogramResul
     if not block or "unavailable" in block:
         return None
     nomogram = Nomogram.from_dict(block)
-    values = {**clinical, "risk_score": risk_score}
-    missing = [name for name in nomogram.covariates if _number(values.get(name)) is None]
-    if missing:
-        return missing
-    row = pd.DataFrame([{name: _number(values[name]) for name in nomogram.covariates}])
+    row = _nomogram_row(nomogram, risk_score, clinical)
+    if isinstance(row, list):
+        return row
     points = nomogram.points(row).iloc[0]
     total = float(points["total"])
     linear_predictor = float(nomogram.linear_predictor(total))
     return NomogramResult({name: float(points[name]) for name in nomogram.covariates}, total,
                           "high" if linear_predictor > block["risk_cutoff"] else "low",
                           {int(months): float(p) for months, p in nomogram.survival([total]).iloc[0].items()})
+
+
+def nomogram_log_hazard_se(package, risk_score: float, clinical: dict, months: int = 24) -> float | None:
+    """Standard error of the nomogram's log cumulative hazard at ``months`` for this patient (its
+    estimation error), or None when the package's nomogram did not record what it needs."""
+    nomogram = Nomogram.from_dict(package.herovision["nomogram"])
+    standard_errors = nomogram.log_hazard_se(_nomogram_row(nomogram, risk_score, clinical))
+    return None if standard_errors is None else float(standard_errors[0, nomogram.horizons.index(float(months))])
+
+
+def _nomogram_row(nomogram: Nomogram, risk_score: float, clinical: dict) -> pd.DataFrame | list[str]:
+    """The nomogram's covariates of one patient as a one-row table, or the names of those unknown."""
+    values = {**clinical, "risk_score": risk_score}
+    missing = [name for name in nomogram.covariates if _number(values.get(name)) is None]
+    if missing:
+        return missing
+    return pd.DataFrame([{name: _number(values[name]) for name in nomogram.covariates}])
 
 
 def _nomogram(result, survival: SurvivalResult, package, case) -> None:

@@ -7,7 +7,10 @@ one at a time, the variable whose removal lowers the AIC most, until no removal 
 
 Points: each variable's contribution β·x spans a range over the cohort; the variable with the widest
 range gets 0–100 points and the others points in proportion, so total points map linearly back to
-the linear predictor, and through Breslow's baseline to survival probabilities at the horizons.
+the linear predictor, and through Breslow's baseline to survival probabilities at the horizons. The
+nomogram also keeps what the standard error of a patient's predicted survival needs (the coefficients'
+covariance and Tsiatis' terms of the baseline), so the two treatments' predictions can be compared with
+their estimation uncertainty.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from lifelines import CoxPHFitter
 from ..errors import InputError
 from ..models.nomogram import Nomogram
 from .inputs import finite_vector, require_events, survival_data
-from .survival import COX_FIT_OPTIONS, breslow_baseline_cumulative_hazard
+from .survival import COX_FIT_OPTIONS, breslow_baseline_cumulative_hazard, breslow_variance_terms
 
 SCREEN_P = 0.20
 MAX_POINTS = 100.0
@@ -28,11 +31,12 @@ MAX_POINTS = 100.0
 
 @dataclass(frozen=True)
 class CoxModel:
-    """The selected Cox model: per covariate coef, hazard_ratio, lower, upper (95 %) and Wald p; its fit
-    statistics; and the univariate screening P of every candidate."""
+    """The selected Cox model: per covariate coef, hazard_ratio, lower, upper (95 %) and Wald p; the
+    coefficients' covariance; its fit statistics; and the univariate screening P of every candidate."""
 
     covariates: tuple[str, ...]
     summary: pd.DataFrame
+    covariance: pd.DataFrame
     log_likelihood: float
     aic: float
     screening_p: pd.Series
@@ -66,7 +70,8 @@ def select_cox_model(data: pd.DataFrame, duration_col: str, event_col: str, cand
             fitter = _fit(frame, duration_col, event_col, selected)
     if not selected:
         raise InputError("candidates", "backward selection removed every covariate: none improves on the null model")
-    return CoxModel(covariates=tuple(selected), summary=_summary(fitter), log_likelihood=float(fitter.log_likelihood_),
+    return CoxModel(covariates=tuple(selected), summary=_summary(fitter),
+                    covariance=fitter.variance_matrix_.loc[selected, selected], log_likelihood=float(fitter.log_likelihood_),
                     aic=float(fitter.AIC_partial_), screening_p=screening_p)
 
 
@@ -83,8 +88,11 @@ def build_nomogram(model: CoxModel, data: pd.DataFrame, duration_col: str, event
     linear_predictor = contributions.sum(axis=1).to_numpy()
     horizons = tuple(float(horizon) for horizon in finite_vector(horizons, "horizons"))
     hazard = breslow_baseline_cumulative_hazard(linear_predictor, frame[duration_col], frame[event_col], horizons)
+    variance, gradient = breslow_variance_terms(linear_predictor, frame[list(model.covariates)], frame[duration_col],
+                                                frame[event_col], horizons)
     return Nomogram(coefficients=coefficients, lowest_contribution=lowest, points_scale=widest / MAX_POINTS,
-                    horizons=horizons, baseline_cumulative_hazard=hazard)
+                    horizons=horizons, baseline_cumulative_hazard=hazard,
+                    coefficient_covariance=model.covariance.to_numpy(), hazard_variance=variance, hazard_gradient=gradient)
 
 
 def _aic_without(frame, duration_col, event_col, selected, name, fitter: CoxPHFitter) -> float:

@@ -126,6 +126,37 @@ def breslow_baseline_cumulative_hazard(risk, time, event, at_times) -> np.ndarra
     return np.where(position > 0, cumulative[np.maximum(position - 1, 0)], 0.0)
 
 
+def breslow_variance_terms(risk, covariates, time, event, at_times) -> tuple[np.ndarray, np.ndarray]:
+    """Tsiatis' terms for the variance of Breslow's cumulative hazard at ``at_times``: ``A(t) = Σ dᵢ / S0ᵢ²``
+    and ``C(t) = Σ dᵢ x̄ᵢ / S0ᵢ`` (times × covariates), over event times tᵢ ≤ t, with S0ᵢ = Σ exp(risk)
+    over the risk set and x̄ᵢ its exp(risk)-weighted covariate mean.
+
+    With the coefficients' covariance V and H0 from :func:`breslow_baseline_cumulative_hazard`,
+    Var log Ĥ(t | x) = [A(t) + qᵀVq] / H0(t)², q = H0(t)·x − C(t): the first term is the baseline's own
+    noise, the second the coefficients' (R's ``survfit.coxph`` standard error, ``ctype = 1``).
+    """
+    risk, time, event = scored_survival_data(risk, time, event)
+    covariates = np.asarray(covariates, dtype=np.float64).reshape(len(risk), -1)
+    if not np.isfinite(covariates).all():
+        raise InputError("covariates", "has missing or infinite values")
+    require_events(event, "a baseline hazard")
+    at_times = finite_vector(at_times, "at_times")
+    shift = risk.max()
+    order = np.argsort(time, kind="stable")
+    sorted_time, weight = time[order], np.exp(risk[order] - shift)
+    at_risk = np.cumsum(weight[::-1])[::-1]
+    weighted_sum = np.cumsum((weight[:, None] * covariates[order])[::-1], axis=0)[::-1]
+    event_times, deaths = np.unique(time[event], return_counts=True)
+    first = np.searchsorted(sorted_time, event_times, side="left")
+    s0, mean = at_risk[first], weighted_sum[first] / at_risk[first][:, None]
+    a = np.cumsum(deaths / s0**2) * np.exp(-2 * shift)
+    c = np.cumsum(deaths[:, None] * mean / s0[:, None], axis=0) * np.exp(-shift)
+    position = np.searchsorted(event_times, at_times, side="right")
+    index = np.maximum(position - 1, 0)
+    reached = position > 0
+    return np.where(reached, a[index], 0.0), np.where(reached[:, None], c[index], 0.0)
+
+
 def survival_probability(risk, baseline_cumulative_hazard) -> np.ndarray:
     """S(t | x) = exp(−H0(t)·exp(risk)) for each subject (rows) and each baseline time (columns)."""
     risk = finite_vector(risk, "risk score")
