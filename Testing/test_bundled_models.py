@@ -43,10 +43,17 @@ def test_the_bundled_models_predict_a_phantom_case(bundled, phantom_cohort):
     assert not any("nomogram not computed" in w for w in result.warnings)
     assert row["nomogram_pfs_2y_threshold"] == bundled.common_pfs_threshold(nomogram=True)
     assert row["pfs_2y_threshold"] == bundled.common_pfs_threshold(nomogram=False)
-    from HEROVisionLib.treatment import advise
+    from HEROVisionLib.predict.case import clinical_values, nomogram_log_hazard_se
+    from HEROVisionLib.treatment import MODEL_DRAWS, advise
 
     advice = advise(case, result, bundled, case.clinical["treatment"], draws=8)
     assert advice.basis == "nomogram" and advice.pfs_2y["TA"] == pytest.approx(row["ta_nomogram_pfs_2y"])
+    # the bundled nomograms carry their estimation error, so the advice is re-scored within it too
+    assert advice.model_draws == MODEL_DRAWS and advice.to_dict()["model_draws"] == MODEL_DRAWS
+    for key in ("ta", "sr"):
+        se = nomogram_log_hazard_se(getattr(bundled, key), result.survival[key].risk_score,
+                                    clinical_values(result, case))
+        assert 0 < se < 1  # log H(24 months | x): finite, and far from uninformative for these training arms
 
 
 def test_the_bundled_survival_models_carry_a_nomogram_and_the_training_curves(bundled):
