@@ -516,12 +516,16 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
         result, nodes = predict_scene(slicer.mrmlScene, inputs, load_models(modelsFolder, device), device)
         return result, nodes, summary_line(result, plannedTreatment)
 
-    def processCohort(self, cohortDir, outDir, shard="1/1", resume=False, modelsFolder=None, device="auto"):
-        """Predict every case of a cohort folder into ``outDir`` (as ``herovision batch``); returns the table."""
+    def processCohort(self, cohortDir, outDir, shard="1/1", resume=False, modelsFolder=None, device="auto",
+                      adviceDraws=32):
+        """Predict every case of a cohort folder into ``outDir`` with its treatment advice (as
+        ``herovision batch``); returns the table."""
         from HEROVisionLib.predict import load_models, parse_shard, predict_cohort
+        from HEROVisionLib.treatment import case_advice
 
         models = load_models(modelsFolder, device)
-        return predict_cohort(cohortDir, models, outDir, shard=parse_shard(shard), resume=resume, device=device)
+        return predict_cohort(cohortDir, models, outDir, shard=parse_shard(shard), resume=resume, device=device,
+                              advice=lambda case, result: case_advice(case, result, models, adviceDraws, device))
 
     def inspectCase(self, caseFolder) -> str:
         """Read every modality of a case folder with all input checks and describe it."""

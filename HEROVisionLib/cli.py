@@ -120,6 +120,20 @@ def _add_model_options(parser):
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 …")
 
 
+def _draw_count(text: str) -> int:
+    """argparse type: refuse a negative count before any case is predicted."""
+    count = int(text)
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (no advice) or more, got {count}")
+    return count
+
+
+def _add_advice_option(parser):
+    parser.add_argument("--advice-draws", type=_draw_count, default=32, metavar="N",
+                        help="perturbed-image re-scorings measuring how firm the treatment advice is "
+                             "(advice.json and the advice_… columns; default 32, 0: no advice)")
+
+
 def _add_case_command(commands, name: str, description: str, out_help: str, run):
     parser = commands.add_parser(name, help=description)
     parser.add_argument("case", type=Path, help="a case folder (docs/PHANTOM.md layout)")
@@ -129,6 +143,7 @@ def _add_case_command(commands, name: str, description: str, out_help: str, run)
                              "case's row of cohort.csv in the folder above it, when there is one)")
     _add_model_options(parser)
     parser.set_defaults(run=run)
+    return parser
 
 
 def _load_case(args):
@@ -146,19 +161,15 @@ def _load_case(args):
     return Case(args.case, clinical or None)
 
 
-def _planned(case) -> str | None:
-    """The treatment the case's record says was planned (cohort.csv's ``treatment``), if any."""
-    planned = (case.clinical or {}).get("treatment")
-    return planned if planned in ("TA", "SR") else None
-
-
 def _add_predict(commands):
-    _add_case_command(commands, "predict", "predict one case: risks, recurrence, attention overlays, IVIM maps",
-                      "folder for results.csv, results.json and NRRD files", _run_predict)
+    parser = _add_case_command(commands, "predict", "predict one case: risks, recurrence, treatment advice, "
+                                                    "attention overlays, IVIM maps",
+                               "folder for results.csv, results.json, advice.json and NRRD files", _run_predict)
+    _add_advice_option(parser)
 
 
-def _print_result(result, planned: str | None = None) -> None:
-    from .treatment import summary_line
+def _print_result(result, case) -> None:
+    from .treatment import planned_treatment, summary_line
 
     row = result.row()
     print(f"case {result.case_id} ({', '.join(result.inputs_used)}; {row['seconds']:.1f} s on {result.device})")
@@ -173,31 +184,25 @@ def _print_result(result, planned: str | None = None) -> None:
     print(f"  early recurrence  {row['er_probability']:.2f} (deep), {row['er_probability_combined']:.2f} (combined)")
     print(f"  tumour            {row['tumor_size_cm']:.1f} cm, {row['tumor_volume_ml']:.1f} mL; "
           f"IVIM D {1e3 * row['ivim_D_median']:.2f}e-3 mm²/s, f {row['ivim_f_median']:.3f}")
-    print(f"  summary           {summary_line(result, planned)}")
+    print(f"  summary           {summary_line(result, planned_treatment(case))}")
     for warning in result.warnings:
         print(f"  warning: {warning}")
 
 
 def _run_predict(args) -> int:
-    import json
-
-    from .io.images import staged_outputs, write_text_atomic
+    from .io.images import staged_outputs
     from .predict import load_models, predict_case, write_case_outputs
-    from .treatment import advise
+    from .treatment import case_advice
 
     case = _load_case(args)
     models = load_models(args.models, args.device)
     result = predict_case(case, models, args.device)
-    advice = None
-    if {"ta", "sr"} <= set(result.survival):
-        advice = advise(case, result, models, _planned(case), device=args.device)
+    advice = case_advice(case, result, models, args.advice_draws, args.device)
     with staged_outputs(args.out) as stage:
-        write_case_outputs(result, stage)
-        if advice:
-            write_text_atomic(json.dumps(advice.to_dict(), indent=2) + "\n", stage / "advice.json")
-    _print_result(result, _planned(case))
+        write_case_outputs(result, stage, advice)
+    _print_result(result, case)
     if advice:
-        print(f"  advice            {advice.words}")
+        print(f"  advice            {advice['words']}")
     print(f"Results, overlays and maps written to {args.out}; `herovision report {args.out} --out report.pdf` "
           "draws them")
     return 0
@@ -226,15 +231,18 @@ def _add_batch(commands):
     parser.add_argument("--shard", default="1/1", help="i/n: predict every n-th case from the i-th (default 1/1)")
     parser.add_argument("--resume", action="store_true", help="skip cases already predicted without error")
     _add_model_options(parser)
+    _add_advice_option(parser)
     parser.set_defaults(run=_run_batch)
 
 
 def _run_batch(args) -> int:
     from .predict import load_models, parse_shard, predict_cohort
+    from .treatment import case_advice
 
     shard = parse_shard(args.shard)
     models = load_models(args.models, args.device)
-    table = predict_cohort(args.cohort, models, args.out, shard=shard, resume=args.resume, device=args.device)
+    table = predict_cohort(args.cohort, models, args.out, shard=shard, resume=args.resume, device=args.device,
+                           advice=lambda case, result: case_advice(case, result, models, args.advice_draws, args.device))
     failed = table[table["status"] != "ok"] if len(table) else table
     print(f"{len(table) - len(failed)} case(s) predicted, {len(failed)} failed; table: {args.out / 'results.csv'}")
     for row in failed.itertuples():
@@ -334,7 +342,7 @@ def _run_scene(args) -> int:
     case = _load_case(args)
     result, _ = predict_scene(scene, scene_inputs_from_case(scene, case), models, args.device)
     path = save_scene(scene, args.out)
-    _print_result(result, _planned(case))
+    _print_result(result, case)
     print(f"Slicer scene written to {path} (File → Add Data, or drag it onto Slicer)")
     return 0
 
@@ -351,6 +359,7 @@ def _run_demo(args) -> int:
     from .io.images import staged_outputs
     from .predict import bundled_models_folder, load_models, predict_case, write_case_outputs, write_untrained_models
     from .phantom import generate_cohort
+    from .treatment import case_advice
 
     cohort_folder = args.out / "phantom"
     print(f"Generating phantom case {DEMO_SEED}/1 in {cohort_folder} …")
@@ -363,9 +372,12 @@ def _run_demo(args) -> int:
     models = load_models(models_folder, args.device)
     case = next(iter(cohort))
     result = predict_case(case, models, args.device)
+    advice = case_advice(case, result, models, device=args.device)
     with staged_outputs(args.out / "prediction" / case.case_id) as stage:
-        write_case_outputs(result, stage)
-    _print_result(result, _planned(case))
+        write_case_outputs(result, stage, advice)
+    _print_result(result, case)
+    if advice:
+        print(f"  advice            {advice['words']}")
     print(f"Results, overlays (attention_*.nrrd) and IVIM maps (ivim_*.nrrd) in {args.out / 'prediction' / case.case_id}")
     return 0
 

@@ -16,7 +16,8 @@ received, PFS, clinical factors), with the treatment received taken as the plann
   solitary / multiple tumours and centre;
 - with the phantom's ``truth.csv``: how often the advice agrees with the oracle's better treatment,
   overall (the treatment with the higher predicted 2-year PFS) and among the patients flagged for
-  switching.
+  switching; when the batch stored each case's advice (``advice_borderline``), also among the flagged
+  whose advice is firm and among those it calls borderline — whether the firmness means anything.
 
 Risk groups are cross-stratification's: predicted 2-year PFS against the common threshold
 (``pfs_2y_threshold``), from the nomograms when every patient has both, else from the image scores.
@@ -229,6 +230,14 @@ def oracle_agreement(table: pd.DataFrame, truth: pd.DataFrame) -> dict:
               "flagged_agreement": float((other == flagged["best_treatment"]).mean()) if len(flagged) else math.nan,
               "targets": TARGETS}
     result["targets_met"] = {name: bool(result[name] >= target) for name, target in TARGETS.items()}
+    borderline = flagged.get("advice_borderline")
+    stored = flagged.get("advice_category")
+    if borderline is not None and borderline.notna().all() and len(flagged) and (stored == "switch").all():
+        borderline = borderline.astype(str).str.lower() == "true"
+        for name, part in (("firm", ~borderline.to_numpy()), ("borderline", borderline.to_numpy())):
+            result[f"flagged_{name}"] = int(part.sum())
+            result[f"flagged_{name}_agreement"] = float((other[part] == flagged["best_treatment"][part]).mean()) \
+                if part.any() else math.nan
     return result
 
 

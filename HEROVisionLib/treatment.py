@@ -38,6 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InputError
+
 NAMES = {"TA": "thermal ablation", "SR": "repeat resection"}
 
 
@@ -230,3 +232,19 @@ def advise(case, result, models, planned: str | None = None, draws: int = 32, se
                            cross.pfs_2y["SR"] - cross.pfs_2y["TA"], (float(low), float(high)),
                            float(np.mean([c == recommendation.category for c in categories])), draws,
                            1 if spread is None else MODEL_DRAWS)
+
+
+def planned_treatment(case) -> str | None:
+    """The treatment the case's record says was planned (cohort.csv's ``treatment``), if any."""
+    planned = (case.clinical or {}).get("treatment")
+    return planned if planned in ("TA", "SR") else None
+
+
+def case_advice(case, result, models, draws: int = 32, device=None) -> dict | None:
+    """What prediction commands store as ``advice.json``: :func:`advise` against the case's planned
+    treatment, as a plain dict; None when a survival model did not run or ``draws`` is 0."""
+    if draws < 0:
+        raise InputError("advice draws", f"must be 0 (no advice) or more, got {draws}")
+    if draws == 0 or not {"ta", "sr"} <= set(result.survival):
+        return None
+    return advise(case, result, models, planned_treatment(case), draws=draws, device=device).to_dict()

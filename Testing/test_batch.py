@@ -1,6 +1,7 @@
 """Cohort prediction: one corrupt case never stops the batch; resume skips what finished; shards
 partition the cohort; the predict and batch commands."""
 
+import json
 import shutil
 
 import pandas as pd
@@ -69,12 +70,31 @@ def test_predict_and_batch_commands(phantom_cohort, models_folder, tmp_path, cap
     row = pd.read_csv(out / "results.csv").iloc[0]
     assert row["case_id"] == "A0005" and row["status"] == "ok"
     assert {"attention_ta_t2wi.nrrd", "attention_sr_ceus.nrrd", "attention_er_maps.nrrd", "ivim_D.nrrd",
-            "results.json"} <= {p.name for p in out.iterdir()}
-    assert "untrained placeholder models" in capsys.readouterr().out
+            "results.json", "advice.json"} <= {p.name for p in out.iterdir()}
+    advice = json.loads((out / "advice.json").read_text())
+    assert row["advice_category"] == advice["category"] and row["advice_stability"] == pytest.approx(advice["stability"])
+    assert advice["draws"] == 32 and "untrained placeholder models" in capsys.readouterr().out
 
-    assert main(["batch", str(phantom_cohort), "--out", str(tmp_path / "b"), "--shard", "4/4",
+    assert main(["batch", str(phantom_cohort), "--out", str(tmp_path / "b"), "--shard", "4/4", "--advice-draws", "4",
                  "--models", str(models_folder), "--device", "cpu"]) == 0
-    assert pd.read_csv(tmp_path / "b" / "results.csv")["case_id"].tolist() == ["A0004", "A0008"]
+    table = pd.read_csv(tmp_path / "b" / "results.csv")
+    assert table["case_id"].tolist() == ["A0004", "A0008"]
+    cohort = pd.read_csv(phantom_cohort / "cohort.csv", dtype={"case_id": str}).set_index("case_id")
+    for row in table.itertuples():  # each case advised against the treatment its record plans
+        advice = json.loads((tmp_path / "b" / row.case_id / "advice.json").read_text())
+        assert advice["draws"] == 4 and row.advice_category == advice["category"] and advice["category"] != "favours"
+        assert advice["category"] in ("switch", "either", "both high", "keep")
+        if advice["category"] == "keep":
+            assert advice["treatment"] == cohort.loc[row.case_id, "treatment"]
+
+    assert main(["predict", str(phantom_cohort / "A0005"), "--out", str(tmp_path / "quick"), "--advice-draws", "0",
+                 "--models", str(models_folder), "--device", "cpu"]) == 0
+    assert not (tmp_path / "quick" / "advice.json").exists()
+    assert pd.read_csv(tmp_path / "quick" / "results.csv")["advice_category"].isna().all()
+    with pytest.raises(SystemExit):  # refused before any case is predicted
+        main(["batch", str(phantom_cohort), "--out", str(tmp_path / "y"), "--advice-draws", "-1"])
+    assert "--advice-draws: must be 0 (no advice) or more" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()
 
     assert main(["predict", str(phantom_cohort / "A0005"), "--out", str(tmp_path / "x"),
                  "--models", str(tmp_path / "nowhere")]) == 2

@@ -80,6 +80,31 @@ def test_perfect_scores_agree_with_the_oracle_and_reversed_ones_do_not(phantom_p
     assert oracle_agreement(reversed_, truth)["overall_agreement"] == 0.0
 
 
+def test_stored_advice_splits_the_flagged_into_firm_and_borderline(phantom_patients):
+    """Noisy scores flag some patients wrongly; advice stored as borderline where the two predicted
+    PFS are close separates the doubtful flags from the firm ones."""
+    cohort, truth = phantom_patients
+    noisy = truth.copy()
+    rng = np.random.default_rng(3)
+    for arm in ("TA", "SR"):
+        noisy[f"lp_{arm}"] = truth[f"lp_{arm}"] + rng.normal(0, 0.5, len(truth))
+    results = _results(noisy)
+    close = (results["sr_pfs_2y"] - results["ta_pfs_2y"]).abs() < 0.15
+    table, _ = analysis_table(results, cohort)
+    table["advice_category"], table["advice_borderline"] = table["category"], close.to_numpy()
+    agreement = oracle_agreement(table, truth)
+    flagged = table[table["category"] == "switch"].merge(truth, on="case_id")
+    agrees = np.where(flagged["treatment"] == "TA", "SR", "TA") == flagged["best_treatment"]
+    firm = ~flagged["advice_borderline"].to_numpy()
+    assert agreement["flagged_firm"] == firm.sum() > 0 and agreement["flagged_borderline"] == (~firm).sum() > 0
+    assert agreement["flagged_firm_agreement"] == pytest.approx(agrees[firm].mean())
+    assert agreement["flagged_borderline_agreement"] == pytest.approx(agrees[~firm].mean())
+    assert agreement["flagged_firm_agreement"] > agreement["flagged_agreement"] > agreement["flagged_borderline_agreement"]
+    # advice stored against another planned treatment than cohort.csv's says nothing about these flags
+    table.loc[table["category"] == "switch", "advice_category"] = "keep"
+    assert "flagged_firm" not in oracle_agreement(table, truth)
+
+
 def test_the_command_writes_balanced_matching_subgroups_and_figures(phantom_patients, tmp_path, capsys):
     cohort, truth = phantom_patients
     _results(truth).to_csv(tmp_path / "results.csv", index=False)

@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from HEROVisionLib.errors import InputError
 from HEROVisionLib.predict.result import NomogramResult, PredictionResult, SurvivalResult
 from HEROVisionLib.treatment import recommend, risk_groups, summary_line
 
@@ -124,3 +125,21 @@ def test_advice_on_the_threshold_is_called_borderline(predicted):
     assert advice.recommendation.category == "keep"  # a PFS at the threshold is not below it: low
     assert 0 < advice.stability < 0.8 and advice.borderline
     assert "borderline" in advice.words and "of 24 re-scorings (24 perturbed images)" in advice.words
+
+
+def test_case_advice_is_against_the_recorded_plan_and_refuses_a_negative_draw_count(predicted):
+    from dataclasses import replace
+
+    from HEROVisionLib.io.case import Case
+    from HEROVisionLib.treatment import advise, case_advice
+
+    case, result, models = predicted
+    result = _with_baselines(result, models, 50.0, 1e-3, 0.5)
+    planned_sr = Case(case.folder, {"treatment": "SR"})
+    stored = case_advice(planned_sr, result, models, draws=6)
+    assert stored == advise(planned_sr, result, models, planned="SR", draws=6).to_dict() and stored["category"] == "keep"
+    assert case_advice(case, result, models, draws=6)["category"] == "favours"  # no record: no planned treatment
+    assert case_advice(case, result, models, draws=0) is None
+    assert case_advice(case, replace(result, survival={"ta": result.survival["ta"]}), models) is None
+    with pytest.raises(InputError, match="advice draws: must be 0"):
+        case_advice(case, result, models, draws=-2)

@@ -73,8 +73,10 @@ def collect_table(out: Path) -> pd.DataFrame:
 
 
 def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume: bool = False, device="cpu",
-                   progress: bool = True) -> pd.DataFrame:
-    """Predict every case of the cohort's shard into ``out``; returns the merged table."""
+                   progress: bool = True, advice=None) -> pd.DataFrame:
+    """Predict every case of the cohort's shard into ``out``; returns the merged table. ``advice``,
+    when given, maps (case, result) to the case's treatment advice dict (or None), stored with it
+    (``HEROVisionLib.treatment.case_advice``: prediction does not depend on the treatment layer)."""
     from tqdm import tqdm
 
     cohort = Cohort(cohort_folder)
@@ -84,8 +86,10 @@ def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume
     todo = [c for c in case_ids if not (resume and _finished(out / c))]
     for case_id in tqdm(todo, desc="cases", unit="case", disable=not progress):
         try:
-            result = predict_case(cohort.case(case_id), models, device)
-            _publish(out, case_id, lambda folder: write_case_outputs(result, folder))
+            case = cohort.case(case_id)
+            result = predict_case(case, models, device)
+            advised = advice(case, result) if advice else None
+            _publish(out, case_id, lambda folder: write_case_outputs(result, folder, advised))
         except Exception as error:  # noqa: BLE001 — one bad case must never stop the batch
             row = error_row(case_id, _describe(error))
             _publish(out, case_id, lambda folder: write_text_atomic(table_text([row]), folder / CASE_TABLE))

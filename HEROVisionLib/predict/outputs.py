@@ -1,28 +1,33 @@
 """Writing a case's results: table row, JSON, overlays and maps as NRRD named for what they show
-(``attention_ta_t2wi.nrrd`` overlays the T2WI, ``ivim_D.nrrd`` the IVIM series)."""
+(``attention_ta_t2wi.nrrd`` overlays the T2WI, ``ivim_D.nrrd`` the IVIM series), and the treatment
+advice when there is one."""
 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pandas as pd
 
 from ..io.images import write_image, write_text_atomic
-from .result import RESULT_COLUMNS, PredictionResult
+from .result import ADVICE_COLUMNS, RESULT_COLUMNS, PredictionResult, advice_row
 
 
 def table_text(rows: list[dict]) -> str:
     buffer = io.StringIO()
-    pd.DataFrame(rows, columns=list(RESULT_COLUMNS)).to_csv(buffer, index=False, float_format="%.6g")
+    pd.DataFrame(rows, columns=list(RESULT_COLUMNS + ADVICE_COLUMNS)).to_csv(buffer, index=False, float_format="%.6g")
     return buffer.getvalue()
 
 
-def write_case_outputs(result: PredictionResult, folder) -> list[Path]:
-    """All outputs of one case into ``folder`` (each file atomic; stage the folder for all-or-nothing)."""
+def write_case_outputs(result: PredictionResult, folder, advice: dict | None = None) -> list[Path]:
+    """All outputs of one case into ``folder`` (each file atomic; stage the folder for all-or-nothing);
+    ``advice`` (``TreatmentAdvice.to_dict()``) goes to ``advice.json`` and the row's ``advice_…`` columns."""
     folder = Path(folder)
-    written = [write_text_atomic(table_text([result.row()]), folder / "results.csv"),
+    written = [write_text_atomic(table_text([{**result.row(), **advice_row(advice)}]), folder / "results.csv"),
                write_text_atomic(result.to_json() + "\n", folder / "results.json")]
+    if advice is not None:
+        written.append(write_text_atomic(json.dumps(advice, indent=2) + "\n", folder / "advice.json"))
     for name, image in {**result.overlays, **result.maps}.items():
         written.append(write_image(image, folder / f"{name}.nrrd"))
     return written

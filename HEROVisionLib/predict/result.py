@@ -21,6 +21,12 @@
 ``inputs_used``            modalities read, ``;``-separated; ``inputs_missing`` with reasons
 ``models_trained``         False while placeholder (untrained) models are in use
 ``device``, ``seconds``    where and how long
+``advice_category``        the treatment advice against the planned treatment (cohort.csv's
+                           ``treatment``), when both survival models ran: ``switch``, ``either``,
+                           ``both high``, ``keep`` (or ``favours`` without a planned treatment), with
+``advice_treatment``, ``advice_difference_2y`` (PFS SR − TA), its 95 % interval
+``advice_difference_low/high``, ``advice_stability`` (share of re-scorings keeping the category) and
+``advice_borderline``; the same as ``advice.json``
 ========================== ==================================================================
 """
 
@@ -42,6 +48,8 @@ RESULT_COLUMNS = ("case_id", "status", "error",
                   "er_probability", "er_probability_combined", "tumor_size_cm", "tumor_volume_ml",
                   "ivim_ADC_median", "ivim_D_median", "ivim_Dstar_median", "ivim_f_median",
                   "inputs_used", "inputs_missing", "models_trained", "device", "seconds")
+ADVICE_COLUMNS = ("advice_category", "advice_treatment", "advice_difference_2y", "advice_difference_low",
+                  "advice_difference_high", "advice_stability", "advice_borderline")
 
 
 @dataclass
@@ -120,7 +128,18 @@ def _plain(value):
     return float(value) if hasattr(value, "__float__") else str(value)
 
 
+def advice_row(advice: dict | None) -> dict:
+    """The ``advice_…`` columns of a ``TreatmentAdvice.to_dict()`` (empty without advice)."""
+    if advice is None:
+        return {column: "" for column in ADVICE_COLUMNS}
+    low, high = advice["difference_interval"]
+    return {"advice_category": advice["category"], "advice_treatment": advice["treatment"] or "",
+            "advice_difference_2y": advice["difference_2y"], "advice_difference_low": low,
+            "advice_difference_high": high, "advice_stability": advice["stability"],
+            "advice_borderline": advice["borderline"]}
+
+
 def error_row(case_id: str, message: str) -> dict:
-    row = {column: "" for column in RESULT_COLUMNS}
+    row = {column: "" for column in RESULT_COLUMNS + ADVICE_COLUMNS}
     row.update(case_id=case_id, status="error", error=message)
     return row
