@@ -10,7 +10,10 @@ import pytest
 from HEROVisionLib.cli import main
 from HEROVisionLib.errors import InputError
 from HEROVisionLib.predict import parse_shard, predict_cohort, write_untrained_models
-from HEROVisionLib.predict.batch import shard_case_ids
+from HEROVisionLib.io.images import write_text_atomic
+from HEROVisionLib.predict.batch import _publish, collect_table, shard_case_ids
+from HEROVisionLib.predict.outputs import table_text
+from HEROVisionLib.predict.result import error_row
 from HEROVisionLib.predict.models import load_models
 
 
@@ -51,6 +54,26 @@ def test_a_corrupt_case_is_reported_and_the_others_finish_then_resume_skips_them
     assert {case: (out / case / "results.csv").stat().st_mtime_ns for case in finished} == finished
     assert (out / "A0002" / "results.csv").stat().st_mtime_ns != failed_before  # the failed case was retried
     assert list(table["status"]) == ["ok", "error", "ok"]
+
+
+def test_the_merged_table_reads_again_the_cases_another_shard_rewrote(tmp_path):
+    """The batch keeps the case tables it read; a case folder replaced since (a shard or a resumed run
+    on the same folder) must be read again, a new one added, a removed one dropped."""
+    def publish(case_id, message):
+        _publish(tmp_path, case_id, lambda folder: write_text_atomic(table_text([error_row(case_id, message)]),
+                                                                     folder / "results.csv"))
+
+    for case_id in ("A0001", "A0002", "A0003"):
+        publish(case_id, "first try")
+    known = {}
+    assert collect_table(tmp_path, known)["error"].tolist() == ["first try"] * 3
+    publish("A0002", "second try")
+    publish("A0004", "new case")
+    shutil.rmtree(tmp_path / "A0001")
+    table = collect_table(tmp_path, known)
+    assert table["case_id"].tolist() == ["A0002", "A0003", "A0004"]
+    assert table["error"].tolist() == ["second try", "first try", "new case"]
+    pd.testing.assert_frame_equal(table, collect_table(tmp_path))  # as read from scratch
 
 
 def test_shards_partition_the_cohort():

@@ -1,18 +1,21 @@
 """How often cross-stratification's "switch" agrees with the phantom's oracle, by how risk groups are cut.
 
 Phantom patients are drawn without images (PHANTOM.md §1–2, fast); per repetition a 600-patient
-training cohort fits one Cox model per treatment arm and an evaluation cohort of 4000 is scored under
-both. Two rules for "high risk":
+training cohort fits one nomogram per treatment arm (the packages' path: univariate screen, backward
+AIC, Breslow baseline, Tsiatis standard errors) and an evaluation cohort of 4000 is scored under both.
+Three rules for "switch":
 
 - ``own cutoffs``: each arm's model cut at its own maximally selected log-rank cutoff (as the paper);
-- ``common threshold``: both models' predicted 2-year PFS against one threshold, their own cutoffs read
-  as 2-year PFS and averaged by arm size (what :mod:`HEROVisionLib.treatment` does).
+- ``common``: both models' predicted 2-year PFS against one threshold, their own cutoffs read as
+  2-year PFS and averaged by arm size (what :mod:`HEROVisionLib.treatment` does);
+- ``common, firm``: of those, the ones whose advice keeps its category in at least ``STABLE_SHARE`` of
+  draws within both nomograms' estimation error (the advice's firmness without image perturbation).
 
 Three models per arm: the oracle's own linear predictor (refitted: the best any model can do), the
-clinical record (univariate screen + backward AIC, as the nomograms), and the clinical record with a
-simulated image score (the arm's linear predictor plus independent noise, correlation ``--rho``).
-Prints the share flagged for switching and the share of those the oracle agrees with (mean ± SD over
-repetitions), and the ratio of the common threshold's agreement to the own cutoffs'.
+clinical record, and the clinical record with a simulated image score (the arm's linear predictor plus
+independent noise, correlation ``--rho``). Prints the share flagged for switching and the share of those
+the oracle agrees with (mean ± SD over repetitions), and the ratio of each rule's agreement to the own
+cutoffs'.
 
     python bench/cross_stratification_bench.py [--repetitions 6] [--rho 0.65]
 """
@@ -25,12 +28,12 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from lifelines import CoxPHFitter
 
 from HEROVisionLib.phantom.generate import draw_case_variables
 from HEROVisionLib.stats.cutpoint import optimal_cutpoint
-from HEROVisionLib.stats.nomogram import select_cox_model
+from HEROVisionLib.stats.nomogram import build_nomogram, select_cox_model
 from HEROVisionLib.train.survival import NOMOGRAM_CANDIDATES
+from HEROVisionLib.treatment import STABLE_SHARE
 
 ARMS = ("TA", "SR")
 
@@ -56,33 +59,41 @@ def covariates(model: str, arm: str) -> list[str]:
             "clinical + image score": [*NOMOGRAM_CANDIDATES, f"score_{arm}"]}[model]
 
 
-def flagged_agreement(evaluation: pd.DataFrame, high: dict) -> tuple[float, float]:
-    planned = evaluation["treatment"].to_numpy()
-    high_planned = np.where(planned == "TA", high["TA"], high["SR"])
-    high_other = np.where(planned == "TA", high["SR"], high["TA"])
-    flagged = high_planned & ~high_other
-    other = np.where(planned == "TA", "SR", "TA")
+def switch_flags(evaluation: pd.DataFrame, high: dict) -> np.ndarray:
+    """High risk under the received (planned) treatment, low under the other: patients × draws."""
+    planned_ta = (evaluation["treatment"].to_numpy() == "TA")[:, None]
+    return np.where(planned_ta, high["TA"] & ~high["SR"], high["SR"] & ~high["TA"])
+
+
+def flagged_agreement(evaluation: pd.DataFrame, flagged: np.ndarray) -> tuple[float, float]:
+    other = np.where(evaluation["treatment"] == "TA", "SR", "TA")
     agreement = (evaluation["best_treatment"].to_numpy() == other)[flagged].mean() if flagged.any() else math.nan
     return flagged.mean(), agreement
 
 
-def one_repetition(training: pd.DataFrame, evaluation: pd.DataFrame, model: str) -> dict:
-    high_own, pfs_2y, cutoff_pfs, sizes = {}, {}, {}, {}
+def one_repetition(training: pd.DataFrame, evaluation: pd.DataFrame, model: str, rng, draws: int = 200) -> dict:
+    high_own, log_hazard, spread, cutoff_pfs, sizes = {}, {}, {}, {}, {}
     for arm in ARMS:
         patients = training[training["treatment"] == arm]
-        names = covariates(model, arm)
-        if model != "oracle":
-            names = list(select_cox_model(patients, "pfs_months", "pfs_event", names).covariates)
-        fit = CoxPHFitter().fit(patients[[*names, "pfs_months", "pfs_event"]], "pfs_months", "pfs_event")
-        cutoff = optimal_cutpoint(fit.predict_log_partial_hazard(patients[names]).to_numpy(),
-                                  patients["pfs_months"].to_numpy(), patients["pfs_event"].to_numpy().astype(bool)).value
-        high_own[arm] = fit.predict_log_partial_hazard(evaluation[names]).to_numpy() > cutoff
-        pfs_2y[arm] = fit.predict_survival_function(evaluation[names], times=[24]).T[24].to_numpy()
-        at_cutoff = np.exp(-fit.baseline_cumulative_hazard_.loc[:24].iloc[-1, 0] * np.exp(cutoff))
-        cutoff_pfs[arm], sizes[arm] = at_cutoff, len(patients)
+        cox = select_cox_model(patients, "pfs_months", "pfs_event", covariates(model, arm))
+        nomogram = build_nomogram(cox, patients, "pfs_months", "pfs_event", horizons=(24,))
+        training_lp = nomogram.linear_predictor(nomogram.points(patients)["total"])
+        cutoff = optimal_cutpoint(training_lp, patients["pfs_months"].to_numpy(),
+                                  patients["pfs_event"].to_numpy().astype(bool)).value
+        lp = nomogram.linear_predictor(nomogram.points(evaluation)["total"])
+        high_own[arm] = (lp > cutoff)[:, None]
+        log_hazard[arm] = np.log(nomogram.baseline_cumulative_hazard[0]) + lp
+        spread[arm] = nomogram.log_hazard_se(evaluation)[:, 0]
+        cutoff_pfs[arm] = math.exp(-nomogram.baseline_cumulative_hazard[0] * math.exp(cutoff))
+        sizes[arm] = len(patients)
     threshold = sum(cutoff_pfs[a] * sizes[a] for a in ARMS) / sum(sizes.values())
-    return {"own cutoffs": flagged_agreement(evaluation, high_own),
-            "common threshold": flagged_agreement(evaluation, {a: pfs_2y[a] < threshold for a in ARMS})}
+    common = switch_flags(evaluation, {a: np.exp(-np.exp(log_hazard[a]))[:, None] < threshold for a in ARMS})
+    drawn = {a: np.exp(-np.exp(log_hazard[a][:, None] + spread[a][:, None] * rng.standard_normal((len(evaluation), draws))))
+             < threshold for a in ARMS}
+    firm = common[:, 0] & (switch_flags(evaluation, drawn).mean(axis=1) >= STABLE_SHARE)
+    return {"own cutoffs": flagged_agreement(evaluation, switch_flags(evaluation, high_own)[:, 0]),
+            "common": flagged_agreement(evaluation, common[:, 0]),
+            "common, firm": flagged_agreement(evaluation, firm)}
 
 
 def main() -> None:
@@ -95,12 +106,12 @@ def main() -> None:
     evaluation = draw_cohort(999, 4000)
     add_image_scores(evaluation, args.rho, rng)
     models = ("oracle", "clinical", "clinical + image score")
-    results = {model: {"own cutoffs": [], "common threshold": []} for model in models}
+    results = {model: {"own cutoffs": [], "common": [], "common, firm": []} for model in models}
     for repetition in range(args.repetitions):
         training = draw_cohort(1000 + repetition, 600)
         add_image_scores(training, args.rho, rng)
         for model in models:
-            for rule, value in one_repetition(training, evaluation, model).items():
+            for rule, value in one_repetition(training, evaluation, model, rng).items():
                 results[model][rule].append(value)
     print(f"{args.repetitions} training cohorts of 600, evaluation cohort of 4000; flagged share, oracle agreement")
     for model in models:
@@ -111,8 +122,8 @@ def main() -> None:
             means[rule] = np.nanmean(values[:, 1])
             cells.append(f"{rule}: {values[:, 0].mean():5.1%} flagged, agreement {means[rule]:5.1%} "
                          f"± {np.nanstd(values[:, 1]):4.1%}")
-        ratio = means["common threshold"] / means["own cutoffs"]
-        print(f"{model:24s} " + " | ".join(cells) + f" | ×{ratio:.2f}")
+        ratios = ", ".join(f"×{means[rule] / means['own cutoffs']:.2f}" for rule in ("common", "common, firm"))
+        print(f"{model:24s} " + " | ".join(cells) + f" | {ratios}")
 
 
 if __name__ == "__main__":

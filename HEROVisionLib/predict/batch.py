@@ -66,10 +66,22 @@ def _publish(out: Path, case_id: str, write) -> None:
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def collect_table(out: Path) -> pd.DataFrame:
-    """The rows of every case folder under ``out``, in case-id order."""
-    frames = [pd.read_csv(path, dtype={"case_id": str}) for path in sorted(out.glob(f"*/{CASE_TABLE}"))]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+def collect_table(out: Path, known: dict | None = None) -> pd.DataFrame:
+    """The rows of every case folder under ``out``, in case-id order.
+
+    ``known`` (table path → (file stamp, rows)), kept by the caller between calls, spares re-reading
+    the case tables that did not change: a batch merges after every case, and reading every table each
+    time would cost the square of the cohort's size. A case folder rewritten by another shard, or by a
+    resumed run, has a new stamp and is read again."""
+    known = {} if known is None else known
+    rows = []
+    for path in sorted(out.glob(f"*/{CASE_TABLE}")):
+        status = path.stat()
+        stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
+        if path not in known or known[path][0] != stamp:
+            known[path] = (stamp, pd.read_csv(path, dtype={"case_id": str}).to_dict("records"))
+        rows.extend(known[path][1])
+    return pd.DataFrame(rows)
 
 
 def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume: bool = False, device="cpu",
@@ -84,6 +96,7 @@ def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume
     out.mkdir(parents=True, exist_ok=True)
     case_ids = shard_case_ids([str(c) for c in cohort.case_ids], shard)
     todo = [c for c in case_ids if not (resume and _finished(out / c))]
+    known = {}  # the case tables already read, for the merges after each case
     for case_id in tqdm(todo, desc="cases", unit="case", disable=not progress):
         try:
             case = cohort.case(case_id)
@@ -93,8 +106,8 @@ def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume
         except Exception as error:  # noqa: BLE001 — one bad case must never stop the batch
             row = error_row(case_id, _describe(error))
             _publish(out, case_id, lambda folder: write_text_atomic(table_text([row]), folder / CASE_TABLE))
-        _write_merged_table(out)
-    return _write_merged_table(out)
+        _write_merged_table(out, known)
+    return _write_merged_table(out, known)
 
 
 def _describe(error: Exception) -> str:
@@ -104,7 +117,7 @@ def _describe(error: Exception) -> str:
     return f"internal error {type(error).__name__}: {error} (at {Path(where.filename).name}:{where.lineno})"
 
 
-def _write_merged_table(out: Path) -> pd.DataFrame:
-    table = collect_table(out)
+def _write_merged_table(out: Path, known: dict) -> pd.DataFrame:
+    table = collect_table(out, known)
     write_text_atomic(table.to_csv(index=False, float_format="%.6g"), out / CASE_TABLE)
     return table
