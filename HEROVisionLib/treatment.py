@@ -161,15 +161,14 @@ class TreatmentAdvice:
 
     @property
     def words(self) -> str:
-        text = self.recommendation.words
-        if self.borderline:
-            sources = f"{self.draws} perturbed images"
-            if self.model_draws > 1:
-                sources += f" × {self.model_draws} draws of the nomograms' estimation error"
-            text += (f" — borderline: the same advice in {100 * self.stability:.0f} % of {self.draws * self.model_draws} "
-                     f"re-scorings ({sources}); 2-year PFS difference SR − TA {100 * self.difference_2y:+.0f} points "
-                     f"(95 % {100 * self.difference_interval[0]:+.0f} to {100 * self.difference_interval[1]:+.0f})")
-        return text
+        """The advice, how firm it is and the PFS difference with its interval: what a clinician weighs."""
+        sources = f"{self.draws} perturbed images"
+        if self.model_draws > 1:
+            sources += f" × {self.model_draws} draws of the nomograms' estimation error"
+        return (f"{self.recommendation.words} — {'borderline' if self.borderline else 'firm'}: the same advice in "
+                f"{100 * self.stability:.0f} % of {self.draws * self.model_draws} re-scorings ({sources}); 2-year PFS "
+                f"difference SR − TA {100 * self.difference_2y:+.0f} points (95 % {100 * self.difference_interval[0]:+.0f} "
+                f"to {100 * self.difference_interval[1]:+.0f})")
 
 
 def _with_model_error(pfs_2y: dict[str, float], log_hazard_se: dict[str, float], rng) -> list[dict[str, float]]:

@@ -108,6 +108,8 @@ def test_advice_far_from_the_threshold_is_firm_and_reproducible(predicted):
     result = _with_baselines(result, models, 50.0, 1e-3, 0.5)  # TA PFS ≈ 0, SR ≈ 1 whatever the perturbation
     advice = advise(case, result, models, planned="TA", draws=12, seed=4)
     assert advice.recommendation.category == "switch" and advice.stability == 1.0 and not advice.borderline
+    assert advice.words.startswith(advice.recommendation.words + " — firm: the same advice in 100 % of 12 re-scorings")
+    assert f"difference SR − TA {100 * advice.difference_2y:+.0f} points" in advice.words
     assert advice.basis == "image risk score"  # placeholder packages carry no nomogram
     assert advice.to_dict()["risk_groups"] == {"TA": "high", "SR": "low"} and advice.threshold_2y == 0.5
     low, high = advice.difference_interval

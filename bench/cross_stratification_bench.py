@@ -1,8 +1,9 @@
 """How often cross-stratification's "switch" agrees with the phantom's oracle, by how risk groups are cut.
 
-Phantom patients are drawn without images (PHANTOM.md §1–2, fast); per repetition a 600-patient
-training cohort fits one nomogram per treatment arm (the packages' path: univariate screen, backward
-AIC, Breslow baseline, Tsiatis standard errors) and an evaluation cohort of 4000 is scored under both.
+Phantom patients are drawn without images (PHANTOM.md §1–2, fast); per repetition a training cohort
+(600 patients by default, as the bundled models had) fits one nomogram per treatment arm (the
+packages' path: univariate screen, backward AIC, Breslow baseline, Tsiatis standard errors) and an
+evaluation cohort of 4000 is scored under both.
 Three rules for "switch":
 
 - ``own cutoffs``: each arm's model cut at its own maximally selected log-rank cutoff (as the paper);
@@ -17,7 +18,7 @@ independent noise, correlation ``--rho``). Prints the share flagged for switchin
 the oracle agrees with (mean ± SD over repetitions), and the ratio of each rule's agreement to the own
 cutoffs'.
 
-    python bench/cross_stratification_bench.py [--repetitions 6] [--rho 0.65]
+    python bench/cross_stratification_bench.py [--repetitions 6] [--rho 0.65] [--training-size 600]
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repetitions", type=int, default=6)
     parser.add_argument("--rho", type=float, default=0.65, help="correlation of the simulated image score with the truth")
+    parser.add_argument("--training-size", type=int, default=600, help="patients per training cohort (both arms)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")  # lifelines' convergence chatter on small arms
     rng = np.random.default_rng(1)
@@ -108,12 +110,12 @@ def main() -> None:
     models = ("oracle", "clinical", "clinical + image score")
     results = {model: {"own cutoffs": [], "common": [], "common, firm": []} for model in models}
     for repetition in range(args.repetitions):
-        training = draw_cohort(1000 + repetition, 600)
+        training = draw_cohort(1000 + repetition, args.training_size)
         add_image_scores(training, args.rho, rng)
         for model in models:
             for rule, value in one_repetition(training, evaluation, model, rng).items():
                 results[model][rule].append(value)
-    print(f"{args.repetitions} training cohorts of 600, evaluation cohort of 4000; flagged share, oracle agreement")
+    print(f"{args.repetitions} training cohorts of {args.training_size}, evaluation cohort of 4000; flagged share, oracle agreement")
     for model in models:
         cells = []
         means = {}
