@@ -67,7 +67,7 @@ class ModelSet:
     def common_pfs_threshold(self, nomogram: bool) -> float:
         """The 2-year PFS below which a patient counts as high risk under *either* treatment, for
         cross-stratification: each survival model's own cutoff (the nomogram's, or the image score's)
-        read as predicted 2-year PFS, averaged with weights the patients of its training arm.
+        read as predicted 2-year PFS, averaged with each weighted by its training arm's patients.
 
         One absolute scale is what makes the two treatments comparable: with a separate cutoff per
         model, a patient can be "high" under one and "low" under the other while the other predicts
