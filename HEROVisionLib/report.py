@@ -13,8 +13,10 @@ packages' recorded training-cohort curves — nothing is re-predicted, so a repo
 
 from __future__ import annotations
 
+import gc
 import json
 import math
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from .errors import HEROVisionError, InputError
 from .io.case import Case
 from .io.crops import select_phase_frames
 from .io.geometry import same_grid
-from .io.images import vector_to_frames
+from .io.images import vector_frame
 from .plots import pyplot
 
 WARNING = ("RESEARCH USE ONLY — not for clinical decisions. The bundled models are demonstration models "
@@ -49,7 +51,8 @@ def render_report(prediction_folder, out, models=None, case_folder=None) -> Path
     if not str(folder) or not folder.is_dir():
         raise InputError(prediction_folder / "results.json",
                          f"the case's images are not at {str(folder)!r}: give the case folder (--case)")
-    images = {path.stem: sitk.ReadImage(str(path)) for path in prediction_folder.glob("*.nrrd")}
+    shown = {overlay for *_, overlay, _ in PANELS} | {name for name, *_ in MAPS}
+    images = {path.stem: sitk.ReadImage(str(path)) for path in prediction_folder.glob("*.nrrd") if path.stem in shown}
     return write_report(result, advice, Case(folder), images, out, models)
 
 
@@ -62,24 +65,40 @@ def write_report(result: dict, advice: dict | None, case, images: dict, out, mod
         raise InputError(out, "the report must be a .pdf or a .png file")
     plt = pyplot()
     plt.rcParams["pdf.fonttype"] = PDF_FONT_TYPE
-    pages = [_first_page(plt, result, advice, case, images), _second_page(plt, result, models)]
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial{out.suffix}")
-    try:
-        if out.suffix.lower() == ".pdf":
-            from matplotlib.backends.backend_pdf import PdfPages
+    with _cyclic_gc_paused():
+        pages = [_first_page(plt, result, advice, case, images), _second_page(plt, result, models)]
+        try:
+            if out.suffix.lower() == ".pdf":
+                from matplotlib.backends.backend_pdf import PdfPages
 
-            with PdfPages(partial, metadata={"Title": f"HEROVision report {result['case_id']}"}) as pdf:
-                for page in pages:
-                    pdf.savefig(page)
-        else:
-            _stacked_png(plt, pages, partial)
-        partial.replace(out)
-    finally:
-        partial.unlink(missing_ok=True)
-        for page in pages:
-            plt.close(page)
+                with PdfPages(partial, metadata={"Title": f"HEROVision report {result['case_id']}"}) as pdf:
+                    for page in pages:
+                        pdf.savefig(page)
+            else:
+                _stacked_png(plt, pages, partial)
+            partial.replace(out)
+        finally:
+            partial.unlink(missing_ok=True)
+            for page in pages:
+                plt.close(page)
     return out
+
+
+@contextmanager
+def _cyclic_gc_paused():
+    """Drawing two pages allocates objects by the hundred thousand; each time that triggers Python's
+    cyclic collector, it walks every object of the process (torch, MONAI, or all of Slicer): a sixth to
+    a quarter of the report's time (`bench/report_bench.py`). The pages are closed at the end, and the
+    collector then runs as usual."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _read_json(path: Path) -> dict:
@@ -101,7 +120,7 @@ def _stacked_png(plt, pages, path: Path) -> None:
         canvas = FigureCanvasAgg(page)
         canvas.draw()
         arrays.append(np.asarray(canvas.buffer_rgba()))
-    plt.imsave(path, np.concatenate(arrays, axis=0))
+    plt.imsave(path, np.concatenate(arrays, axis=0), pil_kwargs={"compress_level": 1})  # a larger file, encoded ×5 faster
 
 
 def _header(page, result: dict, title: str) -> None:
@@ -194,10 +213,10 @@ def _first_page(plt, result: dict, advice: dict | None, case, images: dict):
 
 def _background(case, modality: str) -> tuple[sitk.Image, sitk.Image]:
     if modality == "ivim":
-        image = vector_to_frames(case.load_ivim().image)[0]
+        image = vector_frame(case.load_ivim().image, 0)
     elif modality == "ceus":
-        frames = vector_to_frames(case.load_image("ceus"))
-        image = frames[select_phase_frames(case.load_ceus_times(), source=case.frame_times_source)["arterial"]]
+        arterial = select_phase_frames(case.load_ceus_times(), source=case.frame_times_source)["arterial"]
+        image = vector_frame(case.load_image("ceus"), arterial)
     else:
         image = case.load_image(modality)
     return image, case.load_roi(modality, image)

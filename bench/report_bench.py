@@ -9,18 +9,16 @@ Without --models it uses untrained placeholder packages (same networks, same cos
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from HEROVisionLib.io.case import Cohort
-from HEROVisionLib.io.images import write_text_atomic
 from HEROVisionLib.phantom import generate_cohort
 from HEROVisionLib.predict import load_models, predict_case, write_case_outputs, write_untrained_models
 from HEROVisionLib.report import render_report
-from HEROVisionLib.treatment import advise
+from HEROVisionLib.treatment import case_advice
 
 TARGET_S = 2.0
 
@@ -40,11 +38,10 @@ def main():
             result = predict_case(case, models, "cpu")
             folder = scratch / "predictions" / case.case_id
             folder.mkdir(parents=True)
-            write_case_outputs(result, folder)
             start = time.perf_counter()
-            advice = advise(case, result, models, case.clinical.get("treatment"))
+            advice = case_advice(case, result, models)
             timings["advice (32 augmentations)"].append(time.perf_counter() - start)
-            write_text_atomic(json.dumps(advice.to_dict()), folder / "advice.json")
+            write_case_outputs(result, folder, advice)
             for kind in ("PDF", "PNG"):
                 start = time.perf_counter()
                 render_report(folder, scratch / f"{case.case_id}.{kind.lower()}", models_folder)

@@ -152,10 +152,14 @@ def frames_to_vector(frames) -> sitk.Image:
     return sitk.Compose([promote_to_3d(sitk.Cast(f, sitk.sitkFloat32)) for f in frames])
 
 
+def vector_frame(vector: sitk.Image, index: int) -> sitk.Image:
+    """One component of a vector volume as a scalar volume (same geometry)."""
+    return sitk.VectorIndexSelectionCast(vector, index, sitk.sitkFloat32)
+
+
 def vector_to_frames(vector: sitk.Image) -> list[sitk.Image]:
     """The components of a vector volume as scalar volumes (same geometry)."""
-    return [sitk.VectorIndexSelectionCast(vector, c, sitk.sitkFloat32)
-            for c in range(vector.GetNumberOfComponentsPerPixel())]
+    return [vector_frame(vector, c) for c in range(vector.GetNumberOfComponentsPerPixel())]
 
 
 def frame_array(vector: sitk.Image) -> np.ndarray:
