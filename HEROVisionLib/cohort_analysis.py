@@ -220,25 +220,33 @@ def subgroups(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def oracle_agreement(table: pd.DataFrame, truth: pd.DataFrame) -> dict:
-    """Agreement of the advice with the oracle's better treatment (phantom cohorts only)."""
+    """Agreement of the advice with the oracle's better treatment (phantom cohorts only), each share
+    with its exact (Clopper–Pearson) 95 % interval: a few dozen flagged patients say little on their own."""
     merged = table.merge(truth[["case_id", "best_treatment"]], on="case_id", how="inner", validate="one_to_one")
     flagged = merged[merged["category"] == "switch"]
-    other = np.where(flagged["treatment"] == "TA", "SR", "TA")
-    result = {"patients": int(len(merged)),
-              "overall_agreement": float((merged["better_predicted"] == merged["best_treatment"]).mean()),
-              "flagged_for_switching": int(len(flagged)),
-              "flagged_agreement": float((other == flagged["best_treatment"]).mean()) if len(flagged) else math.nan,
-              "targets": TARGETS}
+    flagged_agrees = np.where(flagged["treatment"] == "TA", "SR", "TA") == flagged["best_treatment"].to_numpy()
+    result = {"patients": int(len(merged)), "flagged_for_switching": int(len(flagged)), "targets": TARGETS}
+    result.update(_share("overall_agreement", merged["better_predicted"].to_numpy() == merged["best_treatment"].to_numpy()))
+    result.update(_share("flagged_agreement", flagged_agrees))
     result["targets_met"] = {name: bool(result[name] >= target) for name, target in TARGETS.items()}
     borderline = flagged.get("advice_borderline")
     stored = flagged.get("advice_category")
     if borderline is not None and borderline.notna().all() and len(flagged) and (stored == "switch").all():
-        borderline = borderline.astype(str).str.lower() == "true"
-        for name, part in (("firm", ~borderline.to_numpy()), ("borderline", borderline.to_numpy())):
+        borderline = (borderline.astype(str).str.lower() == "true").to_numpy()
+        for name, part in (("firm", ~borderline), ("borderline", borderline)):
             result[f"flagged_{name}"] = int(part.sum())
-            result[f"flagged_{name}_agreement"] = float((other[part] == flagged["best_treatment"][part]).mean()) \
-                if part.any() else math.nan
+            result.update(_share(f"flagged_{name}_agreement", flagged_agrees[part]))
     return result
+
+
+def _share(name: str, agrees: np.ndarray) -> dict:
+    """``name``: the share of True in ``agrees``, and ``name_ci95``: its exact binomial interval (NaN when empty)."""
+    from scipy.stats import binomtest
+
+    if not len(agrees):
+        return {name: math.nan, f"{name}_ci95": [math.nan, math.nan]}
+    interval = binomtest(int(agrees.sum()), len(agrees)).proportion_ci(confidence_level=0.95, method="exact")
+    return {name: float(agrees.mean()), f"{name}_ci95": [float(interval.low), float(interval.high)]}
 
 
 def analyse_cohort(results_csv, cohort_csv, out, truth_csv=None) -> dict:

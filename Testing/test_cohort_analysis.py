@@ -76,8 +76,13 @@ def test_perfect_scores_agree_with_the_oracle_and_reversed_ones_do_not(phantom_p
     agreement = oracle_agreement(perfect, truth)
     assert agreement["overall_agreement"] == 1.0 and agreement["flagged_agreement"] == 1.0
     assert agreement["flagged_for_switching"] > 0 and all(agreement["targets_met"].values())
+    # exact binomial intervals: with every one of n agreeing, (0.025^(1/n), 1) in closed form
+    flagged = agreement["flagged_for_switching"]
+    assert agreement["flagged_agreement_ci95"] == pytest.approx([0.025 ** (1 / flagged), 1.0])
     reversed_, _ = analysis_table(_results(truth, sign=-1.0), cohort)
-    assert oracle_agreement(reversed_, truth)["overall_agreement"] == 0.0
+    reversed_agreement = oracle_agreement(reversed_, truth)
+    assert reversed_agreement["overall_agreement"] == 0.0
+    assert reversed_agreement["overall_agreement_ci95"] == pytest.approx([0.0, 1 - 0.025 ** (1 / N)])
 
 
 def test_stored_advice_splits_the_flagged_into_firm_and_borderline(phantom_patients):
