@@ -179,13 +179,15 @@ def _with_model_error(pfs_2y: dict[str, float], log_hazard_se: dict[str, float],
     return [{t: math.exp(-math.exp(log_hazard[t] + shifts[t][m])) for t in pfs_2y} for m in range(MODEL_DRAWS)]
 
 
-def _pfs_2y(models, scores: dict[str, float], nomograms: bool, clinical: dict) -> dict[str, float]:
-    """Per treatment the 2-year PFS of risk scores, through the nomograms or from the scores alone."""
-    from .predict.case import nomogram_result, survival_from_score
+def _pfs_2y(models, scores: dict[str, np.ndarray], nomograms: bool, clinical: dict) -> dict[str, np.ndarray]:
+    """Per treatment the 2-year PFS of each of its re-scored risk scores, through the nomograms or from
+    the scores alone."""
+    from .predict.case import nomogram_survival, survival_from_score
 
     if nomograms:
-        return {key.upper(): nomogram_result(getattr(models, key), scores[key], clinical).pfs[24] for key in scores}
-    return {key.upper(): survival_from_score(getattr(models, key), scores[key])[1][24] for key in scores}
+        return {key.upper(): nomogram_survival(getattr(models, key), scores[key], clinical) for key in scores}
+    return {key.upper(): np.array([survival_from_score(getattr(models, key), float(s))[1][24] for s in scores[key]])
+            for key in scores}
 
 
 def advise(case, result, models, planned: str | None = None, draws: int = 32, seed: int = 0,
@@ -220,8 +222,9 @@ def advise(case, result, models, planned: str | None = None, draws: int = 32, se
         spread = None if None in spread.values() else spread  # a package from before they were recorded
     rng = np.random.default_rng(seed)
     categories, differences = [], []
+    rescored = _pfs_2y(models, drawn, nomograms, clinical)
     for k in range(draws):
-        perturbed = _pfs_2y(models, {key: float(drawn[key][k]) for key in drawn}, nomograms, clinical)
+        perturbed = {treatment: float(pfs[k]) for treatment, pfs in rescored.items()}
         for pfs in [perturbed] if spread is None else _with_model_error(perturbed, spread, rng):
             groups = risk_groups(pfs, cross.threshold)
             categories.append(recommend(groups["TA"], groups["SR"], planned).category)

@@ -4,6 +4,7 @@ as demonstration models trained on synthetic data, with their test metrics on th
 import numpy as np
 import pytest
 
+from HEROVisionLib.errors import InputError
 from HEROVisionLib.io.case import Cohort
 from HEROVisionLib.predict import bundled_models_folder, load_models, predict_case
 from HEROVisionLib.predict.models import PACKAGE_NAMES
@@ -54,6 +55,20 @@ def test_the_bundled_models_predict_a_phantom_case(bundled, phantom_cohort):
         se = nomogram_log_hazard_se(getattr(bundled, key), result.survival[key].risk_score,
                                     clinical_values(result, case))
         assert 0 < se < 1  # log H(24 months | x): finite, and far from uninformative for these training arms
+
+
+def test_re_scored_nomogram_survival_is_the_nomogram_of_each_score(bundled):
+    """The advice re-scores a patient in one pass; each value must be what the nomogram gives that score."""
+    from HEROVisionLib.predict.case import nomogram_result, nomogram_survival
+
+    clinical = {"tumor_size_cm": 3.4, "perivascular": 1, "subcapsular": 0, "afp_high": 1, "cirrhosis": 1, "ctp_b": 0,
+                "alt_high": 0, "portal_hypertension": 1}
+    scores = np.array([-1.2, -0.3, 0.0, 0.8, 1.9])
+    for package in (bundled.ta, bundled.sr):
+        expected = [nomogram_result(package, score, clinical).pfs[24] for score in scores]
+        assert nomogram_survival(package, scores, clinical) == pytest.approx(expected, rel=1e-12)
+        with pytest.raises(InputError, match="unknown"):
+            nomogram_survival(package, scores, {})
 
 
 def test_the_bundled_survival_models_carry_a_nomogram_and_the_training_curves(bundled):

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from contextlib import contextmanager
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -180,6 +181,20 @@ def nomogram_result(package, risk_score: float, clinical: dict) -> NomogramResul
     return NomogramResult({name: float(points[name]) for name in nomogram.covariates}, total,
                           "high" if linear_predictor > block["risk_cutoff"] else "low",
                           {int(months): float(p) for months, p in nomogram.survival([total]).iloc[0].items()})
+
+
+def nomogram_survival(package, risk_scores, clinical: dict, months: int = 24) -> np.ndarray:
+    """The nomogram's survival at ``months`` of one clinical record under each of several risk scores
+    (re-scorings of the same patient), in one pass."""
+    nomogram = Nomogram.from_dict(package.herovision["nomogram"])
+    scores = np.atleast_1d(np.asarray(risk_scores, dtype=np.float64))
+    row = _nomogram_row(nomogram, float(scores[0]), clinical)
+    if isinstance(row, list):
+        raise InputError("clinical", f"{package.name} nomogram: value(s) {', '.join(row)} unknown")
+    frame = row.loc[row.index.repeat(len(scores))].reset_index(drop=True)
+    if "risk_score" in frame:
+        frame["risk_score"] = scores
+    return nomogram.survival(nomogram.points(frame)["total"])[float(months)].to_numpy()
 
 
 def nomogram_log_hazard_se(package, risk_score: float, clinical: dict, months: int = 24) -> float | None:
