@@ -313,13 +313,11 @@ def _add_cohort_analysis(commands):
 
 
 def _run_cohort_analysis(args) -> int:
-    import json
-
-    from .cohort_analysis import analyse_cohort
+    from .cohort_analysis import analyse_cohort, summary_lines
 
     summary = analyse_cohort(args.results, args.cohort, args.out, args.truth)
-    print(json.dumps(summary, indent=2, default=str))
-    print(f"Tables and figures written to {args.out}")
+    print("\n".join(summary_lines(summary)))
+    print(f"Summary (summary.json), tables and figures written to {args.out}")
     return 0
 
 

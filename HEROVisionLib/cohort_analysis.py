@@ -272,6 +272,40 @@ def analyse_cohort(results_csv, cohort_csv, out, truth_csv=None) -> dict:
     return summary
 
 
+def summary_lines(summary: dict) -> list[str]:
+    """What ``analyse_cohort`` found, in a few lines to read at the terminal (``summary.json`` has it all)."""
+    arms = summary["arms"]
+    lines = [f"{summary['patients']} patients (TA {arms.get('TA', 0)}, SR {arms.get('SR', 0)}); risk groups from "
+             f"the {'nomograms' if summary['basis'] == 'nomogram' else 'image risk scores'} on one 2-year PFS scale"]
+    for arm, counts in summary["categories"].items():
+        lines.append(f"  {arm} arm: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
+    for arm, high in summary["high_risk_before_after_switching"].items():
+        lines.append(f"  {arm} high risk: {high['high_risk']}, of them flagged for switching {high['flagged_for_switching']}; "
+                     f"2-year PFS (KM) {_percent(high['pfs_2y_all_high_risk'])} all, "
+                     f"{_percent(high['pfs_2y_without_flagged'])} without the flagged")
+    matching = summary["propensity_matching"]
+    lines.append(f"  propensity matching: {matching['pairs']} pairs, max |SMD| {matching['max_abs_smd_before']:.3f} → "
+                 f"{matching['max_abs_smd_after']:.3f} ({'balanced' if matching['balanced'] else 'NOT balanced'})")
+    oracle = summary.get("oracle")
+    if oracle:
+        for name, patients in (("overall_agreement", oracle["patients"]), ("flagged_agreement", oracle["flagged_for_switching"]),
+                               ("flagged_firm_agreement", oracle.get("flagged_firm")),
+                               ("flagged_borderline_agreement", oracle.get("flagged_borderline"))):
+            if name not in oracle:
+                continue
+            low, high = oracle[f"{name}_ci95"]
+            target = TARGETS.get(name)
+            verdict = "" if target is None else \
+                f"; target ≥ {_percent(target)} {'met' if oracle['targets_met'][name] else 'NOT met'}"
+            lines.append(f"  oracle, {name.replace('_', ' ')}: {_percent(oracle[name])} of {patients} "
+                         f"(95 % {_percent(low)}–{_percent(high)}{verdict})")
+    return lines
+
+
+def _percent(value: float) -> str:
+    return "—" if value is None or math.isnan(value) else f"{100 * value:.0f} %"
+
+
 def _plain(value):
     return float(value) if isinstance(value, (np.floating, np.integer)) else str(value)
 

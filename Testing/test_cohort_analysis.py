@@ -137,6 +137,10 @@ def test_the_command_writes_balanced_matching_subgroups_and_figures(phantom_pati
     assert high["high_risk"] == counts.loc[("TA", "high")]["patients"].sum()
     assert all(0 < high[k] < 1 for k in ("pfs_2y_all_high_risk", "pfs_2y_without_flagged", "pfs_2y_flagged"))
     assert summary["oracle"]["overall_agreement"] == 1.0
+    printed = capsys.readouterr().out  # the terminal's account of the same summary
+    assert f"propensity matching: {matching['pairs']} pairs" in printed and "(balanced)" in printed
+    assert f"oracle, overall agreement: 100 % of {N} (95 % 99 %–100 %; target ≥ 70 % met)" in printed
+    assert f"TA high risk: {high['high_risk']}, of them flagged for switching {high['flagged_for_switching']}" in printed
 
 
 def test_unreadable_or_duplicated_tables_are_named(phantom_patients, tmp_path):
