@@ -15,6 +15,7 @@ from HEROVisionLib.predict.batch import _publish, collect_table, shard_case_ids
 from HEROVisionLib.predict.outputs import table_text
 from HEROVisionLib.predict.result import error_row
 from HEROVisionLib.predict.models import load_models
+from HEROVisionLib.treatment import case_advice
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +55,21 @@ def test_a_corrupt_case_is_reported_and_the_others_finish_then_resume_skips_them
     assert {case: (out / case / "results.csv").stat().st_mtime_ns for case in finished} == finished
     assert (out / "A0002" / "results.csv").stat().st_mtime_ns != failed_before  # the failed case was retried
     assert list(table["status"]) == ["ok", "error", "ok"]
+
+
+def test_a_case_whose_advice_fails_keeps_its_prediction(small_cohort, models_folder, tmp_path):
+    """The advice is an extra: when it fails (here A0003's, asked with an impossible draw count), the
+    case's prediction is still written, the advice columns stay empty and the reason is in its warnings."""
+    models = load_models(models_folder, "cpu")
+    out = tmp_path / "out"
+    table = predict_cohort(small_cohort, models, out, progress=False, advice=lambda case, result: case_advice(
+        case, result, models, draws=2 if case.case_id == "A0001" else -1)).set_index("case_id")
+    assert list(table["status"]) == ["ok", "error", "ok"]
+    assert table.loc["A0001", "advice_category"] == json.loads((out / "A0001" / "advice.json").read_text())["category"]
+    assert pd.isna(table.loc["A0003", "advice_category"]) and not (out / "A0003" / "advice.json").exists()
+    assert table.loc["A0003", ["ta_risk_score", "sr_pfs_2y"]].notna().all()
+    warnings = json.loads((out / "A0003" / "results.json").read_text())["warnings"]
+    assert "treatment advice not computed: advice draws: must be 0 (no advice) or more, got -1" in warnings
 
 
 def test_the_merged_table_reads_again_the_cases_another_shard_rewrote(tmp_path):

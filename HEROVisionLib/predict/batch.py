@@ -88,7 +88,8 @@ def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume
                    progress: bool = True, advice=None) -> pd.DataFrame:
     """Predict every case of the cohort's shard into ``out``; returns the merged table. ``advice``,
     when given, maps (case, result) to the case's treatment advice dict (or None), stored with it
-    (``HEROVisionLib.treatment.case_advice``: prediction does not depend on the treatment layer)."""
+    (``HEROVisionLib.treatment.case_advice``: prediction does not depend on the treatment layer); a
+    case whose advice fails keeps its prediction, with the reason among its warnings."""
     from tqdm import tqdm
 
     cohort = Cohort(cohort_folder)
@@ -101,13 +102,25 @@ def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume
         try:
             case = cohort.case(case_id)
             result = predict_case(case, models, device)
-            advised = advice(case, result) if advice else None
+            advised = _advice_or_warning(advice, case, result)
             _publish(out, case_id, lambda folder: write_case_outputs(result, folder, advised))
         except Exception as error:  # noqa: BLE001 — one bad case must never stop the batch
             row = error_row(case_id, _describe(error))
             _publish(out, case_id, lambda folder: write_text_atomic(table_text([row]), folder / CASE_TABLE))
         _write_merged_table(out, known)
     return _write_merged_table(out, known)
+
+
+def _advice_or_warning(advice, case, result) -> dict | None:
+    """The case's advice, or None with the reason added to ``result.warnings``: the prediction is
+    worth keeping without it."""
+    if advice is None:
+        return None
+    try:
+        return advice(case, result)
+    except Exception as error:  # noqa: BLE001 — as for a whole case, but the prediction stands
+        result.warnings.append(f"treatment advice not computed: {_describe(error)}")
+        return None
 
 
 def _describe(error: Exception) -> str:
