@@ -521,11 +521,11 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
         """Predict every case of a cohort folder into ``outDir`` with its treatment advice (as
         ``herovision batch``); returns the table."""
         from HEROVisionLib.predict import load_models, parse_shard, predict_cohort
-        from HEROVisionLib.treatment import case_advice
+        from HEROVisionLib.treatment import cohort_advice
 
         models = load_models(modelsFolder, device)
         return predict_cohort(cohortDir, models, outDir, shard=parse_shard(shard), resume=resume, device=device,
-                              advice=lambda case, result: case_advice(case, result, models, adviceDraws, device))
+                              advice=cohort_advice(models, adviceDraws, device))
 
     def inspectCase(self, caseFolder) -> str:
         """Read every modality of a case folder with all input checks and describe it."""

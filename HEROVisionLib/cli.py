@@ -237,12 +237,12 @@ def _add_batch(commands):
 
 def _run_batch(args) -> int:
     from .predict import load_models, parse_shard, predict_cohort
-    from .treatment import case_advice
+    from .treatment import cohort_advice
 
     shard = parse_shard(args.shard)
     models = load_models(args.models, args.device)
     table = predict_cohort(args.cohort, models, args.out, shard=shard, resume=args.resume, device=args.device,
-                           advice=lambda case, result: case_advice(case, result, models, args.advice_draws, args.device))
+                           advice=cohort_advice(models, args.advice_draws, args.device))
     failed = table[table["status"] != "ok"] if len(table) else table
     print(f"{len(table) - len(failed)} case(s) predicted, {len(failed)} failed; table: {args.out / 'results.csv'}")
     for row in failed.itertuples():

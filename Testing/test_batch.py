@@ -15,7 +15,7 @@ from HEROVisionLib.predict.batch import _publish, collect_table, shard_case_ids
 from HEROVisionLib.predict.outputs import table_text
 from HEROVisionLib.predict.result import error_row
 from HEROVisionLib.predict.models import load_models
-from HEROVisionLib.treatment import case_advice
+from HEROVisionLib.treatment import case_advice, cohort_advice
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +70,8 @@ def test_a_case_whose_advice_fails_keeps_its_prediction(small_cohort, models_fol
     assert table.loc["A0003", ["ta_risk_score", "sr_pfs_2y"]].notna().all()
     warnings = json.loads((out / "A0003" / "results.json").read_text())["warnings"]
     assert "treatment advice not computed: advice draws: must be 0 (no advice) or more, got -1" in warnings
+    with pytest.raises(InputError, match="advice draws: must be 0"):  # a whole cohort asked so: refused at once
+        cohort_advice(models, draws=-1)
 
 
 def test_the_merged_table_reads_again_the_cases_another_shard_rewrote(tmp_path):
