@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import HEROVisionError
+from .errors import HEROVisionError, InputError
 
 DEMO_SEED = 2025
 
@@ -122,9 +122,13 @@ def _add_model_options(parser):
 
 def _draw_count(text: str) -> int:
     """argparse type: refuse a negative count before any case is predicted."""
+    from .treatment import check_advice_draws
+
     count = int(text)
-    if count < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (no advice) or more, got {count}")
+    try:
+        check_advice_draws(count)
+    except InputError as error:
+        raise argparse.ArgumentTypeError(error.problem) from None
     return count
 
 

@@ -245,7 +245,7 @@ def planned_treatment(case) -> str | None:
 def case_advice(case, result, models, draws: int = 32, device=None) -> dict | None:
     """What prediction commands store as ``advice.json``: :func:`advise` against the case's planned
     treatment, as a plain dict; None when a survival model did not run or ``draws`` is 0."""
-    _check_draws(draws)
+    check_advice_draws(draws)
     if draws == 0 or not {"ta", "sr"} <= set(result.survival):
         return None
     return advise(case, result, models, planned_treatment(case), draws=draws, device=device).to_dict()
@@ -254,10 +254,11 @@ def case_advice(case, result, models, draws: int = 32, device=None) -> dict | No
 def cohort_advice(models, draws: int = 32, device=None):
     """The ``advice`` of ``predict_cohort``: :func:`case_advice` per case. A negative ``draws`` is
     refused here, before any case runs (the batch would otherwise keep every prediction without advice)."""
-    _check_draws(draws)
+    check_advice_draws(draws)
     return lambda case, result: case_advice(case, result, models, draws, device)
 
 
-def _check_draws(draws: int) -> None:
+def check_advice_draws(draws: int) -> None:
+    """Refuse a negative number of advice re-scorings (0 means no advice)."""
     if draws < 0:
         raise InputError("advice draws", f"must be 0 (no advice) or more, got {draws}")

@@ -33,14 +33,14 @@ def main():
         models_folder = args.models or write_untrained_models(scratch / "models")
         models = load_models(models_folder, "cpu")
         cohort = Cohort(generate_cohort(args.cases, 13, scratch / "cohort", progress=False))
-        timings = {"advice (32 augmentations)": [], "report PDF": [], "report PNG": []}
+        timings = {"advice (case_advice, 32 draws)": [], "report PDF": [], "report PNG": []}
         for case in cohort:
             result = predict_case(case, models, "cpu")
             folder = scratch / "predictions" / case.case_id
             folder.mkdir(parents=True)
             start = time.perf_counter()
             advice = case_advice(case, result, models)
-            timings["advice (32 augmentations)"].append(time.perf_counter() - start)
+            timings["advice (case_advice, 32 draws)"].append(time.perf_counter() - start)
             write_case_outputs(result, folder, advice)
             for kind in ("PDF", "PNG"):
                 start = time.perf_counter()

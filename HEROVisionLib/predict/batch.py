@@ -88,7 +88,7 @@ def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume
                    progress: bool = True, advice=None) -> pd.DataFrame:
     """Predict every case of the cohort's shard into ``out``; returns the merged table. ``advice``,
     when given, maps (case, result) to the case's treatment advice dict (or None), stored with it
-    (``HEROVisionLib.treatment.case_advice``: prediction does not depend on the treatment layer); a
+    (``HEROVisionLib.treatment.cohort_advice``: prediction does not depend on the treatment layer); a
     case whose advice fails keeps its prediction, with the reason among its warnings."""
     from tqdm import tqdm
 
