@@ -12,8 +12,10 @@ Three rules for "switch":
 - ``common, firm``: of those, the ones whose advice keeps its category in at least ``STABLE_SHARE`` of
   draws within both nomograms' estimation error (the advice's firmness without image perturbation).
 
-Four models per arm: the oracle's own linear predictor (refitted: the best any model can do), the
-clinical record, the clinical record with a simulated image score (the arm's linear predictor plus
+Five models per arm: the oracle's own linear predictor (refitted: the best any model can do), the
+phantom's own covariates in the hazard's true form (PHANTOM.md §2: every coefficient estimated, as a
+model that knew each latent exactly would have to; how far the training size alone lets any per-arm
+model go), the clinical record, the clinical record with a simulated image score (the arm's linear predictor plus
 independent noise, correlation ``--rho``), and the clinical record with the tumour's IVIM D and f as the
 pipeline measures them (the latents plus the measurement error seen on the phantom test cohort,
 r = 0.986 for both). Prints the share flagged for switching and the share of those
@@ -55,6 +57,19 @@ def draw_cohort(seed: int, n: int) -> pd.DataFrame:
 IVIM_ERROR = {"D": 2.2e-5, "f": 0.0076}
 
 
+#: PHANTOM.md §2: the covariates of the common hazard and of each arm's own terms.
+TRUE_FORM_COMMON = ("zsize", "margin", "heterogeneity", "zD", "washout", "afp_high", "inr_high", "ca19_9_high",
+                    "extra_tumours")
+TRUE_FORM_OWN = {"TA": ("size_over_3cm", "perivascular"), "SR": ("portal_hypertension", "ctp_b", "cirrhosis")}
+
+
+def add_true_form_terms(cohort: pd.DataFrame) -> None:
+    cohort["zsize"] = (cohort["diameter_cm"] - 2.3) / 0.9
+    cohort["zD"] = (cohort["tumor_D"] - 1.0e-3) / 0.15e-3
+    cohort["size_over_3cm"] = np.maximum(0.0, cohort["diameter_cm"] - 3.0)
+    cohort["extra_tumours"] = cohort["tumor_number"] - 1
+
+
 def add_image_scores(cohort: pd.DataFrame, rho: float, rng) -> None:
     for name, error in IVIM_ERROR.items():
         cohort[f"ivim_{name}_median"] = cohort[f"tumor_{name}"] + rng.normal(0.0, error, len(cohort))
@@ -64,7 +79,8 @@ def add_image_scores(cohort: pd.DataFrame, rho: float, rng) -> None:
 
 
 def covariates(model: str, arm: str) -> list[str]:
-    return {"oracle": [f"lp_{arm}"], "clinical": list(NOMOGRAM_CANDIDATES),
+    return {"oracle": [f"lp_{arm}"], "true form": [*TRUE_FORM_COMMON, *TRUE_FORM_OWN[arm]],
+            "clinical": list(NOMOGRAM_CANDIDATES),
             "clinical + image score": [*NOMOGRAM_CANDIDATES, f"score_{arm}"],
             "clinical + IVIM D, f": [*NOMOGRAM_CANDIDATES, "ivim_D_median", "ivim_f_median"]}[model]
 
@@ -116,11 +132,13 @@ def main() -> None:
     rng = np.random.default_rng(1)
     evaluation = draw_cohort(999, 4000)
     add_image_scores(evaluation, args.rho, rng)
-    models = ("oracle", "clinical", "clinical + image score", "clinical + IVIM D, f")
+    add_true_form_terms(evaluation)
+    models = ("oracle", "true form", "clinical", "clinical + image score", "clinical + IVIM D, f")
     results = {model: {"own cutoffs": [], "common": [], "common, firm": []} for model in models}
     for repetition in range(args.repetitions):
         training = draw_cohort(1000 + repetition, args.training_size)
         add_image_scores(training, args.rho, rng)
+        add_true_form_terms(training)
         for model in models:
             for rule, value in one_repetition(training, evaluation, model, rng).items():
                 results[model][rule].append(value)
