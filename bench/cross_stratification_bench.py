@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from HEROVisionLib.phantom.generate import draw_case_variables
+from HEROVisionLib.phantom.latents import z
 from HEROVisionLib.stats.cutpoint import optimal_cutpoint
 from HEROVisionLib.stats.nomogram import build_nomogram, select_cox_model
 from HEROVisionLib.train.survival import NOMOGRAM_CANDIDATES
@@ -64,8 +65,8 @@ TRUE_FORM_OWN = {"TA": ("size_over_3cm", "perivascular"), "SR": ("portal_hyperte
 
 
 def add_true_form_terms(cohort: pd.DataFrame) -> None:
-    cohort["zsize"] = (cohort["diameter_cm"] - 2.3) / 0.9
-    cohort["zD"] = (cohort["tumor_D"] - 1.0e-3) / 0.15e-3
+    cohort["zsize"] = z(cohort["diameter_cm"], 2.3, 0.9)
+    cohort["zD"] = z(cohort["tumor_D"], 1.0e-3, 0.15e-3)
     cohort["size_over_3cm"] = np.maximum(0.0, cohort["diameter_cm"] - 3.0)
     cohort["extra_tumours"] = cohort["tumor_number"] - 1
 
