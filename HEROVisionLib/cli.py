@@ -158,7 +158,7 @@ def _load_case(args):
         raise HEROVisionError(f"{args.case}: not a case folder")
     clinical = {}
     if (args.case.parent / "cohort.csv").is_file():
-        cohort = Cohort(args.case.parent)
+        cohort = Cohort(args.case.parent, strict=False)  # only this case's row must be sound
         if args.case.name in cohort.case_ids:
             clinical = dict(cohort.case(args.case.name).clinical)
     clinical.update(parse_clinical_values(args.clinical, "--clinical"))

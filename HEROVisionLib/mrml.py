@@ -307,8 +307,9 @@ def scene_inputs_from_case(scene, case) -> SceneInputs:
             inputs.volumes[modality] = volume_node_from_image(scene, case.load_image(modality),
                                                               f"{case.case_id} {modality.upper()}")
     if "ceus" in available:
-        frames = vector_to_frames(case.load_image("ceus"))
-        phases = select_phase_frames(case.load_ceus_times(), source=case.frame_times_source)
+        series = case.load_image("ceus")
+        frames = vector_to_frames(series)
+        phases = select_phase_frames(case.load_ceus_times(series), source=case.frame_times_source)
         inputs.ceus_phase_volumes = [volume_node_from_image(scene, frames[k], f"{case.case_id} CEUS {phase}")
                                      for phase, k in phases.items()]
     for modality in available:

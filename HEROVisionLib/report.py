@@ -215,8 +215,9 @@ def _background(case, modality: str) -> tuple[sitk.Image, sitk.Image]:
     if modality == "ivim":
         image = vector_frame(case.load_ivim().image, 0)
     elif modality == "ceus":
-        arterial = select_phase_frames(case.load_ceus_times(), source=case.frame_times_source)["arterial"]
-        image = vector_frame(case.load_image("ceus"), arterial)
+        series = case.load_image("ceus")
+        arterial = select_phase_frames(case.load_ceus_times(series), source=case.frame_times_source)["arterial"]
+        image = vector_frame(series, arterial)
     else:
         image = case.load_image(modality)
     return image, case.load_roi(modality, image)

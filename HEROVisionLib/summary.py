@@ -73,7 +73,7 @@ def _summarise_modality(case: Case, modality: str) -> ModalitySummary:
     else:
         image = case.load_image(modality)
     if modality == "ceus":
-        times = case.load_ceus_times()
+        times = case.load_ceus_times(image)
         phases = select_phase_frames(times, source=case.frame_times_source)
         frames = f"{len(times)} frames; " + ", ".join(f"{p} {times[i]:g} s" for p, i in phases.items())
     roi = case.load_roi(modality, image)

@@ -9,6 +9,8 @@ A cohort is a folder of cases with ``cohort.csv`` (clinical variables and outcom
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from ..errors import InputError
+from .clinical import check_clinical_record
 from .diffusion import DiffusionSeries, bval_path_for, read_diffusion_series
 from .geometry import resample_roi_to
 from .images import IMAGE_SUFFIXES, read_image, read_multiframe
@@ -29,6 +32,21 @@ COHORT_COLUMNS = ("case_id", "center", "age", "sex_male", "cirrhosis", "ctp_b", 
                   "alt_high", "ast_high", "inr_high", "cea_high", "ca19_9_high", "pni_low", "treatment",
                   "pfs_months", "pfs_event", "er_2y")
 
+#: A case id is a name, never a path: it becomes a folder name inside outputs. Letters, digits,
+#: ``_ . + -`` and inner spaces; it starts with a letter or digit; at most 128 characters.
+CASE_ID_PATTERN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 _.+-]{0,126}[A-Za-z0-9_.+-])?")
+
+
+def check_case_id(case_id, source) -> str:
+    """``case_id`` as text if it is a plain name (:data:`CASE_ID_PATTERN`, no ``..``); else an error
+    naming ``source``. No separator, ``..``, absolute path or control character can pass, so a case
+    id can never point outside the folder it is joined to."""
+    text = "" if case_id is None else str(case_id)
+    if not CASE_ID_PATTERN.fullmatch(text) or ".." in text:
+        raise InputError(source, f"case id {text!r} is not a plain name (letters, digits, '_', '.', '+', '-', "
+                                 "inner spaces; no path separators or '..')")
+    return text
+
 
 def find_image_file(folder: Path, stem: str) -> Path | None:
     """``folder/stem`` with any known image suffix, or a DICOM folder ``folder/stem``; else None."""
@@ -40,17 +58,22 @@ def find_image_file(folder: Path, stem: str) -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
-def read_frame_times(path) -> tuple[float, ...]:
-    """Frame acquisition times in seconds (whitespace separated, one per frame)."""
+def read_frame_times(path, frames: int | None = None) -> tuple[float, ...]:
+    """Frame acquisition times in seconds (whitespace separated, one per frame; exactly ``frames``
+    of them when given)."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise InputError(path, "file not found")
     try:
         times = tuple(float(t) for t in path.read_text(encoding="utf-8").split())
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         raise InputError(path, "frame times must be numbers (seconds) separated by spaces") from None
+    if not times or not all(math.isfinite(t) and t >= 0 for t in times):
+        raise InputError(path, f"frame times must be finite, non-negative seconds, found {list(times)}")
     if any(b <= a for a, b in zip(times, times[1:])):
         raise InputError(path, f"frame times must increase, found {list(times)}")
+    if frames is not None and len(times) != frames:
+        raise InputError(path, f"{len(times)} frame time(s) for {frames} CEUS frame(s): one time per frame is needed")
     return times
 
 
@@ -117,9 +140,10 @@ class Case:
         bval = bval_path_for(path)
         return read_diffusion_series(path, bval if bval.exists() else None)
 
-    def load_ceus_times(self) -> tuple[float, ...]:
-        self._require("ceus")
-        return read_frame_times(self.frame_times_source)
+    def load_ceus_times(self, series: sitk.Image | None = None) -> tuple[float, ...]:
+        """The CEUS frame times, exactly one per frame of ``series`` (the CEUS image, read if not given)."""
+        series = self.load_image("ceus") if series is None else series
+        return read_frame_times(self.frame_times_source, series.GetNumberOfComponentsPerPixel())
 
     def load_roi(self, modality: str, image: sitk.Image | None = None) -> sitk.Image:
         """The modality's ROI on its image's grid (resampled in physical space if needed)."""
@@ -135,20 +159,31 @@ def _check_modality(modality: str) -> None:
 
 
 class Cohort:
-    """A folder of case folders with ``cohort.csv``. ``truth.csv`` is never read here."""
+    """A folder of case folders with ``cohort.csv``. ``truth.csv`` is never read here.
 
-    def __init__(self, folder):
+    Every case id must be a plain name (else the cohort is refused: it would name folders). A row
+    whose clinical values do not mean what their columns mean is refused when the cohort is read
+    (``strict``, for training and evaluation), or only when that case is asked for (a batch goes on
+    with the others)."""
+
+    def __init__(self, folder, strict: bool = True):
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise InputError(self.folder, "cohort folder not found")
         table = self.folder / "cohort.csv"
         if table.exists():
             self.table = read_case_table(table)
+            self.problems = _row_problems(self.table, table)
         else:
             ids = sorted(p.name for p in self.folder.iterdir() if p.is_dir() and not p.name.startswith("."))
             if not ids:
                 raise InputError(self.folder, "neither cohort.csv nor case folders found")
+            for name in ids:
+                check_case_id(name, self.folder / name)
             self.table = pd.DataFrame({"case_id": ids})
+            self.problems = {}
+        if strict and self.problems:
+            raise next(iter(self.problems.values()))
 
     def __len__(self) -> int:
         return len(self.table)
@@ -161,11 +196,26 @@ class Cohort:
         rows = self.table[self.table["case_id"] == case_id]
         if rows.empty:
             raise InputError(self.folder / "cohort.csv", f"no case {case_id!r}")
+        if case_id in self.problems:
+            raise self.problems[case_id]
         return Case(self.folder / case_id, rows.iloc[0].to_dict())
 
     def __iter__(self):
         for record in self.table.to_dict("records"):
             yield Case(self.folder / str(record["case_id"]), record)
+
+
+def _row_problems(table: pd.DataFrame, path: Path) -> dict[str, InputError]:
+    """Case id → the first clinical value of its row that cannot mean what its column means. A case
+    id that is not a plain name refuses the whole table."""
+    problems = {}
+    for number, record in enumerate(table.to_dict("records"), 2):  # line 1 is the header
+        case_id = check_case_id(record["case_id"], f"{path}: line {number}")
+        try:
+            check_clinical_record(record, path, f"line {number} (case {case_id})")
+        except InputError as error:
+            problems[case_id] = error
+    return problems
 
 
 def read_case_table(path: Path) -> pd.DataFrame:
@@ -185,11 +235,13 @@ def read_case_table(path: Path) -> pd.DataFrame:
 
 def parse_clinical_values(text: str, source: str = "clinical values") -> dict[str, str]:
     """``NAME=VALUE`` pairs separated by commas (e.g. ``afp_high=1, portal_hypertension=0``), as typed
-    on the command line or in the Slicer panel; values stay text until a nomogram reads them."""
+    on the command line or in the Slicer panel, each checked against its column's meaning; values
+    stay text until a nomogram reads them."""
     values = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, separator, value = item.partition("=")
         if not separator or not name.strip():
             raise InputError(source, f"{item!r} is not NAME=VALUE")
         values[name.strip()] = value.strip()
+    check_clinical_record(values, source)
     return values

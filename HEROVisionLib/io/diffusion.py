@@ -20,7 +20,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from .images import check_finite, frames_to_vector, read_multiframe, write_multiframe, write_text_atomic
+from .images import (check_finite, check_geometry, check_slice_positions, dicom_headers, frames_to_vector,
+                     read_multiframe, slice_position, write_multiframe, write_text_atomic)
 
 #: DICOM tags that carry the b-value, standard first (SimpleITK "gggg|eeee" keys).
 DICOM_BVALUE_TAGS = ("0018|9087", "0019|100c", "0043|1039", "2001|1003")
@@ -115,24 +116,13 @@ def _dicom_bvalue(reader: sitk.ImageFileReader) -> float | None:
 def read_dicom_diffusion(folder) -> DiffusionSeries:
     """Read a diffusion DICOM series (all b-values in one folder) as a vector volume."""
     folder = Path(folder)
-    files = sorted(p for p in folder.iterdir() if p.is_file())
     by_bvalue: dict[float, list[tuple[float, str]]] = defaultdict(list)
-    reader = sitk.ImageFileReader()
-    reader.LoadPrivateTagsOn()
-    for file in files:
-        reader.SetFileName(str(file))
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError:
-            continue  # not a DICOM image (DICOMDIR, notes…)
+    for file, reader in dicom_headers(folder):
         bvalue = _dicom_bvalue(reader)
         if bvalue is None:
             raise InputError(file, "no b-value in DICOM tags (0018,9087) or the Siemens, GE, "
                                    "Philips private tags; give a .bval file instead")
-        normal = np.cross(*np.array(reader.GetDirection()).reshape(3, 3).T[:2])
-        by_bvalue[bvalue].append((float(np.dot(normal, reader.GetOrigin())), str(file)))
-    if not by_bvalue:
-        raise InputError(folder, "no DICOM images found")
+        by_bvalue[bvalue].append((slice_position(reader), str(file)))
     counts = {b: len(v) for b, v in by_bvalue.items()}
     if len(set(counts.values())) != 1:
         raise InputError(folder, f"b-values have different slice counts {counts}: incomplete series")
@@ -143,6 +133,7 @@ def read_dicom_diffusion(folder) -> DiffusionSeries:
         if len(set(np.round(positions, 3))) != len(positions):
             raise InputError(folder, f"several images share a slice position at b = {bvalue:g}: "
                                      "export one trace-weighted image per slice and b-value")
+        check_slice_positions(positions, folder)
         series_reader = sitk.ImageSeriesReader()
         series_reader.SetFileNames([f for _, f in slices])
         volumes.append(series_reader.Execute())
@@ -152,6 +143,7 @@ def read_dicom_diffusion(folder) -> DiffusionSeries:
             raise InputError(folder, "the b-value volumes do not share one grid")
         volume.CopyInformation(reference)
     image = frames_to_vector(volumes)
+    check_geometry(image, folder)
     check_finite(image, folder)
     return DiffusionSeries(image, tuple(sorted(by_bvalue)), str(folder))
 

@@ -6,15 +6,24 @@ Conventions used everywhere in HEROVision:
   promoted to a one-slice volume (z spacing 1 mm), so geometry code has a single path.
 * A multi-frame series (IVIM b-values, CEUS frames) is a *vector* image: one component per frame.
   Its frame labels (b-values, times) travel beside it, never inside it.
+* Reading is faithful or refuses: NIfTI goes through nibabel, which reads exactly the bytes the
+  header declares (SimpleITK's reader fills a truncated file with zeros and turns NaN into 0); every
+  format is then checked for NaN/infinite voxels, a spacing that is not a positive number, a
+  direction matrix that is not a rotation (shear), and a DICOM folder that mixes patients, studies or
+  series. The message names the file and the fault.
 * Writing is atomic: a file is written under a temporary name in its folder and renamed, so an
   interrupted run never leaves a half-written image behind.
 """
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import shutil
+import struct
 import tempfile
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -46,23 +55,161 @@ def _require_file(path) -> Path:
 def _sitk_read(path: Path) -> sitk.Image:
     try:
         if path.is_dir():
-            return read_dicom_volume(path)
-        return sitk.ReadImage(str(path))
+            image = read_dicom_volume(path)
+        elif compound_suffix(path) in (".nii", ".nii.gz"):
+            image = _read_nifti(path)
+        else:
+            image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
-        raise InputError(path, f"cannot be read as an image ({first_line.strip()})") from None
+        raise InputError(path, f"cannot be read as an image: truncated, damaged or not an image "
+                               f"({first_line.strip()})") from None
+    check_geometry(image, path)
+    return image
+
+
+def check_geometry(image: sitk.Image, source) -> None:
+    """Refuse an empty grid, a spacing that is not a positive finite number and a direction matrix
+    that is not a rotation (a sheared or degenerate header), naming the image."""
+    if 0 in image.GetSize():
+        raise InputError(source, f"the image grid is empty (size {image.GetSize()})")
+    spacing = np.asarray(image.GetSpacing())
+    if not (np.all(np.isfinite(spacing)) and np.all(spacing > 0)):
+        raise InputError(source, f"voxel spacing must be positive, found {tuple(spacing.tolist())} mm")
+    dimension = image.GetDimension()
+    direction = np.asarray(image.GetDirection(), dtype=float).reshape(dimension, dimension)
+    if not (np.all(np.isfinite(direction)) and np.allclose(direction.T @ direction, np.eye(dimension), atol=1e-4)):
+        raise InputError(source, "the image's axes are not perpendicular unit vectors (a sheared or degenerate "
+                                 "orientation in its header); resample it onto a regular grid first")
+
+
+def _nifti_bytes(path: Path) -> bytes:
+    """The whole (uncompressed) file; a cut or damaged gzip stream is refused."""
+    try:
+        if compound_suffix(path) == ".nii.gz":
+            with gzip.open(path) as handle:
+                return handle.read()
+        return path.read_bytes()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise InputError(path, f"cannot be read as an image: its compressed data are truncated or damaged ({error})") from None
+
+
+def _read_nifti(path: Path) -> sitk.Image:
+    """A NIfTI-1/2 file read by nibabel, exactly as its header declares, with ITK's geometry
+    (orientation from the same header, as SimpleITK would give it)."""
+    import nibabel
+
+    raw = _nifti_bytes(path)
+    if len(raw) < 4:
+        raise InputError(path, "not a NIfTI file (shorter than its header)")
+    header_size = {struct.unpack("<i", raw[:4])[0], struct.unpack(">i", raw[:4])[0]}
+    kind = nibabel.Nifti2Image if 540 in header_size else nibabel.Nifti1Image
+    try:
+        _check_nifti_header(kind.header_class.from_fileobj(io.BytesIO(raw), check=False), path)  # as written
+        nifti = kind.from_bytes(raw)
+    except InputError:
+        raise
+    except Exception as error:  # noqa: BLE001 — nibabel raises several types for a bad header
+        raise InputError(path, f"not a readable NIfTI header ({error})") from None
+    declared = int(nifti.dataobj.offset) + int(np.prod(nifti.shape)) * nifti.header.get_data_dtype().itemsize
+    if len(raw) != declared:
+        fault = "truncated: shorter than" if len(raw) < declared else "longer than"
+        raise InputError(path, f"{fault} its header declares ({len(raw)} bytes; the header declares {declared})")
+    data = np.asanyarray(nifti.dataobj)
+    if data.dtype.kind == "f":
+        _refuse_non_finite(data, path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    if len(nifti.shape) > 4 or reader.GetNumberOfComponents() != 1:
+        return reader.Execute()  # vector intents: SimpleITK's own layout (values already checked)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(data.T).astype(data.dtype.newbyteorder("="), copy=False),
+                                   isVector=False)
+    if image.GetSize() != reader.GetSize():
+        raise InputError(path, f"grid {reader.GetSize()} of the header differs from the data's {image.GetSize()}")
+    image.SetOrigin(reader.GetOrigin())
+    image.SetSpacing(reader.GetSpacing())
+    image.SetDirection(reader.GetDirection())
+    return image
+
+
+def _check_nifti_header(header, path: Path) -> None:
+    """What SimpleITK (and nibabel's own checks) would silently mend: a zero or non-finite voxel size
+    (read as 1 mm) and a sheared orientation matrix (replaced by the other one)."""
+    spatial = min(int(header["dim"][0]), 3)
+    sizes = np.asarray(header["pixdim"][1:1 + spatial], dtype=float)
+    if not (np.all(np.isfinite(sizes)) and np.all(sizes > 0)):
+        raise InputError(path, f"voxel size in the header must be positive, found {tuple(sizes.tolist())} mm")
+    forms = [header.get_sform(coded=True), header.get_qform(coded=True)]
+    for affine, code in forms:
+        if code:
+            axes = np.asarray(affine, dtype=float)[:3, :3]
+            lengths = np.linalg.norm(axes, axis=0)
+            if not np.all(np.isfinite(axes)) or np.any(lengths == 0):
+                raise InputError(path, "the orientation matrix in the header is degenerate")
+            unit = axes / lengths
+            if not np.allclose(unit.T @ unit, np.eye(3), atol=1e-4):
+                raise InputError(path, "the image's axes are not perpendicular (a sheared orientation in its "
+                                       "header); resample it onto a regular grid first")
+
+
+def _dicom_identity(reader: sitk.ImageFileReader) -> tuple[str, str, str]:
+    """(patient id, study UID, series UID) of a DICOM file whose header ``reader`` has read."""
+    return tuple(reader.GetMetaData(tag).strip() if reader.HasMetaDataKey(tag) else "?"
+                 for tag in ("0010|0020", "0020|000d", "0020|000e"))
+
+
+def dicom_headers(folder: Path) -> list[tuple[Path, sitk.ImageFileReader]]:
+    """The DICOM image files of ``folder`` with their headers read, private tags included (other
+    files skipped), all of one patient, study and series: a folder that mixes them is refused naming
+    what it found."""
+    found = []
+    identities: dict[str, set] = {"patients": set(), "studies": set(), "series": set()}
+    for file in sorted(p for p in folder.iterdir() if p.is_file()):
+        reader = sitk.ImageFileReader()
+        reader.LoadPrivateTagsOn()
+        reader.SetFileName(str(file))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            continue  # not a DICOM image (DICOMDIR, notes…)
+        for key, value in zip(identities, _dicom_identity(reader)):
+            identities[key].add(value)
+        found.append((file, reader))
+    if not found:
+        raise InputError(folder, "no DICOM images found in this folder")
+    mixed = {key: sorted(values) for key, values in identities.items() if len(values) > 1}
+    if mixed:
+        raise InputError(folder, "holds more than one " + "; ".join(
+            f"{key[:-1] if key != 'series' else 'series'} ({len(v)}: {', '.join(v[:4])})" for key, v in mixed.items())
+            + ": put each series of one patient in its own folder")
+    return found
+
+
+def slice_position(reader: sitk.ImageFileReader) -> float:
+    """A slice's position along the normal of its plane (mm)."""
+    normal = np.cross(*np.array(reader.GetDirection()).reshape(3, 3).T[:2])
+    return float(np.dot(normal, reader.GetOrigin()))
+
+
+def check_slice_positions(positions, source) -> None:
+    """One slice per position, evenly spaced: a gap or a repeat would make a volume of wrong depth."""
+    steps = np.diff(np.sort(np.asarray(positions, dtype=float)))
+    if np.any(steps < 1e-3):
+        raise InputError(source, "several slices share one position: more than one volume in this folder")
+    if len(steps) and not np.allclose(steps, steps[0], rtol=0.01, atol=0.01):
+        raise InputError(source, f"slices are not evenly spaced (gaps from {steps.min():.3g} to {steps.max():.3g} mm): "
+                                 "missing or extra slices")
 
 
 def read_dicom_volume(folder) -> sitk.Image:
     """Read the single DICOM series in ``folder`` as one volume (slices sorted by position)."""
     folder = Path(folder)
-    series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-    if not series:
-        raise InputError(folder, "no DICOM series found in this folder")
-    if len(series) > 1:
-        raise InputError(folder, f"{len(series)} DICOM series found; point to a folder holding one")
+    headers = dicom_headers(folder)
+    slices = sorted((slice_position(reader), str(file)) for file, reader in headers)
+    check_slice_positions([p for p, _ in slices], folder)
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series[0]))
+    reader.SetFileNames([file for _, file in slices])
     return reader.Execute()
 
 
@@ -88,9 +235,13 @@ def check_finite(image: sitk.Image, source) -> None:
     """Refuse images with NaN or infinite voxels: a fit or a network would spread them silently."""
     values = sitk.GetArrayViewFromImage(image)
     if values.dtype.kind == "f":
-        bad = int(np.count_nonzero(~np.isfinite(values)))
-        if bad:
-            raise InputError(source, f"{bad} voxel value(s) are NaN or infinite")
+        _refuse_non_finite(values, source)
+
+
+def _refuse_non_finite(values: np.ndarray, source) -> None:
+    bad = int(np.count_nonzero(~np.isfinite(values)))
+    if bad:
+        raise InputError(source, f"{bad} voxel value(s) are NaN or infinite")
 
 
 def read_image(path, *, label: bool = False) -> sitk.Image:

@@ -88,8 +88,13 @@ class MemoryCase:
         self._require("ivim")
         return self.images["ivim"]
 
-    def load_ceus_times(self) -> tuple[float, ...]:
-        self._require("ceus")
+    def load_ceus_times(self, series: sitk.Image | None = None) -> tuple[float, ...]:
+        """The CEUS frame times, exactly one per frame (as :meth:`Case.load_ceus_times`)."""
+        series = self.load_image("ceus") if series is None else series
+        frames = series.GetNumberOfComponentsPerPixel()
+        if len(self.ceus_times) != frames:
+            raise InputError(self.frame_times_source, f"{len(self.ceus_times)} frame time(s) for {frames} CEUS "
+                                                      "frame(s): one time per frame is needed")
         return tuple(self.ceus_times)
 
     def load_roi(self, modality: str, image: sitk.Image | None = None) -> sitk.Image:

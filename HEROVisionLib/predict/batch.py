@@ -92,7 +92,7 @@ def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume
     case whose advice fails keeps its prediction, with the reason among its warnings."""
     from tqdm import tqdm
 
-    cohort = Cohort(cohort_folder)
+    cohort = Cohort(cohort_folder, strict=False)  # a case with a bad row fails alone
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     case_ids = shard_case_ids([str(c) for c in cohort.case_ids], shard)

@@ -19,6 +19,7 @@ import torch
 
 from ..errors import HEROVisionError, InputError
 from ..io.case import Case
+from ..io.clinical import clinical_number
 from ..io.measure import largest_axial_diameter_cm, volume_ml
 from ..devices import resolve_device
 from ..models.ivim_net import EarlyRecurrenceHead
@@ -206,12 +207,17 @@ def nomogram_log_hazard_se(package, risk_score: float, clinical: dict, months: i
 
 
 def _nomogram_row(nomogram: Nomogram, risk_score: float, clinical: dict) -> pd.DataFrame | list[str]:
-    """The nomogram's covariates of one patient as a one-row table, or the names of those unknown."""
+    """The nomogram's covariates of one patient as a one-row table, or the names of those unknown
+    (blank). A value that is not a finite number is an error naming its column."""
     values = {**clinical, "risk_score": risk_score}
-    missing = [name for name in nomogram.covariates if _number(values.get(name)) is None]
-    if missing:
-        return missing
-    return pd.DataFrame([{name: _number(values[name]) for name in nomogram.covariates}])
+    numbers = {}
+    for name in nomogram.covariates:
+        try:
+            numbers[name] = clinical_number(values.get(name))
+        except ValueError as error:
+            raise InputError("clinical values", f"column {name}: {error}") from None
+    missing = [name for name, number in numbers.items() if number is None]
+    return missing or pd.DataFrame([numbers])
 
 
 def _nomogram(result, survival: SurvivalResult, package, case) -> None:
@@ -220,15 +226,6 @@ def _nomogram(result, survival: SurvivalResult, package, case) -> None:
         result.warnings.append(f"{package.name} nomogram not computed: clinical value(s) {', '.join(outcome)} unknown")
     else:
         survival.nomogram = outcome
-
-
-def _number(value) -> float | None:
-    """A clinical value as a finite number, or None (missing, blank or not a number)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
 
 
 def _tumour_measures(result, case, inputs, ivim) -> None:

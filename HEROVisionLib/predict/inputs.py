@@ -93,7 +93,7 @@ def _modality_crops(case: Case, modality: str, size: int) -> tuple[list[Crop], s
     series = case.load_image("ceus")
     frames = vector_to_frames(series)
     roi = case.load_roi("ceus", frames[0])
-    phases = select_phase_frames(case.load_ceus_times(), source=case.frame_times_source)
+    phases = select_phase_frames(case.load_ceus_times(series), source=case.frame_times_source)
     crops = [slice_crops(frames[index], roi, size=size, neighbours=0, source=case.image_path("ceus"),
                          roi_source=roi_path)[0] for index in phases.values()]
     return crops, frames[0], roi
