@@ -15,6 +15,8 @@ from . import __version__
 from .errors import HEROVisionError, InputError
 
 DEMO_SEED = 2025
+#: Exit status of a batch that finished with at least one failed case (bad input: 2; all predicted: 0).
+BATCH_FAILED_CASES = 1
 
 
 def _add_phantom(commands):
@@ -27,10 +29,19 @@ def _add_phantom(commands):
     parser.set_defaults(run=_run_phantom)
 
 
+def _writing(args, command: str, *inputs):
+    """The run's output folder, claimed before any work (see ``io.output_folder``): refused unless new,
+    empty, or made by the same command before; no empty folder is left if the run fails."""
+    from .io.output_folder import output_folder
+
+    return output_folder(args.out, command, inputs)
+
+
 def _run_phantom(args) -> int:
     from .phantom import generate_cohort
 
-    out = generate_cohort(args.n, args.seed, args.out, args.profile, args.workers)
+    with _writing(args, "phantom"):
+        out = generate_cohort(args.n, args.seed, args.out, args.profile, args.workers)
     print(f"{args.n} phantom cases written to {out} (cohort.csv, truth.csv)")
     return 0
 
@@ -95,16 +106,17 @@ def _run_ivim(args) -> int:
     from .io.images import read_image, staged_outputs, write_image, write_text_atomic
     from .ivim import fit_series, roi_statistics
 
-    series, roi, roi_source = _read_ivim_input(args.input)
-    mask = read_image(args.mask, label=True) if args.mask else None
-    maps = fit_series(series, mask, args.method, args.device, progress=True, mask_source=args.mask)
-    statistics_roi, statistics_source = (mask, args.mask) if mask is not None else (roi, roi_source)
-    with staged_outputs(args.out) as stage:
-        for name, image in maps.items():
-            write_image(image, stage / f"ivim_{name}.nrrd")
-        if statistics_roi is not None:
-            table = roi_statistics(maps, statistics_roi, statistics_source)
-            write_text_atomic(table.to_csv(index=False, float_format="%.6g"), stage / "ivim_statistics.csv")
+    with _writing(args, "ivim", args.input, args.mask) as out:
+        series, roi, roi_source = _read_ivim_input(args.input)
+        mask = read_image(args.mask, label=True) if args.mask else None
+        maps = fit_series(series, mask, args.method, args.device, progress=True, mask_source=args.mask)
+        statistics_roi, statistics_source = (mask, args.mask) if mask is not None else (roi, roi_source)
+        with staged_outputs(out.path) as stage:
+            for name, image in maps.items():
+                write_image(image, stage / f"ivim_{name}.nrrd")
+            if statistics_roi is not None:
+                table = roi_statistics(maps, statistics_roi, statistics_source)
+                write_text_atomic(table.to_csv(index=False, float_format="%.6g"), stage / "ivim_statistics.csv")
     print(f"IVIM maps ({args.method} fit) written to {args.out}: " + ", ".join(f"ivim_{name}.nrrd" for name in maps))
     if statistics_roi is None:
         print("No ROI (give --mask, or a case folder with ivim_roi): no statistics written.")
@@ -195,15 +207,18 @@ def _print_result(result, case) -> None:
 
 def _run_predict(args) -> int:
     from .io.images import staged_outputs
+    from .io.output_folder import refuse_overlap
     from .predict import load_models, predict_case, write_case_outputs
     from .treatment import case_advice
 
-    case = _load_case(args)
-    models = load_models(args.models, args.device)
-    result = predict_case(case, models, args.device)
-    advice = case_advice(case, result, models, args.advice_draws, args.device)
-    with staged_outputs(args.out) as stage:
-        write_case_outputs(result, stage, advice)
+    with _writing(args, "predict", args.case, args.models) as out:
+        case = _load_case(args)
+        models = load_models(args.models, args.device)
+        refuse_overlap(out.path, models.paths, args.out)
+        result = predict_case(case, models, args.device)
+        advice = case_advice(case, result, models, args.advice_draws, args.device)
+        with staged_outputs(out.path) as stage:
+            write_case_outputs(result, stage, advice)
     _print_result(result, case)
     if advice:
         print(f"  advice            {advice['words']}")
@@ -244,14 +259,15 @@ def _run_batch(args) -> int:
     from .treatment import cohort_advice
 
     shard = parse_shard(args.shard)
-    models = load_models(args.models, args.device)
-    table = predict_cohort(args.cohort, models, args.out, shard=shard, resume=args.resume, device=args.device,
-                           advice=cohort_advice(models, args.advice_draws, args.device))
+    with _writing(args, "batch", args.cohort, args.models):
+        models = load_models(args.models, args.device)
+        table = predict_cohort(args.cohort, models, args.out, shard=shard, resume=args.resume, device=args.device,
+                               advice=cohort_advice(models, args.advice_draws, args.device))
     failed = table[table["status"] != "ok"] if len(table) else table
     print(f"{len(table) - len(failed)} case(s) predicted, {len(failed)} failed; table: {args.out / 'results.csv'}")
     for row in failed.itertuples():
         print(f"  {row.case_id}: {row.error}")
-    return 0
+    return BATCH_FAILED_CASES if len(failed) else 0
 
 
 def _add_cohort_run_options(parser):
@@ -299,8 +315,9 @@ def _run_evaluate(args) -> int:
 
     from .train.evaluate import evaluate_package
 
-    metrics = evaluate_package(args.package, args.cohort, args.out, device=args.device, n_boot=args.bootstrap,
-                               workers=args.workers, record=args.record, command=args.command_line)
+    with _writing(args, "evaluate", args.package, args.cohort):
+        metrics = evaluate_package(args.package, args.cohort, args.out, device=args.device, n_boot=args.bootstrap,
+                                   workers=args.workers, record=args.record, command=args.command_line)
     print(json.dumps(metrics, indent=2, default=float))
     print(f"Metrics and plots written to {args.out}" + ("; recorded in the package" if args.record else ""))
     return 0
@@ -319,7 +336,8 @@ def _add_cohort_analysis(commands):
 def _run_cohort_analysis(args) -> int:
     from .cohort_analysis import analyse_cohort, summary_lines
 
-    summary = analyse_cohort(args.results, args.cohort, args.out, args.truth)
+    with _writing(args, "cohort-analysis", args.results, args.cohort, args.truth):
+        summary = analyse_cohort(args.results, args.cohort, args.out, args.truth)
     print("\n".join(summary_lines(summary)))
     print(f"Summary (summary.json), tables and figures written to {args.out}")
     return 0
@@ -339,11 +357,12 @@ def _run_scene(args) -> int:
     from .mrml import predict_scene, save_scene, scene_inputs_from_case
     from .predict import load_models
 
-    models = load_models(args.models, args.device)
-    scene = slicer.vtkMRMLScene()
-    case = _load_case(args)
-    result, _ = predict_scene(scene, scene_inputs_from_case(scene, case), models, args.device)
-    path = save_scene(scene, args.out)
+    with _writing(args, "scene", args.case, args.models):
+        models = load_models(args.models, args.device)
+        scene = slicer.vtkMRMLScene()
+        case = _load_case(args)
+        result, _ = predict_scene(scene, scene_inputs_from_case(scene, case), models, args.device)
+        path = save_scene(scene, args.out, inputs=(args.case, *models.paths))
     _print_result(result, case)
     print(f"Slicer scene written to {path} (File → Add Data, or drag it onto Slicer)")
     return 0
@@ -357,6 +376,11 @@ def _add_demo(commands):
 
 
 def _run_demo(args) -> int:
+    with _writing(args, "demo"):
+        return _demo(args)
+
+
+def _demo(args) -> int:
     from .io.case import Cohort
     from .io.images import staged_outputs
     from .predict import bundled_models_folder, load_models, predict_case, write_case_outputs, write_untrained_models

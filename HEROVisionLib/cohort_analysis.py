@@ -35,6 +35,7 @@ import pandas as pd
 from .errors import InputError
 from .io.case import read_case_table
 from .io.images import staged_outputs, write_text_atomic
+from .io.output_folder import output_folder
 from .plots import figure, pyplot
 from .stats import harrell_c
 from .stats.propensity import BALANCED_SMD, match_nearest, propensity_scores, standardized_mean_differences
@@ -252,11 +253,15 @@ def _share(name: str, agrees: np.ndarray) -> dict:
 def analyse_cohort(results_csv, cohort_csv, out, truth_csv=None) -> dict:
     """Run every analysis (module docstring) and write tables, figures and ``summary.json`` to ``out``
     (staged: a failure leaves nothing half-written); returns the summary."""
-    results, cohort = _read_csv(results_csv, "results.csv"), _read_csv(cohort_csv, "cohort.csv")
-    table, basis = analysis_table(results, cohort)
+    with output_folder(out, "cohort-analysis", inputs=(results_csv, cohort_csv, truth_csv)) as claimed:
+        results, cohort = _read_csv(results_csv, "results.csv"), _read_csv(cohort_csv, "cohort.csv")
+        return _analyse(*analysis_table(results, cohort), claimed.path, truth_csv)
+
+
+def _analyse(table, basis, out: Path, truth_csv) -> dict:
     summary = {"patients": int(len(table)), "basis": basis,
                "arms": {arm: int((table["treatment"] == arm).sum()) for arm in ARMS}}
-    with staged_outputs(Path(out)) as stage:
+    with staged_outputs(out) as stage:
         counts = restratification(table)
         counts.to_csv(stage / "restratification.csv", index=False)
         plot_sankey(counts, stage / "restratification_sankey.png")

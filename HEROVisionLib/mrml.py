@@ -12,8 +12,6 @@ helpers), so it runs inside Slicer and headless in the tests alike.
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +23,9 @@ from .errors import InputError
 from .io.crops import CEUS_PHASES
 from .io.diffusion import DiffusionSeries, validate_bvalues
 from .io.geometry import same_grid
-from .io.images import frames_to_vector
+from .io.images import frames_to_vector, staged_outputs
 from .io.memory_case import MemoryCase
+from .io.output_folder import claim_output_folder
 
 _RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
 
@@ -327,15 +326,12 @@ def scene_inputs_from_case(scene, case) -> SceneInputs:
     return inputs
 
 
-def save_scene(scene, folder) -> Path:
+def save_scene(scene, folder, inputs=()) -> Path:
     """Write every node's data beside ``folder/scene.mrml`` and the scene itself; Slicer opens it as
-    is. The folder is written under a temporary name and renamed when complete (replacing an older
-    one), so data paths stay relative and a failed write leaves nothing half-made."""
-    folder = Path(folder)
-    partial = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
+    is. ``folder`` is claimed for ``herovision scene`` (never one of ``inputs``); the files are staged
+    and move in together when complete, so data paths stay relative and a failed write leaves
+    nothing half-made."""
+    with staged_outputs(claim_output_folder(folder, "scene", inputs).path) as partial:
         for k in range(scene.GetNumberOfNodes()):
             node = scene.GetNthNode(k)
             if not node.IsA("vtkMRMLStorableNode") or not node.AddDefaultStorageNode():
@@ -350,8 +346,4 @@ def save_scene(scene, folder) -> Path:
         scene.SetURL(str(partial / "scene.mrml"))
         if not scene.Commit():
             raise InputError(folder, "the scene file could not be written")
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(partial, folder)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return folder / "scene.mrml"
+    return Path(folder) / "scene.mrml"

@@ -27,7 +27,8 @@ from .errors import HEROVisionError, InputError
 from .io.case import Case
 from .io.crops import select_phase_frames
 from .io.geometry import same_grid
-from .io.images import vector_frame
+from .io.images import atomic_target, vector_frame
+from .io.output_folder import refuse_overlap
 from .plots import pyplot
 
 WARNING = ("RESEARCH USE ONLY — not for clinical decisions. The bundled models are demonstration models "
@@ -40,6 +41,7 @@ MAPS = (("ivim_D", "D (10⁻³ mm²/s)", 1e3), ("ivim_f", "f", 1.0), ("ivim_Dsta
 A4 = (8.27, 11.69)
 PDF_FONT_TYPE = 3  # matplotlib's Type 3 fonts keep a text layer (searchable) and skip TrueType subsetting
 PNG_DPI = 110
+REPORT_CREATOR = "HEROVision report"  # in the file's metadata: a later report may replace it
 
 
 def render_report(prediction_folder, out, models=None, case_folder=None) -> Path:
@@ -51,9 +53,35 @@ def render_report(prediction_folder, out, models=None, case_folder=None) -> Path
     if not str(folder) or not folder.is_dir():
         raise InputError(prediction_folder / "results.json",
                          f"the case's images are not at {str(folder)!r}: give the case folder (--case)")
+    check_report_destination(out, inputs=(folder, models))
     shown = {overlay for *_, overlay, _ in PANELS} | {name for name, *_ in MAPS}
     images = {path.stem: sitk.ReadImage(str(path)) for path in prediction_folder.glob("*.nrrd") if path.stem in shown}
     return write_report(result, advice, Case(folder), images, out, models)
+
+
+def _is_report(path: Path) -> bool:
+    """Whether ``path`` is a report HEROVision wrote (its PDF Creator or PNG Software field)."""
+    if path.suffix.lower() == ".png":
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as image:
+                return image.info.get("Software") == REPORT_CREATOR
+        except (OSError, UnidentifiedImageError):
+            return False
+    return f"({REPORT_CREATOR})".encode() in path.read_bytes()
+
+
+def check_report_destination(out, inputs=()) -> None:
+    """A report goes to a new file, or replaces a report HEROVision wrote; never an input or a file
+    inside one."""
+    out = Path(out)
+    if out.suffix.lower() not in (".pdf", ".png"):
+        raise InputError(out, "the report must be a .pdf or a .png file")
+    target = out.expanduser().resolve()
+    refuse_overlap(target, inputs, out)
+    if target.exists() and not (target.is_file() and not out.is_symlink() and _is_report(target)):
+        raise InputError(out, "exists and is not a report HEROVision wrote: give a new file name")
 
 
 def write_report(result: dict, advice: dict | None, case, images: dict, out, models=None) -> Path:
@@ -61,19 +89,18 @@ def write_report(result: dict, advice: dict | None, case, images: dict, out, mod
     (``PredictionResult.to_json``), its advice (``TreatmentAdvice.to_dict``) or None, the case it was
     made from (a folder or in-memory case) and its overlay and map images by name."""
     out = Path(out)
-    if out.suffix.lower() not in (".pdf", ".png"):
-        raise InputError(out, "the report must be a .pdf or a .png file")
+    check_report_destination(out, inputs=(models,))
     plt = pyplot()
     plt.rcParams["pdf.fonttype"] = PDF_FONT_TYPE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(f".{out.name}.partial{out.suffix}")
+    partial = atomic_target(out)
     with _cyclic_gc_paused():
         pages = [_first_page(plt, result, advice, case, images), _second_page(plt, result, models)]
         try:
             if out.suffix.lower() == ".pdf":
                 from matplotlib.backends.backend_pdf import PdfPages
 
-                with PdfPages(partial, metadata={"Title": f"HEROVision report {result['case_id']}"}) as pdf:
+                with PdfPages(partial, metadata={"Title": f"HEROVision report {result['case_id']}",
+                                                 "Creator": REPORT_CREATOR}) as pdf:
                     for page in pages:
                         pdf.savefig(page)
             else:
@@ -120,7 +147,8 @@ def _stacked_png(plt, pages, path: Path) -> None:
         canvas = FigureCanvasAgg(page)
         canvas.draw()
         arrays.append(np.asarray(canvas.buffer_rgba()))
-    plt.imsave(path, np.concatenate(arrays, axis=0), pil_kwargs={"compress_level": 1})  # a larger file, encoded ×5 faster
+    plt.imsave(path, np.concatenate(arrays, axis=0), format="png", metadata={"Software": REPORT_CREATOR},
+               pil_kwargs={"compress_level": 1})  # a larger file, encoded ×5 faster
 
 
 def _header(page, result: dict, title: str) -> None:

@@ -11,6 +11,7 @@ from HEROVisionLib.cli import main
 from HEROVisionLib.errors import InputError
 from HEROVisionLib.predict import parse_shard, predict_cohort, write_untrained_models
 from HEROVisionLib.io.images import write_text_atomic
+from HEROVisionLib.io.output_folder import MARKER, claim_output_folder
 from HEROVisionLib.predict.batch import _publish, collect_table, shard_case_ids
 from HEROVisionLib.predict.outputs import table_text
 from HEROVisionLib.predict.result import error_row
@@ -47,7 +48,7 @@ def test_a_corrupt_case_is_reported_and_the_others_finish_then_resume_skips_them
     assert "A0002" in table.loc["A0002", "error"] and "no usable image" in table.loc["A0002", "error"]
     assert (out / "A0001" / "attention_ta_t2wi.nrrd").is_file() and (out / "A0003" / "ivim_D.nrrd").is_file()
     assert pd.read_csv(out / "results.csv", dtype={"case_id": str})["case_id"].tolist() == ["A0001", "A0002", "A0003"]
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no partial folders left
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == [MARKER]  # no partial folders left
 
     finished = {case: (out / case / "results.csv").stat().st_mtime_ns for case in ("A0001", "A0003")}
     failed_before = (out / "A0002" / "results.csv").stat().st_mtime_ns
@@ -77,8 +78,10 @@ def test_a_case_whose_advice_fails_keeps_its_prediction(small_cohort, models_fol
 def test_the_merged_table_reads_again_the_cases_another_shard_rewrote(tmp_path):
     """The batch keeps the case tables it read; a case folder replaced since (a shard or a resumed run
     on the same folder) must be read again, a new one added, a removed one dropped."""
+    owner = claim_output_folder(tmp_path, "batch")
+
     def publish(case_id, message):
-        _publish(tmp_path, case_id, lambda folder: write_text_atomic(table_text([error_row(case_id, message)]),
+        _publish(owner, case_id, lambda folder: write_text_atomic(table_text([error_row(case_id, message)]),
                                                                      folder / "results.csv"))
 
     for case_id in ("A0001", "A0002", "A0003"):

@@ -116,7 +116,7 @@ def test_the_command_writes_balanced_matching_subgroups_and_figures(phantom_pati
     cohort.to_csv(tmp_path / "cohort.csv", index=False)
     truth.to_csv(tmp_path / "truth.csv", index=False)
     out = tmp_path / "analysis"
-    assert main(["cohort-analysis", str(tmp_path / "results.csv"), "--cohort", str(tmp_path), "--out", str(out),
+    assert main(["cohort-analysis", str(tmp_path / "results.csv"), "--cohort", str(tmp_path / "cohort.csv"), "--out", str(out),
                  "--truth", str(tmp_path / "truth.csv")]) == 0
     summary = json.loads((out / "summary.json").read_text())
     matching = summary["propensity_matching"]
@@ -148,7 +148,7 @@ def test_unreadable_or_duplicated_tables_are_named(phantom_patients, tmp_path):
     _results(truth).to_csv(tmp_path / "results.csv", index=False)
     pd.concat([cohort, cohort.iloc[:1]]).to_csv(tmp_path / "cohort.csv", index=False)
     with pytest.raises(InputError, match=r"cohort.csv: duplicate case_id\(s\) \['A0001'\]"):
-        analyse_cohort(tmp_path / "results.csv", tmp_path, tmp_path / "out")
+        analyse_cohort(tmp_path / "results.csv", tmp_path / "cohort.csv", tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 

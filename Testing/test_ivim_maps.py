@@ -13,6 +13,7 @@ import SimpleITK as sitk
 from HEROVisionLib.cli import main
 from HEROVisionLib.errors import InputError
 from HEROVisionLib.io.case import Case
+from HEROVisionLib.io.output_folder import MARKER
 from HEROVisionLib.io.diffusion import write_diffusion_series
 from HEROVisionLib.io.geometry import labels_present, same_grid
 from HEROVisionLib.ivim import MAP_NAMES, fit_full, fit_series, roi_statistics
@@ -129,7 +130,8 @@ def test_ivim_command_on_a_case_folder(phantom_cohort, tmp_path, capsys):
     assert list(table.columns) == ["label", "parameter", "count", "mean", "median", "sd", "p10", "p90", "flagged"]
     tumour_voxels = int((sitk.GetArrayViewFromImage(roi) == 1).sum())
     assert table.query("label == 1 and parameter == 'D'")["count"].item() == tumour_voxels
-    assert sorted(p.name for p in out.iterdir()) == sorted([f"ivim_{n}.nrrd" for n in MAP_NAMES] + ["ivim_statistics.csv"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([f"ivim_{n}.nrrd" for n in MAP_NAMES]
+                                                           + ["ivim_statistics.csv", MARKER])
     assert "Statistics per label" in capsys.readouterr().out
 
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from HEROVisionLib.errors import InputError
-from HEROVisionLib.models.ivim_net import IVIMFeatureNet
-from HEROVisionLib.models.package import (MANIFEST_FILE, METADATA_FILE, WEIGHTS_FILE, ModelPackage, build_metadata,
-                                          load_package, save_package)
+from HEROVisionLib.models.ivim_net import EarlyRecurrenceHead, IVIMFeatureNet
+from HEROVisionLib.models.package import MANIFEST_FILE, METADATA_FILE, WEIGHTS_FILE, load_package, save_package
+from HEROVisionLib.predict.inputs import IVIM_PREPROCESSING
+from HEROVisionLib.predict.models import early_recurrence_package
 
 SMALL = dict(crop_size=16, patch_size=8, hidden_size=32, mlp_dim=64, num_layers=1, num_heads=2)
 
@@ -18,10 +19,10 @@ SMALL = dict(crop_size=16, patch_size=8, hidden_size=32, mlp_dim=64, num_layers=
 def _package(tmp_path, seed=0):
     torch.manual_seed(seed)
     network = IVIMFeatureNet(**SMALL)
-    metadata = build_metadata(network, name="test_ivim", version="0.0.1", task="early recurrence", description="test",
-                              inputs={"bvalues": {"type": "image"}}, outputs={"probability": {"type": "probability"}},
-                              herovision={"kind": "early_recurrence", "trained": False})
-    return save_package(ModelPackage(network, metadata), tmp_path / "package"), network
+    head = EarlyRecurrenceHead.untrained(network.feature_count, seed=seed)
+    package = early_recurrence_package(network, head, trained=False, version="0.0.1", description="test",
+                                       preprocessing=dict(IVIM_PREPROCESSING, crop_size=SMALL["crop_size"]))
+    return save_package(package, tmp_path / "package"), network
 
 
 def _rewrite(folder, name, content: bytes):

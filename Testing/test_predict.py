@@ -76,7 +76,7 @@ def test_the_same_case_twice_gives_identical_numbers(phantom_cohort, models):
 def test_a_missing_modality_is_reported_and_the_rest_is_used(phantom_cohort, models, tmp_path):
     case = _copy_case(phantom_cohort, tmp_path)
     (case.folder / "us.nrrd").unlink()
-    (case.folder / "ceus.times").write_text("1 2 3\n")  # CEUS present but without usable phases
+    (case.folder / "ceus.times").write_text(" ".join(str(t) for t in range(150, 270, 10)) + "\n")  # late frames only
     result = predict_case(case, models, "cpu")
     assert set(result.inputs_missing) == {"us", "ceus"}
     assert "no frame in the arterial phase" in result.inputs_missing["ceus"]

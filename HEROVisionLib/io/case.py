@@ -41,7 +41,7 @@ def check_case_id(case_id, source) -> str:
     """``case_id`` as text if it is a plain name (:data:`CASE_ID_PATTERN`, no ``..``); else an error
     naming ``source``. No separator, ``..``, absolute path or control character can pass, so a case
     id can never point outside the folder it is joined to."""
-    text = "" if case_id is None else str(case_id)
+    text = case_id if isinstance(case_id, str) else ""  # a blank cell reads as NaN
     if not CASE_ID_PATTERN.fullmatch(text) or ".." in text:
         raise InputError(source, f"case id {text!r} is not a plain name (letters, digits, '_', '.', '+', '-', "
                                  "inner spaces; no path separators or '..')")

@@ -132,3 +132,13 @@ def resample_labels(roi: sitk.Image, reference: sitk.Image) -> sitk.Image:
     out = sitk.GetImageFromArray(result)
     out.CopyInformation(reference)
     return out
+
+
+def check_roi_contrast(image: sitk.Image, roi: sitk.Image, source) -> None:
+    """Refuse an image (any frame count) whose voxels inside the ROI all hold one value: a constant,
+    blank or background-only image carries nothing a model could read as a tumour."""
+    inside = sitk.GetArrayViewFromImage(roi) > 0
+    values = sitk.GetArrayViewFromImage(image)[inside]
+    if values.size and values.min() == values.max():
+        raise InputError(source, f"no contrast inside the ROI (every voxel there is {float(values.flat[0]):g}): "
+                                 "a constant or blank image")

@@ -101,7 +101,7 @@ def _read_nifti(path: Path) -> sitk.Image:
 
     raw = _nifti_bytes(path)
     if len(raw) < 4:
-        raise InputError(path, "not a NIfTI file (shorter than its header)")
+        raise InputError(path, "cannot be read as an image: empty, or shorter than a NIfTI header")
     header_size = {struct.unpack("<i", raw[:4])[0], struct.unpack(">i", raw[:4])[0]}
     kind = nibabel.Nifti2Image if 540 in header_size else nibabel.Nifti1Image
     try:
@@ -155,7 +155,7 @@ def _check_nifti_header(header, path: Path) -> None:
 
 def _dicom_identity(reader: sitk.ImageFileReader) -> tuple[str, str, str]:
     """(patient id, study UID, series UID) of a DICOM file whose header ``reader`` has read."""
-    return tuple(reader.GetMetaData(tag).strip() if reader.HasMetaDataKey(tag) else "?"
+    return tuple(reader.GetMetaData(tag).strip(" \x00") if reader.HasMetaDataKey(tag) else "?"
                  for tag in ("0010|0020", "0020|000d", "0020|000e"))
 
 
@@ -164,7 +164,7 @@ def dicom_headers(folder: Path) -> list[tuple[Path, sitk.ImageFileReader]]:
     files skipped), all of one patient, study and series: a folder that mixes them is refused naming
     what it found."""
     found = []
-    identities: dict[str, set] = {"patients": set(), "studies": set(), "series": set()}
+    identities: dict[str, set] = {"patient": set(), "study": set(), "series": set()}
     for file in sorted(p for p in folder.iterdir() if p.is_file()):
         reader = sitk.ImageFileReader()
         reader.LoadPrivateTagsOn()
@@ -181,7 +181,7 @@ def dicom_headers(folder: Path) -> list[tuple[Path, sitk.ImageFileReader]]:
     mixed = {key: sorted(values) for key, values in identities.items() if len(values) > 1}
     if mixed:
         raise InputError(folder, "holds more than one " + "; ".join(
-            f"{key[:-1] if key != 'series' else 'series'} ({len(v)}: {', '.join(v[:4])})" for key, v in mixed.items())
+            f"{key} ({len(v)}: {', '.join(v[:4])})" for key, v in mixed.items())
             + ": put each series of one patient in its own folder")
     return found
 
@@ -318,7 +318,8 @@ def frame_array(vector: sitk.Image) -> np.ndarray:
     return np.moveaxis(sitk.GetArrayFromImage(vector), -1, 0).astype(np.float32, copy=False)
 
 
-def _atomic_target(path: Path) -> Path:
+def atomic_target(path: Path) -> Path:
+    """A new, uniquely named file beside ``path`` to write into and then rename onto it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=compound_suffix(path), dir=path.parent)
     os.close(handle)
@@ -335,7 +336,7 @@ def _umask() -> int:
 def write_image(image: sitk.Image, path, *, compress: bool = True) -> Path:
     """Write an image atomically. A one-slice volume is written as it is (3-D)."""
     path = Path(path)
-    partial = _atomic_target(path)
+    partial = atomic_target(path)
     try:
         sitk.WriteImage(image, str(partial), compress)
         os.replace(partial, path)
@@ -352,7 +353,7 @@ def write_multiframe(vector: sitk.Image, path) -> Path:
 def write_text_atomic(text: str, path) -> Path:
     """Write a small text file (b-values, frame times, CSV) atomically."""
     path = Path(path)
-    partial = _atomic_target(path)
+    partial = atomic_target(path)
     try:
         partial.write_text(text, encoding="utf-8")
         os.replace(partial, path)

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,8 @@ from torch import nn
 from .. import __version__
 from ..devices import resolve_device
 from ..errors import InputError
+from ..io.output_folder import refuse_overlap
+from .package_schema import check_metadata
 
 #: Package format (major, minor): a reader accepts its own major and any minor.
 PACKAGE_FORMAT = (1, 0)
@@ -116,15 +119,42 @@ def _version_of(package: str) -> str:
     return version(package)
 
 
-def save_package(package: ModelPackage, folder) -> Path:
-    """Write ``package`` as a complete, checksummed folder (replacing an older one atomically)."""
-    folder = Path(folder)
-    partial = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    (partial / "configs").mkdir(parents=True)
-    (partial / "models").mkdir()
-    (partial / "docs").mkdir()
+def _holds_only_a_package(folder: Path) -> bool:
+    """Whether every entry of ``folder`` is a file its manifest lists (or the manifest, or their
+    folders), with no symbolic link: such a folder may be replaced by a newer package."""
+    manifest = folder / MANIFEST_FILE
+    if not manifest.is_file() or manifest.is_symlink():
+        return False
     try:
+        listed = {line.partition("  ")[2] for line in manifest.read_text(encoding="utf-8").splitlines()}
+    except (OSError, UnicodeDecodeError):
+        return False
+    allowed = listed | {MANIFEST_FILE} | {str(Path(name).parent) for name in listed}
+    return all(not entry.is_symlink() and str(entry.relative_to(folder)) in allowed for entry in folder.rglob("*"))
+
+
+def check_package_destination(folder, inputs=()) -> Path:
+    """The resolved folder a package may be written to: a new one, or a HEROVision package holding
+    nothing else (replaced whole); never an input, inside one, or holding one."""
+    shown = Path(folder)
+    target = shown.expanduser().resolve()
+    refuse_overlap(target, inputs, shown)
+    if target.exists() and not (target.is_dir() and _holds_only_a_package(target)):
+        raise InputError(shown, "exists and is not a HEROVision model package holding only its own files: "
+                                "give a new folder (a package replaces only an older package)")
+    return target
+
+
+def save_package(package: ModelPackage, folder) -> Path:
+    """Write ``package`` as a complete, checksummed folder (replacing an older package atomically;
+    :func:`check_package_destination` says what may be replaced)."""
+    folder = check_package_destination(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
+    partial.chmod(0o755)  # mkdtemp's 0700 would make the package private to its writer
+    try:
+        for name in ("configs", "models", "docs"):
+            (partial / name).mkdir()
         state = {key: value.detach().cpu().contiguous() for key, value in package.network.state_dict().items()}
         save_file(state, str(partial / WEIGHTS_FILE), metadata={"format": "pt"})
         metadata_text = json.dumps(_json_safe(package.metadata), indent=2, allow_nan=False) + "\n"
@@ -133,15 +163,24 @@ def save_package(package: ModelPackage, folder) -> Path:
         (partial / LICENSE_FILE).write_text(LICENSE_TEXT, encoding="utf-8")
         lines = [f"{_sha256(partial / name)}  {name}" for name in sorted(REQUIRED_FILES)]
         (partial / MANIFEST_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
-        old = folder.with_name(f".{folder.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(partial, folder)
-        shutil.rmtree(old, ignore_errors=True)
+        _swap_in(partial, folder)
     finally:
-        shutil.rmtree(partial, ignore_errors=True)
+        if partial.is_dir():  # made by this run, under a name no one else uses
+            shutil.rmtree(partial)
     return folder
+
+
+def _swap_in(partial: Path, folder: Path) -> None:
+    """Put the finished package in place; an older package there (checked again now: nothing but its
+    own files) is moved aside under a fresh name and then deleted."""
+    if not folder.exists():
+        os.replace(partial, folder)
+        return
+    check_package_destination(folder)
+    old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".old", dir=folder.parent))
+    os.replace(folder, old)  # onto the fresh empty folder
+    os.replace(partial, folder)
+    shutil.rmtree(old)
 
 
 def _json_safe(value):
@@ -164,24 +203,25 @@ def _sha256(path: Path) -> str:
 
 
 def verify_package(folder) -> dict:
-    """Check the manifest and the format version; return the metadata. Raises :class:`InputError`."""
+    """Check that the package is a closed box (no symbolic link, nothing listed outside it), its
+    manifest, the format version and the metadata's schema; return the metadata. Raises
+    :class:`InputError`."""
     folder = Path(folder)
     manifest = folder / MANIFEST_FILE
     if not folder.is_dir():
         raise InputError(folder, "model package not found (expected a folder)")
     if not manifest.is_file():
         raise InputError(folder, f"not a HEROVision model package: {MANIFEST_FILE} is missing")
-    listed = {}
-    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
-        digest, _, name = line.partition("  ")
-        if len(digest) != 64 or not name or Path(name).is_absolute() or ".." in Path(name).parts:
-            raise InputError(manifest, f"line {number} is not '<sha256>  <relative path>'")
-        listed[name] = digest
-    missing = [name for name in REQUIRED_FILES if name not in listed]
-    if missing:
-        raise InputError(manifest, f"does not list {', '.join(missing)}")
+    links = [str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_symlink()]
+    if links:
+        raise InputError(folder, f"holds symbolic link(s) {', '.join(sorted(links))}: a package must hold its own "
+                                 "files; refusing to load it")
+    listed = _read_manifest(manifest)
+    root = folder.resolve()
     for name, digest in listed.items():
         path = folder / name
+        if root not in path.resolve().parents:
+            raise InputError(manifest, f"lists {name}, which lies outside the package; refusing to load it")
         if not path.is_file():
             raise InputError(path, "listed in the package manifest but missing")
         if _sha256(path) != digest:
@@ -189,7 +229,27 @@ def verify_package(folder) -> dict:
                                    "was made; refusing to load it")
     metadata = _read_metadata(folder / METADATA_FILE)
     _check_format(metadata, folder)
+    check_metadata(metadata, folder / METADATA_FILE)
     return metadata
+
+
+def _read_manifest(manifest: Path) -> dict[str, str]:
+    """Relative path → SHA-256 of every file the manifest lists (all of :data:`REQUIRED_FILES`)."""
+    try:
+        lines = manifest.read_bytes().decode("utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise InputError(manifest, "is not UTF-8 text: not a manifest HEROVision wrote") from None
+    listed = {}
+    for number, line in enumerate(lines, 1):
+        digest, _, name = line.partition("  ")
+        if (len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest) or not name
+                or Path(name).is_absolute() or ".." in Path(name).parts or any(ord(c) < 32 for c in name)):
+            raise InputError(manifest, f"line {number} is not '<sha256>  <relative path>'")
+        listed[name] = digest
+    missing = [name for name in REQUIRED_FILES if name not in listed]
+    if missing:
+        raise InputError(manifest, f"does not list {', '.join(missing)}")
+    return listed
 
 
 def _read_metadata(path: Path) -> dict:
@@ -228,7 +288,7 @@ def load_package(folder, device="cpu") -> ModelPackage:
                                                  f"this HEROVision knows {', '.join(known)}")
     try:
         network = known[architecture["name"]].from_config(architecture.get("config", {}))
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, RuntimeError, AssertionError) as error:
         raise InputError(folder / METADATA_FILE, f"architecture settings not usable: {error}") from None
     try:
         state = load_file(str(folder / WEIGHTS_FILE), device="cpu")

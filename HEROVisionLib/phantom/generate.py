@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from ..io.case import COHORT_COLUMNS
 from ..io.diffusion import DiffusionSeries, write_diffusion_series
 from ..io.images import frames_to_vector, write_image, write_multiframe, write_text_atomic
 from ..io.measure import largest_axial_diameter_cm
+from ..io.output_folder import OutputFolder, claim_output_folder, remove_within
 from .anatomy import draw_anatomy, draw_fields
 from .latents import Outcome, Patient, draw_outcome, draw_patient
 from .profiles import PROFILES, Grid, Profile
@@ -131,12 +131,14 @@ def generate_case(seed: int, index: int, profile: Profile | str = "A") -> Phanto
     return PhantomCase(case_id(profile, index), profile, patient, outcome, images, profile.bvalues)
 
 
-def write_case(case: PhantomCase, cohort_folder) -> Path:
-    """Write a case folder atomically (temporary folder, then rename)."""
-    final = Path(cohort_folder) / case.case_id
-    partial = Path(cohort_folder) / f".{case.case_id}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+def write_case(case: PhantomCase, cohort_folder: OutputFolder | Path | str) -> Path:
+    """Write a case folder atomically (temporary folder, then rename) into a cohort folder claimed
+    for ``herovision phantom`` (claimed here when given as a path)."""
+    owner = cohort_folder if isinstance(cohort_folder, OutputFolder) else claim_output_folder(cohort_folder, "phantom")
+    final = owner.path / case.case_id
+    partial = owner.path / f".{case.case_id}.partial"
+    remove_within(partial, owner)
+    partial.mkdir()
     images = case.images
     write_diffusion_series(DiffusionSeries(images["ivim"], case.bvalues, case.case_id), partial / "ivim.nii.gz")
     for name in ("ivim_roi", "t2wi", "t2wi_roi", "dwi", "dwi_roi", "ceus_roi"):
@@ -145,7 +147,7 @@ def write_case(case: PhantomCase, cohort_folder) -> Path:
         write_image(images[name], partial / f"{name}.nrrd")
     write_multiframe(images["ceus"], partial / "ceus.nii.gz")
     write_text_atomic(" ".join(f"{t:g}" for t in case.profile.ceus_times_s) + "\n", partial / "ceus.times")
-    shutil.rmtree(final, ignore_errors=True)
+    remove_within(final, owner)
     os.replace(partial, final)
     return final
 
@@ -172,9 +174,9 @@ def generate_cohort(n: int, seed: int, out, profile: str = "A", workers: int | N
         raise InputError("--profile", f"unknown acquisition profile {profile!r}; known: {', '.join(PROFILES)}")
     if n < 1:
         raise InputError("--n", f"the cohort needs at least one case, got {n}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    jobs = [(seed, i, profile, out) for i in range(1, n + 1)]
+    owner = claim_output_folder(out, "phantom")
+    out = owner.path
+    jobs = [(seed, i, profile, owner) for i in range(1, n + 1)]
     workers = workers or min(len(jobs), os.cpu_count() or 1)
     rows = []
     from tqdm import tqdm

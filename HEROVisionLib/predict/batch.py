@@ -11,7 +11,6 @@ whose row says ``ok`` and retries the others.
 from __future__ import annotations
 
 import os
-import shutil
 import traceback
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pandas as pd
 from ..errors import HEROVisionError, InputError
 from ..io.case import Cohort
 from ..io.images import write_text_atomic
+from ..io.output_folder import OutputFolder, output_folder, remove_within
 from .case import predict_case
 from .models import ModelSet
 from .outputs import table_text, write_case_outputs
@@ -53,17 +53,18 @@ def _finished(folder: Path) -> bool:
     return status is not None and list(status) == ["ok"]
 
 
-def _publish(out: Path, case_id: str, write) -> None:
-    partial = out / f".{case_id}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+def _publish(out: OutputFolder, case_id: str, write) -> None:
+    """Write a case's folder under a temporary name, then put it in place of an earlier run's."""
+    partial = out.path / f".{case_id}.partial"
+    remove_within(partial, out)
+    partial.mkdir()
     try:
         write(partial)
-        final = out / case_id
-        shutil.rmtree(final, ignore_errors=True)
+        final = out.path / case_id
+        remove_within(final, out)
         os.replace(partial, final)
     finally:
-        shutil.rmtree(partial, ignore_errors=True)
+        remove_within(partial, out)
 
 
 def collect_table(out: Path, known: dict | None = None) -> pd.DataFrame:
@@ -93,22 +94,21 @@ def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume
     from tqdm import tqdm
 
     cohort = Cohort(cohort_folder, strict=False)  # a case with a bad row fails alone
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     case_ids = shard_case_ids([str(c) for c in cohort.case_ids], shard)
-    todo = [c for c in case_ids if not (resume and _finished(out / c))]
     known = {}  # the case tables already read, for the merges after each case
-    for case_id in tqdm(todo, desc="cases", unit="case", disable=not progress):
-        try:
-            case = cohort.case(case_id)
-            result = predict_case(case, models, device)
-            advised = _advice_or_warning(advice, case, result)
-            _publish(out, case_id, lambda folder: write_case_outputs(result, folder, advised))
-        except Exception as error:  # noqa: BLE001 — one bad case must never stop the batch
-            row = error_row(case_id, _describe(error))
-            _publish(out, case_id, lambda folder: write_text_atomic(table_text([row]), folder / CASE_TABLE))
-        _write_merged_table(out, known)
-    return _write_merged_table(out, known)
+    with output_folder(out, "batch", inputs=(cohort.folder, *models.paths)) as owner:
+        todo = [c for c in case_ids if not (resume and _finished(owner.path / c))]
+        for case_id in tqdm(todo, desc="cases", unit="case", disable=not progress):
+            try:
+                case = cohort.case(case_id)
+                result = predict_case(case, models, device)
+                advised = _advice_or_warning(advice, case, result)
+                _publish(owner, case_id, lambda folder: write_case_outputs(result, folder, advised))
+            except Exception as error:  # noqa: BLE001 — one bad case must never stop the batch
+                row = error_row(case_id, _describe(error))
+                _publish(owner, case_id, lambda folder: write_text_atomic(table_text([row]), folder / CASE_TABLE))
+            _write_merged_table(owner.path, known)
+        return _write_merged_table(owner.path, known)
 
 
 def _advice_or_warning(advice, case, result) -> dict | None:

@@ -56,7 +56,7 @@ def predict_case(case: Case, models: ModelSet, device="cpu", overlays: bool = Tr
     as each of :data:`STAGES` begins."""
     device = resolve_device(device)
     result = PredictionResult(case.case_id, device=str(device), model_versions=models.versions(),
-                              case_folder=str(case.folder) if isinstance(case, Case) else "",
+                              case_folder=str(case.folder.resolve()) if isinstance(case, Case) else "",
                               models_trained=models.trained)
     if not models.trained:
         result.warnings.append("untrained placeholder models: the numbers are meaningless")

@@ -24,6 +24,7 @@ from ..errors import HEROVisionError, InputError
 from ..io.case import Case
 from ..io.crops import Crop, select_phase_frames, slice_crops, voi_crop
 from ..io.diffusion import DiffusionSeries
+from ..io.geometry import check_roi_contrast
 from ..io.images import vector_to_frames
 from ..io.measure import largest_axial_diameter_cm
 from ..ivim import fit_series, roi_statistics
@@ -82,17 +83,20 @@ def _modality_crops(case: Case, modality: str, size: int) -> tuple[list[Crop], s
     if modality in ("t2wi", "dwi"):
         image = case.load_image(modality)
         roi = case.load_roi(modality, image)
+        check_roi_contrast(image, roi, case.image_path(modality))
         return slice_crops(image, roi, size=size, neighbours=1, source=case.image_path(modality),
                            roi_source=roi_path), image, roi
     if modality == "us":
         image = case.load_image("us")
         roi = case.load_roi("us", image)
+        check_roi_contrast(image, roi, case.image_path("us"))
         crops = [slice_crops(image, roi, size=size, neighbours=0, margin=margin, source=case.image_path("us"),
                              roi_source=roi_path)[0] for margin in US_MARGINS]
         return crops, image, roi
     series = case.load_image("ceus")
     frames = vector_to_frames(series)
     roi = case.load_roi("ceus", frames[0])
+    check_roi_contrast(series, roi, case.image_path("ceus"))
     phases = select_phase_frames(case.load_ceus_times(series), source=case.frame_times_source)
     crops = [slice_crops(frames[index], roi, size=size, neighbours=0, source=case.image_path("ceus"),
                          roi_source=roi_path)[0] for index in phases.values()]
@@ -142,6 +146,7 @@ def ivim_inputs(case: Case, settings: dict = IVIM_PREPROCESSING, device="cpu") -
     b0_index = int(np.argmin(series.bvalues))
     b0 = vector_to_frames(series.image)[b0_index]
     roi = case.load_roi("ivim", b0)
+    check_roi_contrast(series.image, roi, series.source)
     crop = voi_crop(series.image, roi, size=crop_size, spacing_mm=spacing_mm, source=series.source,
                     roi_source=case.roi_path("ivim"))
     footprint = _footprint(b0, crop.image)

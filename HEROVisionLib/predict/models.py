@@ -49,6 +49,11 @@ class ModelSet:
         """Any model trained on a synthetic (phantom) cohort."""
         return any(package.herovision.get("training_cohort", {}).get("synthetic") for _, package in self.items())
 
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """The packages' folders (inputs an output must keep clear of)."""
+        return tuple(package.path for _, package in self.items() if package.path is not None)
+
     def versions(self) -> dict[str, str]:
         return {key: f"{package.name} {package.version}" for key, package in self.items()}
 

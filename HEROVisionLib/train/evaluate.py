@@ -27,6 +27,7 @@ from ..devices import resolve_device
 from ..errors import InputError
 from ..io.case import Cohort, read_case_table
 from ..io.images import staged_outputs, write_text_atomic
+from ..io.output_folder import output_folder
 from ..models.ivim_net import EarlyRecurrenceHead
 from ..models.package import ModelPackage, load_package, save_package
 from ..plots import figure as _figure
@@ -54,8 +55,15 @@ def evaluate_package(package_path, cohort_folder, out, *, device="cpu", n_boot: 
     """Metrics (also written to ``out``: metrics.json, metrics.csv, PNG plots); ``record`` stores them,
     with ``command``, in the package."""
     device = resolve_device(device)
-    package = load_package(package_path, device)
-    cohort = Cohort(cohort_folder)
+    with output_folder(out, "evaluate", inputs=(package_path, cohort_folder)) as claimed:
+        package = load_package(package_path, device)
+        metrics = _evaluate(package, Cohort(cohort_folder), claimed.path, device, n_boot, seed, workers, progress)
+    if record:
+        _record(package, metrics, command)
+    return metrics
+
+
+def _evaluate(package: ModelPackage, cohort, out: Path, device, n_boot, seed, workers, progress) -> dict:
     kind = package.herovision["kind"]
     with staged_outputs(out) as stage:
         if kind == "survival":
@@ -63,14 +71,12 @@ def evaluate_package(package_path, cohort_folder, out, *, device="cpu", n_boot: 
         elif kind == "early_recurrence":
             metrics = _evaluate_early_recurrence(package, cohort, stage, device, workers, progress)
         else:
-            raise InputError(package_path, f"cannot evaluate a package of kind {kind!r}")
+            raise InputError(package.path, f"cannot evaluate a package of kind {kind!r}")
         metrics = {"package": f"{package.name} {package.version}", "cohort": cohort.folder.name, **metrics}
         write_text_atomic(json.dumps(metrics, indent=2, default=float) + "\n", stage / "metrics.json")
         flat = pd.json_normalize(metrics, sep=".").T.reset_index()
         flat.columns = ["metric", "value"]
         write_text_atomic(flat.to_csv(index=False), stage / "metrics.csv")
-    if record:
-        _record(package, metrics, command)
     return metrics
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 from ..devices import resolve_device
 from ..errors import InputError
 from ..io.case import Cohort
-from ..models.package import save_package
+from ..io.output_folder import output_folder
+from ..models.package import check_package_destination, save_package
 from ..predict.inputs import IVIM_PREPROCESSING
 from .data import TASKS, prepare, split
 from .early_recurrence import (EarlyRecurrenceConfig, early_recurrence_model_package, train_feature_network)
@@ -51,9 +52,19 @@ def train_task(task: str, cohort_folder, out, *, preset: str = "default", split_
     device = resolve_device(device)
     started = time.perf_counter()
     cohort = Cohort(cohort_folder)
-    out = Path(out)
-    log_folder = out.with_name(out.name + "-training")
+    out = check_package_destination(out, inputs=(cohort.folder,))  # before any work
     overrides = dict(seed=seed, **({"epochs": epochs} if epochs else {}))
+    with output_folder(out.with_name(out.name + "-training"), "train", inputs=(cohort.folder,)) as log:
+        package = _train(task, cohort, preset, overrides, split_how, device, workers, progress, command, log.path)
+    if package is None:
+        return None
+    package.herovision["training"]["seconds"] = round(time.perf_counter() - started)
+    return save_package(package, out)
+
+
+def _train(task, cohort, preset, overrides, split_how, device, workers, progress, command, log_folder):
+    """The trained package (rank 0; None on the other processes of a distributed run)."""
+    seed = overrides["seed"]
     if TASKS[task]:
         config = SurvivalConfig(**{**PRESETS[preset]["survival"], **overrides})
         image_size = config.network.get("encoder", {}).get("image_size", 128)
@@ -81,9 +92,8 @@ def train_task(task: str, cohort_folder, out, *, preset: str = "default", split_
     if not distributed.main:
         return None
     package = build()
-    package.herovision["training"].update(seconds=round(time.perf_counter() - started), device=str(device),
-                                          processes=distributed.world)
-    return save_package(package, out)
+    package.herovision["training"].update(seconds=None, device=str(device), processes=distributed.world)  # seconds: by the caller
+    return package
 
 
 def _describe(cohort, data, training, validation, split_how, seed) -> dict:
