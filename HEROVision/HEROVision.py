@@ -556,8 +556,7 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
 
         folder = pathlib.Path(slicer.app.cachePath) / "HEROVision" / "phantom"
         caseFolder = folder / f"A{index:04d}"
-        if not caseFolder.is_dir():
-            folder.mkdir(parents=True, exist_ok=True)
+        if not caseFolder.is_dir():  # the cache's phantom folder is claimed (and made) by write_case
             caseFolder = write_case(generate_case(seed=seed, index=index), folder)
         inputs = self.loadCase(caseFolder)
         return [*inputs.ivim_volumes, *inputs.volumes.values(), inputs.segmentation]

@@ -19,13 +19,31 @@ DEMO_SEED = 2025
 BATCH_FAILED_CASES = 1
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error every HEROVision mistake gets (exit status 2)."""
+
+    def error(self, message):
+        self.exit(2, f"herovision: error: {self.prog}: {message}\n")
+
+
+def _count(text: str) -> int:
+    """argparse type: a whole number ≥ 1 (cases, processes, epochs, resamples)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def _add_phantom(commands):
     parser = commands.add_parser("phantom", help="generate a digital phantom cohort (PHANTOM.md)")
-    parser.add_argument("--n", type=int, required=True, help="number of cases")
+    parser.add_argument("--n", type=_count, required=True, help="number of cases")
     parser.add_argument("--seed", type=int, required=True, help="cohort seed (case i uses seed and i)")
     parser.add_argument("--out", type=Path, required=True, help="cohort folder to write")
     parser.add_argument("--profile", default="A", help="acquisition profile (default A)")
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--workers", type=_count, default=None, help="processes (default: all cores)")
     parser.set_defaults(run=_run_phantom)
 
 
@@ -271,7 +289,7 @@ def _run_batch(args) -> int:
 
 
 def _add_cohort_run_options(parser):
-    parser.add_argument("--workers", type=int, help="processes preparing the inputs (default: all cores)")
+    parser.add_argument("--workers", type=_count, help="processes preparing the inputs (default: all cores)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda …")
 
 
@@ -282,7 +300,7 @@ def _add_train(commands):
     parser.add_argument("--out", type=Path, required=True, help="model package folder to write")
     parser.add_argument("--preset", default="default", help="network size and schedule: default or tiny")
     parser.add_argument("--split", default="stratified", help="internal validation split: stratified or chronological")
-    parser.add_argument("--epochs", type=int, help="maximum epochs (default: the preset's)")
+    parser.add_argument("--epochs", type=_count, help="maximum epochs (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0)
     _add_cohort_run_options(parser)
     parser.set_defaults(run=_run_train)
@@ -304,7 +322,7 @@ def _add_evaluate(commands):
     parser.add_argument("--package", type=Path, required=True, help="model package folder")
     parser.add_argument("--cohort", type=Path, required=True, help="cohort folder (cohort.csv with outcomes)")
     parser.add_argument("--out", type=Path, required=True, help="folder for metrics.json, metrics.csv and PNG plots")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs (default 1000)")
+    parser.add_argument("--bootstrap", type=_count, default=1000, help="bootstrap resamples for CIs (default 1000)")
     parser.add_argument("--record", action="store_true", help="write the metrics into the package and its model card")
     _add_cohort_run_options(parser)
     parser.set_defaults(run=_run_evaluate)
@@ -409,7 +427,7 @@ def _demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="herovision", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="herovision", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"HEROVision {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_demo, _add_predict, _add_report, _add_batch, _add_scene, _add_cohort_analysis, _add_train,

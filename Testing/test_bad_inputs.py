@@ -566,3 +566,18 @@ def test_a_rerun_into_the_commands_own_folder_is_accepted(capsys, case, tmp_path
     assert (out / "ivim_D.nrrd").is_file() and json.loads((out / MARKER).read_text())["command"] == "ivim"
     refused(capsys, ["predict", case, "--out", out], watched=[out, case],
             message=r"was made by `herovision ivim`, not `herovision predict`")
+
+
+def test_a_prediction_made_from_a_relative_path_is_reported_from_anywhere(capsys, case, models, tmp_path,
+                                                                           monkeypatch):
+    monkeypatch.chdir(case.parent)
+    assert main(["predict", "A0001", "--out", "../prediction", "--models", str(models), "--advice-draws", "0",
+                 "--device", "cpu"]) == 0
+    assert json.loads((tmp_path / "prediction" / "results.json").read_text())["case_folder"] == str(case.resolve())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    for _ in range(2):  # the second replaces the report the first wrote
+        assert main(["report", "../prediction", "--out", "report.png", "--models", str(models)]) == 0
+    assert (elsewhere / "report.png").stat().st_size > 50_000
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["report.png"]
