@@ -20,9 +20,9 @@ def resolve_device(name="auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as error:
-        raise InputError("device", f"unknown device {name!r} ({error})") from None
+        raise InputError("--device", f"unknown device {name!r} ({error})") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError("device", f"{name}: CUDA is not available here (use --device cpu)")
+        raise InputError("--device", f"{name}: CUDA is not available here (use --device cpu)")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError("device", f"{name}: Apple MPS is not available here (use --device cpu)")
+        raise InputError("--device", f"{name}: Apple MPS is not available here (use --device cpu)")
     return device

@@ -27,7 +27,7 @@ from .errors import HEROVisionError, InputError
 from .io.case import Case
 from .io.crops import select_phase_frames
 from .io.geometry import same_grid
-from .io.images import atomic_target, vector_frame
+from .io.images import atomic_target, read_image, vector_frame
 from .io.output_folder import refuse_overlap
 from .plots import pyplot
 
@@ -47,16 +47,21 @@ REPORT_CREATOR = "HEROVision report"  # in the file's metadata: a later report m
 def render_report(prediction_folder, out, models=None, case_folder=None) -> Path:
     """Write the report of a case's prediction folder to ``out`` (``.pdf`` or ``.png``)."""
     prediction_folder = Path(prediction_folder)
-    result = _read_json(prediction_folder / "results.json")
-    advice = _read_json(prediction_folder / "advice.json") if (prediction_folder / "advice.json").is_file() else None
+    result = _read_json(prediction_folder / "results.json", "case_id")
+    advice = (_read_json(prediction_folder / "advice.json", "category")
+              if (prediction_folder / "advice.json").is_file() else None)
     folder = Path(case_folder) if case_folder else Path(result.get("case_folder") or "")
     if not str(folder) or not folder.is_dir():
         raise InputError(prediction_folder / "results.json",
                          f"the case's images are not at {str(folder)!r}: give the case folder (--case)")
     check_report_destination(out, inputs=(folder, models))
     shown = {overlay for *_, overlay, _ in PANELS} | {name for name, *_ in MAPS}
-    images = {path.stem: sitk.ReadImage(str(path)) for path in prediction_folder.glob("*.nrrd") if path.stem in shown}
-    return write_report(result, advice, Case(folder), images, out, models)
+    images = {path.stem: read_image(path) for path in prediction_folder.glob("*.nrrd") if path.stem in shown}
+    try:
+        return write_report(result, advice, Case(folder), images, out, models)
+    except (KeyError, TypeError, AttributeError) as error:  # a results.json edited by hand, or of another tool
+        raise InputError(prediction_folder / "results.json",
+                         f"is not a complete HEROVision prediction ({type(error).__name__}: {error})") from None
 
 
 def _is_report(path: Path) -> bool:
@@ -128,13 +133,17 @@ def _cyclic_gc_paused():
             gc.enable()
 
 
-def _read_json(path: Path) -> dict:
+def _read_json(path: Path, key: str) -> dict:
+    """A JSON object `herovision predict` wrote, recognised by ``key``."""
     if not path.is_file():
         raise InputError(path, "not found: give a folder written by `herovision predict`")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(path, f"not valid JSON ({error})") from None
+    if not isinstance(content, dict) or key not in content:
+        raise InputError(path, f"is not what `herovision predict` writes (a JSON object with a {key})")
+    return content
 
 
 def _stacked_png(plt, pages, path: Path) -> None:

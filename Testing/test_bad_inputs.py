@@ -213,6 +213,21 @@ def test_nan_and_infinite_voxels_are_refused_in_every_format(tmp_path, suffix, v
         read_image(path)
 
 
+@pytest.mark.parametrize("spacing", [b"0 0.8 3", b"-0.8 0.8 3", b"nan 0.8 3", b"0.8 x 3"])
+def test_a_metaimage_voxel_size_that_is_not_positive_is_refused(tmp_path, spacing):
+    """ITK would read a negative size as a flipped axis, and the ROI would then be blamed."""
+    from HEROVisionLib.errors import InputError
+    from HEROVisionLib.io.images import read_image
+
+    path = _image_in(".mha", tmp_path)
+    header, separator, data = path.read_bytes().partition(b"ElementDataFile = LOCAL\n")
+    lines = [b"ElementSpacing = " + spacing if line.startswith(b"ElementSpacing") else line
+             for line in header.split(b"\n")]
+    path.write_bytes(b"\n".join(lines) + separator + data)
+    with pytest.raises(InputError, match=r"t2wi\.mha: voxel size in the header must be positive"):
+        read_image(path)
+
+
 def test_a_sheared_nrrd_is_refused_naming_the_image_not_its_roi(tmp_path):
     from HEROVisionLib.errors import InputError
     from HEROVisionLib.io.images import read_image
@@ -423,7 +438,19 @@ OUT_CASES = {
                              r"lies inside the input"),
     "report as a text file": (lambda c, t: ["report", t / "prediction", "--out", t / "report.txt"],
                               r"must be a \.pdf or a \.png"),
+    "report of a folder that is not a prediction": (lambda c, t: ["report", c, "--out", t / "report.pdf"],
+                                                    r"A0001/results\.json: not found"),
+    "report of a results.json of another tool": (
+        lambda c, t: ["report", _foreign_results(t), "--out", t / "report.pdf"],
+        r"results\.json: is not what `herovision predict` writes"),
 }
+
+
+def _foreign_results(tmp_path: Path) -> Path:
+    folder = tmp_path / "other-tool"
+    folder.mkdir()
+    (folder / "results.json").write_text("[0.3, 0.7]")
+    return folder
 
 
 def _report_of_user(tmp_path: Path) -> Path:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import shutil
 import struct
@@ -59,6 +60,8 @@ def _sitk_read(path: Path) -> sitk.Image:
         elif compound_suffix(path) in (".nii", ".nii.gz"):
             image = _read_nifti(path)
         else:
+            if compound_suffix(path) in (".mha", ".mhd"):
+                _check_metaimage_header(path)
             image = sitk.ReadImage(str(path))
     except RuntimeError as error:
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
@@ -81,6 +84,23 @@ def check_geometry(image: sitk.Image, source) -> None:
     if not (np.all(np.isfinite(direction)) and np.allclose(direction.T @ direction, np.eye(dimension), atol=1e-4)):
         raise InputError(source, "the image's axes are not perpendicular unit vectors (a sheared or degenerate "
                                  "orientation in its header); resample it onto a regular grid first")
+
+
+def _check_metaimage_header(path: Path) -> None:
+    """A MetaImage voxel size must be positive: ITK reads a negative one as a flipped axis, which
+    would then be blamed on the ROI."""
+    with open(path, "rb") as handle:
+        for raw_line in handle:
+            key, _, value = raw_line.decode("latin-1").partition("=")
+            if key.strip() in ("ElementSpacing", "ElementSize"):
+                try:
+                    sizes = [float(v) for v in value.split()]
+                except ValueError:
+                    sizes = [math.nan]
+                if not all(math.isfinite(s) and s > 0 for s in sizes):
+                    raise InputError(path, f"voxel size in the header must be positive, found {value.strip()!r}")
+            if key.strip() == "ElementDataFile":
+                return
 
 
 def _nifti_bytes(path: Path) -> bytes:

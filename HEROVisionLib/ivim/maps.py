@@ -28,7 +28,7 @@ def fit_voxels(signal: np.ndarray, bvalues, method: str = "full", device="auto",
                chunk_size: int | None = None, progress: bool = False) -> dict[str, np.ndarray]:
     """Fit (N, B) signals chunk by chunk; returns one (N,) float32 array per map (flags uint8)."""
     if method not in METHODS:
-        raise InputError("method", f"unknown IVIM fit method {method!r}; expected one of {', '.join(METHODS)}")
+        raise InputError("--method", f"unknown IVIM fit method {method!r}; expected one of {', '.join(METHODS)}")
     device = resolve_device(device)
     fit = METHODS[method]
     chunk_size = chunk_size or DEFAULT_CHUNK.get(device.type, DEFAULT_CHUNK["cpu"])
