@@ -20,7 +20,7 @@ import SimpleITK as sitk
 import vtk
 
 from .errors import InputError
-from .io.crops import CEUS_PHASES
+from .io.ceus import CEUS_PHASES
 from .io.diffusion import DiffusionSeries, validate_bvalues
 from .io.geometry import same_grid
 from .io.images import frames_to_vector, staged_outputs
@@ -286,7 +286,7 @@ def scene_inputs_from_case(scene, case) -> SceneInputs:
     from each ROI's label 1 (the largest tumour), all in a patient/study of the subject hierarchy."""
     import slicer
 
-    from .io.crops import select_phase_frames
+    from .io.ceus import select_phase_frames
     from .io.images import vector_to_frames
 
     available = case.available

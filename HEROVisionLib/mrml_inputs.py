@@ -15,7 +15,7 @@ import re
 import SimpleITK as sitk
 
 from .errors import HEROVisionError, InputError
-from .io.crops import select_phase_frames
+from .io.ceus import select_phase_frames
 from .io.diffusion import validate_bvalues
 from .io.geometry import same_grid
 from .io.measure import largest_axial_diameter_cm, volume_ml

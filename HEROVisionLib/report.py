@@ -25,7 +25,7 @@ import SimpleITK as sitk
 
 from .errors import HEROVisionError, InputError
 from .io.case import Case
-from .io.crops import select_phase_frames
+from .io.ceus import select_phase_frames
 from .io.geometry import same_grid
 from .io.images import atomic_target, read_image, vector_frame
 from .io.output_folder import refuse_overlap

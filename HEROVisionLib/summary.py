@@ -13,7 +13,7 @@ import SimpleITK as sitk
 
 from .errors import HEROVisionError
 from .io.case import Case
-from .io.crops import select_phase_frames
+from .io.ceus import select_phase_frames
 from .io.measure import largest_axial_diameter_cm, volume_ml
 
 

@@ -24,7 +24,7 @@ Without a planned treatment, discordant groups favour the low-risk treatment (``
 The 2-year PFS come from each package's nomogram (risk score + clinical factors) when the
 case's clinical record allows, else from the image risk score alone. How firm the advice is comes
 from re-scoring: the images are perturbed as in training (small rotations, scaling, flips, contrast
-and gain; :mod:`HEROVisionLib.train.augment`) and both models re-scored; with nomograms, each
+and gain; :mod:`HEROVisionLib.transforms.augment`) and both models re-scored; with nomograms, each
 re-scoring is also drawn within each nomogram's estimation error (the standard error of its
 predicted log cumulative hazard: coefficients and baseline, as R's ``survfit.coxph``), which with a
 few hundred training patients per arm is the larger of the two. The share of re-scorings that keep
@@ -190,31 +190,38 @@ def _pfs_2y(models, scores: dict[str, np.ndarray], nomograms: bool, clinical: di
             for key in scores}
 
 
-def advise(case, result, models, planned: str | None = None, draws: int = 32, seed: int = 0,
-           device=None) -> TreatmentAdvice:
-    """The recommendation for a predicted case (``result`` of ``predict_case``), with its firmness
-    measured by ``draws`` test-time augmentations of the case's images (see module docstring), on
-    ``device`` (a name such as ``auto``, or by default the device the prediction ran on)."""
+def _perturbed(inputs, draws: int, seed: int) -> dict:
+    """``draws`` augmented variants of a case's survival inputs, stacked per modality (seeded)."""
     import torch
 
-    from .devices import resolve_device
-    from .predict.case import clinical_values, nomogram_log_hazard_se, survival_scores
-    from .predict.inputs import survival_inputs
-    from .train.augment import augment_survival_batch, modality_augmentation
+    from .transforms.augment import augment_survival_batch, modality_augmentation
 
-    device = resolve_device(result.device if device is None else device)
-    cross = cross_stratification(result)
-    recommendation = recommend(cross.groups["TA"], cross.groups["SR"], planned)
-    nomograms, clinical = cross.basis == "nomogram", clinical_values(result, case)
-    inputs = survival_inputs(case, models.ta.herovision["preprocessing"]["image_size"])
     transforms = {m: modality_augmentation(m) for m in inputs.images}
     variants = []
     for draw in range(draws):
         for k, transform in enumerate(transforms.values()):
             transform.set_random_state(seed * 7919 + draw * 31 + k)
         variants.append(augment_survival_batch({m: image[None] for m, image in inputs.images.items()}, transforms))
-    batch = {m: torch.cat([variant[m] for variant in variants]) for m in inputs.images}
-    drawn = {key: survival_scores(getattr(models, key), inputs, device, batch).numpy() for key in ("ta", "sr")}
+    return {m: torch.cat([variant[m] for variant in variants]) for m in inputs.images}
+
+
+def advise(case, result, models, planned: str | None = None, draws: int = 32, seed: int = 0,
+           device=None) -> TreatmentAdvice:
+    """The recommendation for a predicted case (``result`` of ``predict_case``), with its firmness
+    measured by ``draws`` test-time augmentations of the case's images (see module docstring), on
+    ``device`` (a name such as ``auto``, or by default the device the prediction ran on)."""
+    from .devices import resolve_device
+    from .predict.case import clinical_values, nomogram_log_hazard_se, survival_inputs_by_model, survival_scores
+
+    device = resolve_device(result.device if device is None else device)
+    cross = cross_stratification(result)
+    recommendation = recommend(cross.groups["TA"], cross.groups["SR"], planned)
+    nomograms, clinical = cross.basis == "nomogram", clinical_values(result, case)
+    inputs = result.survival_inputs or survival_inputs_by_model(case, models)  # a result read back has none
+    distinct = {id(built): built for built in inputs.values()}  # one set when the packages share preprocessing
+    batches = {key: _perturbed(built, draws, seed) for key, built in distinct.items()}
+    drawn = {key: survival_scores(getattr(models, key), inputs[key], device, batches[id(inputs[key])]).numpy()
+             for key in ("ta", "sr")}
     spread = None
     if nomograms:
         spread = {key.upper(): nomogram_log_hazard_se(getattr(models, key), result.survival[key].risk_score, clinical)

@@ -8,7 +8,8 @@ import SimpleITK as sitk
 
 from HEROVisionLib.errors import InputError
 from HEROVisionLib.io.case import Case, Cohort
-from HEROVisionLib.io.crops import select_phase_frames, slice_crops, voi_crop
+from HEROVisionLib.io.ceus import select_phase_frames
+from HEROVisionLib.transforms.crops import slice_crops, voi_crop
 from HEROVisionLib.io.diffusion import read_diffusion_series
 from HEROVisionLib.io.geometry import resample_labels, resample_roi_to
 from HEROVisionLib.io.images import frame_array, read_image, read_multiframe, write_image

@@ -9,12 +9,12 @@ import pytest
 import SimpleITK as sitk
 
 from HEROVisionLib.io.case import Case
-from HEROVisionLib.io.crops import slice_crops
+from HEROVisionLib.transforms.crops import slice_crops
 from HEROVisionLib.io.geometry import label_centroid, same_grid
 from HEROVisionLib.models.ivim_net import IVIM_MAP_CHANNELS
 from HEROVisionLib.predict import RESULT_COLUMNS, load_models, predict_case, write_untrained_models
-from HEROVisionLib.predict.inputs import IVIM_PREPROCESSING, ivim_inputs
-from HEROVisionLib.predict.overlays import overlay_on_source
+from HEROVisionLib.transforms.network_inputs import IVIM_PREPROCESSING, ivim_inputs
+from HEROVisionLib.transforms.overlays import overlay_on_source
 
 
 @pytest.fixture(scope="session")
@@ -183,3 +183,31 @@ def test_the_ivim_map_crops_hold_the_tumour_alone_unless_an_older_package_saw_th
     liver_d = legacy.maps[d_channel][~tumour].numpy()
     assert np.median(liver_d[liver_d > 0]) == pytest.approx(1.1, rel=0.25)  # liver D ≈ 1.1e-3 mm²/s, scaled ×10³
     np.testing.assert_array_equal(tumour_only.bvalues.numpy(), legacy.bvalues.numpy())
+
+
+def test_each_survival_model_is_scored_with_its_own_recorded_preprocessing(phantom_cohort, untrained_models, tmp_path):
+    """An SR package made for 32-pixel images beside a 128-pixel TA package: each gets its own
+    inputs (the SR network would refuse TA-sized images), and the TA result is unchanged by it."""
+    from HEROVisionLib.models.herovision_net import HEROVisionNet
+    from HEROVisionLib.models.package import save_package
+    from HEROVisionLib.predict.models import survival_package
+    from HEROVisionLib.transforms.network_inputs import SURVIVAL_PREPROCESSING
+
+    folder = shutil.copytree(untrained_models, tmp_path / "models")
+    small = dict(image_size=32, stem_channels=8, patch_grid=4, embed_dim=16, depth=1, num_heads=2, out_features=16)
+    preprocessing = dict(SURVIVAL_PREPROCESSING, image_size=32, us_margins=[0.5, 2.0], percentiles=[1.0, 99.0])
+    shutil.rmtree(folder / "HEROVision-SR")
+    save_package(survival_package(HEROVisionNet(encoder=small), "SR", trained=False, cutoff=0.0,
+                                  baseline_cumulative_hazard={12: 0.3, 24: 0.6, 36: 0.9}, version="0.0.0",
+                                  description="small", preprocessing=preprocessing), folder / "HEROVision-SR")
+    mixed, same = load_models(folder, "cpu"), load_models(untrained_models, "cpu")
+    case = Case(phantom_cohort / "A0003")
+    result = predict_case(case, mixed, "cpu")
+    assert {m: tuple(t.shape) for m, t in result.survival_inputs["sr"].images.items()} == {
+        "t2wi": (3, 32, 32), "dwi": (3, 32, 32), "us": (2, 32, 32), "ceus": (3, 32, 32)}
+    assert result.survival_inputs["ta"].images["t2wi"].shape == (3, 128, 128)
+    assert math.isfinite(result.survival["sr"].risk_score)
+    assert result.survival["ta"].risk_score == predict_case(case, same, "cpu").survival["ta"].risk_score
+    wide_us = result.survival_inputs["sr"].crops["us"][1].image.GetSpacing()[0]
+    narrow_us = result.survival_inputs["ta"].crops["us"][1].image.GetSpacing()[0]
+    assert wide_us * 32 > narrow_us * 128  # the SR package's 200 % context view reaches further than TA's 100 %

@@ -16,7 +16,7 @@ from HEROVisionLib.io.case import Cohort
 from HEROVisionLib.models.package import load_package
 from HEROVisionLib.predict import load_models, predict_case
 from HEROVisionLib.stats import harrell_c
-from HEROVisionLib.train.augment import augment_ivim_pair
+from HEROVisionLib.transforms.augment import augment_ivim_pair
 from HEROVisionLib.train.data import CohortTensors, split, task_cases
 from HEROVisionLib.train.loop import event_balanced_batches
 from HEROVisionLib.train.run import train_task

@@ -21,10 +21,9 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from ..transforms.network_inputs import MODALITY_IMAGES
 from .hovertrans import HoVerTransEncoder, attention_rollout, upsample_attention
 
-#: Images per modality, in the order of the network's inputs.
-MODALITY_IMAGES = {"t2wi": 3, "dwi": 3, "us": 2, "ceus": 3}
 _EMBEDDING_STD = 0.02
 
 

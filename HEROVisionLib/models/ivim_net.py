@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from monai.networks.nets import ViT
 from torch import nn
 
-#: Parametric-map channels of ViT-mDL, in order.
-IVIM_MAP_CHANNELS = ("ADC", "D", "Dstar", "f")
+from ..transforms.network_inputs import IVIM_MAP_CHANNELS
 
 
 class IVIMFeatureNet(nn.Module):

@@ -8,6 +8,7 @@ case without IVIM gets no early-recurrence probability, with a warning saying wh
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -24,9 +25,9 @@ from ..io.measure import largest_axial_diameter_cm, volume_ml
 from ..devices import resolve_device
 from ..models.ivim_net import EarlyRecurrenceHead
 from ..models.nomogram import Nomogram
-from .inputs import ivim_inputs, survival_inputs
+from ..transforms.network_inputs import ivim_inputs, survival_inputs
 from .models import HORIZONS_MONTHS, ModelSet
-from .overlays import overlay_on_source
+from ..transforms.overlays import overlay_on_source
 from .result import NomogramResult, PredictionResult, SurvivalResult
 
 
@@ -64,12 +65,13 @@ def predict_case(case: Case, models: ModelSet, device="cpu", overlays: bool = Tr
         result.warnings.append("demonstration models trained on synthetic phantom data: not for clinical use")
     stage = _stage_timer(result.timings, progress)
     with stage("survival inputs"):
-        inputs = survival_inputs(case, models.ta.herovision["preprocessing"]["image_size"])
+        result.survival_inputs = survival_inputs_by_model(case, models)
+    inputs = result.survival_inputs["ta"]
     result.inputs_missing = dict(inputs.missing)
     with stage("survival models"):
         if any(inputs.present.values()):
             for key in ("ta", "sr"):
-                _survival(result, key, getattr(models, key), inputs, device, overlays)
+                _survival(result, key, getattr(models, key), result.survival_inputs[key], device, overlays)
         else:
             result.warnings.append("no T2WI, DWI, US or CEUS image usable: no PFS prediction")
     with stage("IVIM"):
@@ -87,6 +89,19 @@ def predict_case(case: Case, models: ModelSet, device="cpu", overlays: bool = Tr
         if all(result.survival[key].nomogram is not None for key in ("ta", "sr")):
             result.nomogram_pfs_2y_threshold = models.common_pfs_threshold(nomogram=True)
     return result
+
+
+def survival_inputs_by_model(case, models: ModelSet) -> dict:
+    """Each survival package's inputs, made with its own recorded preprocessing (built once when the
+    packages share it)."""
+    built, by_model = {}, {}
+    for key in ("ta", "sr"):
+        block = getattr(models, key).herovision["preprocessing"]
+        signature = json.dumps(block, sort_keys=True)
+        if signature not in built:
+            built[signature] = survival_inputs(case, block)
+        by_model[key] = built[signature]
+    return by_model
 
 
 def survival_scores(package, inputs, device, batch=None) -> torch.Tensor:

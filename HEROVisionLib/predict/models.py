@@ -20,12 +20,11 @@ from ..errors import InputError
 from ..models.herovision_net import HEROVisionNet
 from ..models.ivim_net import IVIMFeatureNet, EarlyRecurrenceHead
 from ..models.package import ModelPackage, build_metadata, load_package, save_package
-from .inputs import IVIM_PREPROCESSING
+from ..transforms.network_inputs import IVIM_PREPROCESSING, SURVIVAL_PREPROCESSING
 
 PACKAGE_NAMES = {"ta": "HEROVision-TA", "sr": "HEROVision-SR", "er": "IVIM-ER"}
 TREATMENTS = {"ta": "TA", "sr": "SR"}
 HORIZONS_MONTHS = (12, 24, 36)
-SURVIVAL_PREPROCESSING = {"image_size": 128, "us_margins": [0.25, 1.0], "percentiles": [0.5, 99.5]}
 
 
 def bundled_models_folder() -> Path:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import SimpleITK as sitk
 
@@ -92,6 +92,8 @@ class PredictionResult:
     models_trained: bool = False
     overlays: dict[str, sitk.Image] = field(default_factory=dict, repr=False)  # file stem → image
     maps: dict[str, sitk.Image] = field(default_factory=dict, repr=False)
+    # Each survival model's network inputs ("ta", "sr"), kept for the advice's re-scorings; not saved.
+    survival_inputs: dict = field(default_factory=dict, repr=False)
 
     def row(self) -> dict:
         row = {"case_id": self.case_id, "status": "ok", "error": ""}
@@ -118,8 +120,8 @@ class PredictionResult:
         return {column: row[column] for column in RESULT_COLUMNS}
 
     def to_json(self) -> str:
-        data = asdict(self)
-        data.pop("overlays"), data.pop("maps")
+        data = asdict(replace(self, overlays={}, maps={}, survival_inputs={}))  # images are files, not JSON
+        data.pop("survival_inputs")
         data["overlays"], data["maps"] = sorted(self.overlays), sorted(self.maps)
         return json.dumps(data, indent=2, default=_plain, allow_nan=True)
 

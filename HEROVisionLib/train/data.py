@@ -1,6 +1,6 @@
 """Training data: a cohort's cases turned into network inputs once, exactly as prediction does.
 
-Inputs come from :mod:`HEROVisionLib.predict.inputs` (the same crops, scaling and IVIM fits as at
+Inputs come from :mod:`HEROVisionLib.transforms.network_inputs` (the same crops, scaling and IVIM fits as at
 prediction time: a model never sees training data prepared differently from what it will meet).
 Cases are prepared in parallel processes; a case that cannot be prepared (bad input or an
 unexpected failure) is left out and listed, never silently, and never stops the run. Images are
@@ -19,7 +19,7 @@ import torch
 
 from ..errors import HEROVisionError, InputError
 from ..io.case import Cohort
-from ..predict.inputs import ivim_inputs, survival_inputs
+from ..transforms.network_inputs import ivim_inputs, survival_inputs
 
 TASKS = {"pfs-ta": "TA", "pfs-sr": "SR", "er": None}
 
@@ -61,10 +61,10 @@ def task_cases(cohort: Cohort, task: str) -> pd.DataFrame:
 
 
 def _survival_case(arguments):
-    folder, clinical, image_size = arguments
+    folder, clinical, preprocessing = arguments
     from ..io.case import Case
 
-    inputs = survival_inputs(Case(folder, clinical), image_size)
+    inputs = survival_inputs(Case(folder, clinical), preprocessing)
     images = {m: t.half() for m, t in inputs.images.items()}
     return images, [inputs.present[m] for m in inputs.images]
 
@@ -97,16 +97,16 @@ def _run(function, jobs, workers, progress, description):
     return results
 
 
-def prepare(cohort: Cohort, task: str, *, image_size: int = 128, ivim_settings: dict | None = None,
-            workers: int | None = None, progress: bool = True) -> CohortTensors:
-    """Inputs and labels of every case of ``task`` (see :func:`task_cases`)."""
+def prepare(cohort: Cohort, task: str, preprocessing: dict, *, workers: int | None = None,
+            progress: bool = True) -> CohortTensors:
+    """Inputs and labels of every case of ``task`` (see :func:`task_cases`), made as the package's
+    ``preprocessing`` block says (the one prediction uses)."""
     rows = task_cases(cohort, task)
     records = rows.to_dict("records")
+    jobs = [(cohort.folder / str(r["case_id"]), r, preprocessing) for r in records]
     if TASKS[task]:
-        jobs = [(cohort.folder / str(r["case_id"]), r, image_size) for r in records]
         results = _run(_survival_case, jobs, workers, progress, f"preparing {task}")
     else:
-        jobs = [(cohort.folder / str(r["case_id"]), r, ivim_settings) for r in records]
         results = _run(_ivim_case, jobs, workers, progress, "preparing IVIM")
     kept = [k for k, result in enumerate(results) if not isinstance(result, HEROVisionError)]
     skipped = {str(records[k]["case_id"]): str(results[k]) for k in range(len(results)) if k not in kept}

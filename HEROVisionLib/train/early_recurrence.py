@@ -21,9 +21,9 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 from ..models.ivim_net import EarlyRecurrenceHead, IVIMFeatureNet, LogisticModel
-from ..predict.inputs import IVIM_PREPROCESSING
+from ..transforms.network_inputs import IVIM_PREPROCESSING
 from ..predict.models import early_recurrence_package
-from .augment import augment_ivim_pair
+from ..transforms.augment import augment_ivim_pair
 from .data import CohortTensors
 from .loop import TrainingConfig, TrainingRun, autocast, train_epochs
 

@@ -83,7 +83,7 @@ def _evaluate(package: ModelPackage, cohort, out: Path, device, n_boot, seed, wo
 def _evaluate_survival(package: ModelPackage, cohort, stage, device, n_boot, seed, workers, progress) -> dict:
     block = package.herovision
     task = f"pfs-{block['treatment'].lower()}"
-    data = prepare(cohort, task, image_size=block["preprocessing"]["image_size"], workers=workers, progress=progress)
+    data = prepare(cohort, task, block["preprocessing"], workers=workers, progress=progress)
     scores = risk_scores(package.network, data, device)
     time_, event = data.labels["time"].numpy(), data.labels["event"].numpy().astype(bool)
     c_index = bootstrap_ci(harrell_c, scores, time_, event, n_boot=n_boot, seed=seed)
@@ -115,7 +115,7 @@ def _evaluate_survival(package: ModelPackage, cohort, stage, device, n_boot, see
 
 def _evaluate_early_recurrence(package: ModelPackage, cohort, stage, device, workers, progress) -> dict:
     block = package.herovision
-    data = prepare(cohort, "er", ivim_settings=block["preprocessing"], workers=workers, progress=progress)
+    data = prepare(cohort, "er", block["preprocessing"], workers=workers, progress=progress)
     head = EarlyRecurrenceHead.from_dict(block["early_recurrence"])
     features = fused_features(package.network, data, device)
     deep, combined = (p.numpy() for p in head.probabilities(torch.as_tensor(features), data.labels["tumor_size_cm"],

@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..io.case import Cohort
 from ..io.output_folder import output_folder
 from ..models.package import check_package_destination, save_package
-from ..predict.inputs import IVIM_PREPROCESSING
+from ..transforms.network_inputs import IVIM_PREPROCESSING, SURVIVAL_PREPROCESSING
 from .data import TASKS, prepare, split
 from .early_recurrence import (EarlyRecurrenceConfig, early_recurrence_model_package, train_feature_network)
 from .survival import SurvivalConfig, survival_model_package, train_survival
@@ -67,8 +67,9 @@ def _train(task, cohort, preset, overrides, split_how, device, workers, progress
     seed = overrides["seed"]
     if TASKS[task]:
         config = SurvivalConfig(**{**PRESETS[preset]["survival"], **overrides})
-        image_size = config.network.get("encoder", {}).get("image_size", 128)
-        data = prepare(cohort, task, image_size=image_size, workers=workers, progress=progress)
+        preprocessing = dict(SURVIVAL_PREPROCESSING,
+                             image_size=config.network.get("encoder", {}).get("image_size", 128))
+        data = prepare(cohort, task, preprocessing, workers=workers, progress=progress)
         training, validation = split(data, split_how, seed=seed, stratify="event")
         network, history, best_epoch, distributed = train_survival(training, validation, config, device, log_folder,
                                                                    progress)
@@ -80,7 +81,7 @@ def _train(task, cohort, preset, overrides, split_how, device, workers, progress
     else:
         config = EarlyRecurrenceConfig(**{**PRESETS[preset]["er"], **overrides})
         settings = dict(IVIM_PREPROCESSING, crop_size=config.network.get("crop_size", 64))
-        data = prepare(cohort, task, ivim_settings=settings, workers=workers, progress=progress)
+        data = prepare(cohort, task, settings, workers=workers, progress=progress)
         training, validation = split(data, split_how, seed=seed, stratify="er")
         network, history, best_epoch, distributed = train_feature_network(training, validation, config, device,
                                                                            log_folder, progress)

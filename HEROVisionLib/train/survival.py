@@ -22,8 +22,9 @@ from ..models.herovision_net import HEROVisionNet
 from ..stats.survival import breslow_baseline_cumulative_hazard, harrell_c
 from ..stats.cutpoint import optimal_cutpoint
 from ..stats.nomogram import build_nomogram, select_cox_model
-from ..predict.models import HORIZONS_MONTHS, SURVIVAL_PREPROCESSING, survival_package
-from .augment import augment_survival_batch, modality_augmentation
+from ..predict.models import HORIZONS_MONTHS, survival_package
+from ..transforms.network_inputs import SURVIVAL_PREPROCESSING
+from ..transforms.augment import augment_survival_batch, modality_augmentation
 from .data import CohortTensors
 from .loop import TrainingConfig, TrainingRun, autocast, event_balanced_batches, train_epochs
 from .losses import cox_partial_likelihood_loss

@@ -8,8 +8,9 @@ Every crop is a ``SimpleITK.Image`` that keeps its own world geometry, so anythi
   do not change it beyond interpolation.
 * :func:`slice_crops` — the slice of largest tumour area and its neighbours (T2WI, DWI), or the
   ROI's bounding box of a single-slice image (US), as square in-plane crops.
-* :func:`select_phase_frames` — CEUS frames for the arterial, portal and late phases, chosen by
-  acquisition time.
+
+Layer: transforms (above io and ivim). CEUS phase selection, a reading of the acquisition, is
+:mod:`HEROVisionLib.io.ceus`.
 """
 
 from __future__ import annotations
@@ -20,14 +21,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from .geometry import indices_to_world, label_centroid, resample_labels, resample_roi_to
-from .images import promote_to_3d
-
-#: CEUS phases: (window start s, window end s, preferred time s), windows inclusive. They follow
-#: CEUS LI-RADS (arterial 10–45 s, portal venous to 2 min, late after 2 min); the frame nearest the
-#: preferred time inside the window is used.
-CEUS_PHASES = {"arterial": (10.0, 45.0, 30.0), "portal": (45.0, 120.0, 60.0), "late": (120.0, 360.0, 180.0)}
-
+from ..io.geometry import indices_to_world, label_centroid, resample_labels, resample_roi_to
+from ..io.images import promote_to_3d
 
 @dataclass(frozen=True)
 class Crop:
@@ -108,16 +103,3 @@ def slice_crops(image: sitk.Image, roi: sitk.Image, *, label: int = 1, size: int
                                  sitk.sitkUInt8)
         crops.append(Crop(crop_image, crop_roi))
     return crops
-
-
-def select_phase_frames(times_s, phases=CEUS_PHASES, source="CEUS") -> dict[str, int]:
-    """Frame index per phase: the frame nearest the phase's preferred time inside its window."""
-    times = np.asarray(times_s, dtype=float)
-    chosen = {}
-    for phase, (start, end, preferred) in phases.items():
-        candidates = np.flatnonzero((times >= start) & (times <= end))
-        if len(candidates) == 0:
-            raise InputError(source, f"no frame in the {phase} phase ({start:g}–{end:g} s); "
-                                     f"frame times are {times.tolist()} s")
-        chosen[phase] = int(candidates[np.argmin(np.abs(times[candidates] - preferred))])
-    return chosen

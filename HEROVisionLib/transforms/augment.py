@@ -33,11 +33,12 @@ def modality_augmentation(modality: str) -> Compose:
 
 
 def augment_survival_batch(images: dict[str, torch.Tensor], transforms: dict[str, Compose]) -> dict[str, torch.Tensor]:
-    """Augment a batch ``{modality: (N, k, H, W)}`` (one draw per modality); values stay in [0, 1]."""
+    """Augment a batch ``{modality: (N, k, H, W)}`` (one draw per modality); values stay in [0, 1].
+    The batch itself is left as it was (MONAI's intensity transforms work in place)."""
     augmented = {}
     for modality, batch in images.items():
         n, k, height, width = batch.shape
-        stacked = torch.as_tensor(transforms[modality](batch.float().reshape(n * k, height, width)))
+        stacked = torch.as_tensor(transforms[modality](batch.float().reshape(n * k, height, width).clone()))
         augmented[modality] = stacked.as_subclass(torch.Tensor).reshape(n, k, height, width).clamp(0, 1)
     return augmented
 

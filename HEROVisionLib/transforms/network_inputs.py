@@ -22,14 +22,13 @@ import torch
 
 from ..errors import HEROVisionError, InputError
 from ..io.case import Case
-from ..io.crops import Crop, select_phase_frames, slice_crops, voi_crop
+from ..io.ceus import select_phase_frames
+from .crops import Crop, slice_crops, voi_crop
 from ..io.diffusion import DiffusionSeries
 from ..io.geometry import check_roi_contrast
 from ..io.images import vector_to_frames
 from ..io.measure import largest_axial_diameter_cm
 from ..ivim import fit_series, roi_statistics
-from ..models.herovision_net import MODALITY_IMAGES
-from ..models.ivim_net import IVIM_MAP_CHANNELS
 
 #: How the IVIM model's crops are made; a package records the block it was trained with. The map
 #: scales bring each parametric map to order one (mm²/s → 10⁻³ mm²/s, D* → 10⁻¹ mm²/s);
@@ -37,8 +36,14 @@ from ..models.ivim_net import IVIM_MAP_CHANNELS
 #: (its values, size and outline), while the b-value branch keeps the surrounding liver.
 IVIM_PREPROCESSING = {"crop_size": 64, "spacing_mm": 1.5, "ivim_method": "full",
                       "map_scales": {"ADC": 1e3, "D": 1e3, "Dstar": 1e1, "f": 1.0}, "maps_roi_only": True}
-US_MARGINS = (0.25, 1.0)
-PERCENTILES = (0.5, 99.5)
+#: The survival networks' images per modality, in input order (slices, US views, CEUS phases).
+MODALITY_IMAGES = {"t2wi": 3, "dwi": 3, "us": 2, "ceus": 3}
+#: Parametric-map channels of the IVIM map network (ViT-mDL), in order.
+IVIM_MAP_CHANNELS = ("ADC", "D", "Dstar", "f")
+#: How the survival networks' images are made; each package records the block it was trained with
+#: (``image_size`` in pixels, the US crops' ``us_margins`` around the tumour's box, the intensity
+#: ``percentiles`` mapped to 0 and 1) and is scored with its own.
+SURVIVAL_PREPROCESSING = {"image_size": 128, "us_margins": [0.25, 1.0], "percentiles": [0.5, 99.5]}
 
 
 @dataclass
@@ -77,7 +82,7 @@ class IVIMInputs:
         return largest_axial_diameter_cm(self.roi, 1, self.roi_source)
 
 
-def _modality_crops(case: Case, modality: str, size: int) -> tuple[list[Crop], sitk.Image, sitk.Image]:
+def _modality_crops(case: Case, modality: str, size: int, us_margins) -> tuple[list[Crop], sitk.Image, sitk.Image]:
     """(crops, the image the overlay lands on, the ROI on that image)."""
     roi_path = case.roi_path(modality)
     if modality in ("t2wi", "dwi"):
@@ -91,7 +96,7 @@ def _modality_crops(case: Case, modality: str, size: int) -> tuple[list[Crop], s
         roi = case.load_roi("us", image)
         check_roi_contrast(image, roi, case.image_path("us"))
         crops = [slice_crops(image, roi, size=size, neighbours=0, margin=margin, source=case.image_path("us"),
-                             roi_source=roi_path)[0] for margin in US_MARGINS]
+                             roi_source=roi_path)[0] for margin in us_margins]
         return crops, image, roi
     series = case.load_image("ceus")
     frames = vector_to_frames(series)
@@ -103,15 +108,19 @@ def _modality_crops(case: Case, modality: str, size: int) -> tuple[list[Crop], s
     return crops, frames[0], roi
 
 
-def _scaled(crops: list[Crop]) -> torch.Tensor:
+def _scaled(crops: list[Crop], percentiles) -> torch.Tensor:
     values = np.stack([sitk.GetArrayViewFromImage(crop.image)[0] for crop in crops]).astype(np.float32)
-    low, high = np.percentile(values, PERCENTILES)
+    low, high = np.percentile(values, percentiles)
     scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
     return torch.from_numpy(np.clip(scaled, 0.0, 1.0).astype(np.float32))
 
 
-def survival_inputs(case: Case, size: int = 128) -> SurvivalInputs:
-    """Crops of every available modality; a modality that is missing or unusable is reported, not fatal."""
+def survival_inputs(case: Case, preprocessing: dict = SURVIVAL_PREPROCESSING) -> SurvivalInputs:
+    """Crops of every available modality, made as ``preprocessing`` (a package's recorded block) says;
+    a modality that is missing or unusable is reported, not fatal."""
+    size = preprocessing["image_size"]
+    us_margins = preprocessing.get("us_margins", SURVIVAL_PREPROCESSING["us_margins"])
+    percentiles = preprocessing.get("percentiles", SURVIVAL_PREPROCESSING["percentiles"])
     missing = dict(case.missing())
     inputs = SurvivalInputs({}, {}, missing=missing)
     for modality, count in MODALITY_IMAGES.items():
@@ -120,11 +129,11 @@ def survival_inputs(case: Case, size: int = 128) -> SurvivalInputs:
         if modality in missing:
             continue
         try:
-            crops, source, roi = _modality_crops(case, modality, size)
+            crops, source, roi = _modality_crops(case, modality, size, us_margins)
         except HEROVisionError as error:
             missing[modality] = str(error)
             continue
-        inputs.images[modality] = _scaled(crops)
+        inputs.images[modality] = _scaled(crops, percentiles)
         inputs.present[modality] = True
         inputs.crops[modality], inputs.sources[modality], inputs.rois[modality] = crops, source, roi
     return inputs

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import SimpleITK as sitk
 
-from ..io.crops import Crop
+from .crops import Crop
 
 
 def overlay_on_source(maps, crops: list[Crop], source: sitk.Image) -> sitk.Image:
