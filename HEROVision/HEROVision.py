@@ -30,7 +30,8 @@ INTENDED_USE = (
 
 #: Where the Predict panel's requirements are listed (installed with consent on the first Predict).
 REQUIREMENTS = pathlib.Path(__file__).parent / "Resources" / "requirements.txt"
-MODALITIES = ("ivim", "t2wi", "dwi", "us", "ceus")
+MODALITIES = ("ivim", "t2wi", "dwi", "us", "ceus")  # HEROVisionLib.io.case.MODALITIES: this file loads before
+#                                                    the library's dependencies are installed
 MR_MODALITIES = ("t2wi", "ivim", "dwi")  # one MR study: a VOI drawn on one is carried to the others
 
 
@@ -340,9 +341,9 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
         return node
 
     def sceneInputs(self, parameters, ivimVolumes=()):
-        """The ``HEROVisionLib.mrml.SceneInputs`` the panel's choices describe."""
-        from HEROVisionLib.mrml import SceneInputs
-        from HEROVisionLib.mrml_inputs import (bvalues_from_nodes, ceus_phase_volumes_from_sequence, parse_bvalues,
+        """The ``HEROVisionLib.slicer.nodes.SceneInputs`` the panel's choices describe."""
+        from HEROVisionLib.slicer.nodes import SceneInputs
+        from HEROVisionLib.slicer.panel_inputs import (bvalues_from_nodes, ceus_phase_volumes_from_sequence, parse_bvalues,
                                                sequence_bvalues, sequence_volumes)
 
         if parameters.ivimSequence:
@@ -376,13 +377,13 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
         return node.GetName()
 
     def inputProblems(self, inputs) -> list:
-        from HEROVisionLib.mrml_inputs import input_problems
+        from HEROVisionLib.slicer.panel_inputs import input_problems
 
         return input_problems(slicer.mrmlScene, inputs)
 
     def voiSizeText(self, inputs) -> str:
         """Largest axial diameter and volume of each chosen VOI, as drawn."""
-        from HEROVisionLib.mrml_inputs import segment_measures
+        from HEROVisionLib.slicer.panel_inputs import segment_measures
 
         parts = []
         for modality, segmentId in inputs.segments.items():
@@ -400,7 +401,7 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
         """Carry the VOI of the MR series ``parameters.carryFrom`` onto the other MR series' grids as new
         segments and choose them; returns the series it went to."""
         from HEROVisionLib.errors import InputError
-        from HEROVisionLib.mrml_inputs import carry_segment
+        from HEROVisionLib.slicer.panel_inputs import carry_segment
 
         inputs = self.sceneInputs(parameters, ivimVolumes)
         source, segmentId = parameters.carryFrom, inputs.segments.get(parameters.carryFrom)
@@ -429,7 +430,7 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
         """Install what Predict needs, with the user's consent: torch through the PyTorch extension
         (a build matching the GPU), the rest with Slicer's pip. Returns whether all is present."""
         try:
-            from HEROVisionLib.dependencies import missing_requirements, read_requirements
+            from HEROVisionLib.slicer.dependencies import missing_requirements, read_requirements
 
             missing = missing_requirements(read_requirements(REQUIREMENTS))
         except ImportError:  # packaging itself is missing
@@ -465,7 +466,7 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
     def startPrediction(self, inputs, modelsFolder=None, device="auto"):
         """Read the case from the nodes (here, on Slicer's thread) and predict it on a worker thread;
         returns a ``HEROVisionLib.predict.BackgroundPrediction`` to poll or cancel."""
-        from HEROVisionLib.mrml import case_from_scene
+        from HEROVisionLib.slicer.nodes import case_from_scene
         from HEROVisionLib.predict import BackgroundPrediction, load_models
 
         case = case_from_scene(slicer.mrmlScene, inputs)
@@ -474,8 +475,8 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
     def finishPrediction(self, running, inputs, plannedTreatment=None):
         """Add a finished prediction's tables, maps and overlays to the scene; returns (summary, nodes).
         The prediction is kept for :meth:`writeReport`."""
-        from HEROVisionLib.mrml import add_result_to_scene
-        from HEROVisionLib.treatment import summary_line
+        from HEROVisionLib.slicer.nodes import add_result_to_scene
+        from HEROVisionLib.clinical.treatment import summary_line
 
         result = running.result()
         nodes = add_result_to_scene(slicer.mrmlScene, result, inputs)
@@ -488,8 +489,8 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
         import json
 
         from HEROVisionLib.errors import InputError
-        from HEROVisionLib.report import write_report
-        from HEROVisionLib.treatment import advise
+        from HEROVisionLib.clinical.report import write_report
+        from HEROVisionLib.clinical.treatment import advise
 
         if not getattr(self, "lastPrediction", None):
             raise InputError("report", "predict a case first")
@@ -507,11 +508,11 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
                 return
 
     def processScene(self, inputs, modelsFolder=None, device="auto", plannedTreatment=None):
-        """Predict the case held by the scene's nodes (a ``HEROVisionLib.mrml.SceneInputs``) and add
+        """Predict the case held by the scene's nodes (a ``HEROVisionLib.slicer.nodes.SceneInputs``) and add
         the result tables, maps and attention overlays as new nodes; returns (result, nodes, summary)."""
-        from HEROVisionLib.mrml import predict_scene
+        from HEROVisionLib.slicer.nodes import predict_scene
         from HEROVisionLib.predict import load_models
-        from HEROVisionLib.treatment import summary_line
+        from HEROVisionLib.clinical.treatment import summary_line
 
         result, nodes = predict_scene(slicer.mrmlScene, inputs, load_models(modelsFolder, device), device)
         return result, nodes, summary_line(result, plannedTreatment)
@@ -521,7 +522,7 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
         """Predict every case of a cohort folder into ``outDir`` with its treatment advice (as
         ``herovision batch``); returns the table."""
         from HEROVisionLib.predict import load_models, parse_shard, predict_cohort
-        from HEROVisionLib.treatment import cohort_advice
+        from HEROVisionLib.clinical.treatment import cohort_advice
 
         models = load_models(modelsFolder, device)
         return predict_cohort(cohortDir, models, outDir, shard=parse_shard(shard), resume=resume, device=device,
@@ -530,7 +531,7 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
     def inspectCase(self, caseFolder) -> str:
         """Read every modality of a case folder with all input checks and describe it."""
         from HEROVisionLib.io.case import Case
-        from HEROVisionLib.summary import summarise_case
+        from HEROVisionLib.io.summary import summarise_case
 
         return "\n".join(summarise_case(Case(pathlib.Path(caseFolder))).lines())
 
@@ -538,7 +539,7 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
         """Load a case folder as Slicer holds a case and choose its nodes in the panel; returns the
         ``SceneInputs``."""
         from HEROVisionLib.io.case import Case
-        from HEROVisionLib.mrml import scene_inputs_from_case
+        from HEROVisionLib.slicer.nodes import scene_inputs_from_case
 
         inputs = scene_inputs_from_case(slicer.mrmlScene, Case(pathlib.Path(caseFolder)))
         parameters = parameters or self.getParameterNode()
@@ -597,7 +598,7 @@ class HEROVisionTest(ScriptedLoadableModuleTest):
         import numpy as np
 
         from HEROVisionLib.errors import InputError
-        from HEROVisionLib.mrml import image_from_volume_node
+        from HEROVisionLib.slicer.nodes import image_from_volume_node
         from HEROVisionLib.io.geometry import same_grid
 
         logic = HEROVisionLogic()

@@ -1,10 +1,10 @@
 """HEROVisionLib: the Slicer-independent engine of the HEROVision extension.
 
-Layers (each uses only those before it): ``io`` → ``ivim`` → ``models`` → ``predict`` →
-``stats`` and ``train`` (training and evaluation) → ``treatment``, ``report`` and
-``cohort_analysis`` (what clinicians read) → ``mrml`` and ``mrml_inputs`` (Slicer adapter) → ``cli``.
-``phantom`` generates the synthetic cohort every layer is tested on; ``devices``, ``errors``,
-``plots`` and ``dependencies`` serve them all.
+Layers (each uses only those before it; ``Testing/test_layers.py`` checks it): ground (``errors``,
+``devices``, ``plots``) → ``io`` → ``ivim`` → ``transforms`` → ``models`` → ``stats`` → ``predict`` →
+``train`` and ``evaluate`` → ``clinical`` (advice, report, cohort analyses) → ``slicer`` (the MRML
+adapter) → ``cli``. ``phantom`` (beside ``ivim``) generates the synthetic cohort every layer is
+tested on.
 """
 
 from .errors import HEROVisionError, InputError

@@ -71,7 +71,7 @@ def _add_inspect(commands):
 
 
 def _print_summaries(cases) -> int:
-    from .summary import summarise_case
+    from .io.summary import summarise_case
 
     problems = 0
     for case in cases:
@@ -152,7 +152,7 @@ def _add_model_options(parser):
 
 def _draw_count(text: str) -> int:
     """argparse type: refuse a negative count before any case is predicted."""
-    from .treatment import check_advice_draws
+    from .clinical.treatment import check_advice_draws
 
     count = int(text)
     try:
@@ -203,7 +203,7 @@ def _add_predict(commands):
 
 
 def _print_result(result, case) -> None:
-    from .treatment import planned_treatment, summary_line
+    from .clinical.treatment import planned_treatment, summary_line
 
     row = result.row()
     print(f"case {result.case_id} ({', '.join(result.inputs_used)}; {row['seconds']:.1f} s on {result.device})")
@@ -227,7 +227,7 @@ def _run_predict(args) -> int:
     from .io.images import staged_outputs
     from .io.output_folder import refuse_overlap
     from .predict import load_models, predict_case, write_case_outputs
-    from .treatment import case_advice
+    from .clinical.treatment import case_advice
 
     with _writing(args, "predict", args.case, args.models) as out:
         case = _load_case(args)
@@ -255,7 +255,7 @@ def _add_report(commands):
 
 
 def _run_report(args) -> int:
-    from .report import render_report
+    from .clinical.report import render_report
 
     print(f"Report written to {render_report(args.prediction, args.out, args.models, args.case)}")
     return 0
@@ -274,7 +274,7 @@ def _add_batch(commands):
 
 def _run_batch(args) -> int:
     from .predict import load_models, parse_shard, predict_cohort
-    from .treatment import cohort_advice
+    from .clinical.treatment import cohort_advice
 
     shard = parse_shard(args.shard)
     with _writing(args, "batch", args.cohort, args.models):
@@ -331,7 +331,7 @@ def _add_evaluate(commands):
 def _run_evaluate(args) -> int:
     import json
 
-    from .train.evaluate import evaluate_package
+    from .evaluate.package_metrics import evaluate_package
 
     with _writing(args, "evaluate", args.package, args.cohort):
         metrics = evaluate_package(args.package, args.cohort, args.out, device=args.device, n_boot=args.bootstrap,
@@ -352,7 +352,7 @@ def _add_cohort_analysis(commands):
 
 
 def _run_cohort_analysis(args) -> int:
-    from .cohort_analysis import analyse_cohort, summary_lines
+    from .clinical.cohort_analysis import analyse_cohort, summary_lines
 
     with _writing(args, "cohort-analysis", args.results, args.cohort, args.truth):
         summary = analyse_cohort(args.results, args.cohort, args.out, args.truth)
@@ -372,7 +372,7 @@ def _run_scene(args) -> int:
     except ImportError:
         raise HEROVisionError("herovision scene needs MRML outside Slicer: pip install slicer-core") from None
 
-    from .mrml import predict_scene, save_scene, scene_inputs_from_case
+    from .slicer.nodes import predict_scene, save_scene, scene_inputs_from_case
     from .predict import load_models
 
     with _writing(args, "scene", args.case, args.models):
@@ -403,7 +403,7 @@ def _demo(args) -> int:
     from .io.images import staged_outputs
     from .predict import bundled_models_folder, load_models, predict_case, write_case_outputs, write_untrained_models
     from .phantom import generate_cohort
-    from .treatment import case_advice
+    from .clinical.treatment import case_advice
 
     cohort_folder = args.out / "phantom"
     print(f"Generating phantom case {DEMO_SEED}/1 in {cohort_folder} …")
@@ -445,6 +445,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.command_line = "herovision " + shlex.join(argv)  # recorded on model cards
     try:
+        if getattr(args, "device", None) is not None:  # resolved once for the whole run
+            from .devices import resolve_device
+
+            args.device = resolve_device(args.device)
         return args.run(args)
     except HEROVisionError as error:
         print(f"herovision: error: {error}", file=sys.stderr)

@@ -15,8 +15,8 @@ from HEROVisionLib.io.output_folder import MARKER, claim_output_folder
 from HEROVisionLib.predict.batch import _publish, collect_table, shard_case_ids
 from HEROVisionLib.predict.outputs import table_text
 from HEROVisionLib.predict.result import error_row
-from HEROVisionLib.predict.models import load_models
-from HEROVisionLib.treatment import case_advice, cohort_advice
+from HEROVisionLib.models.model_set import load_models
+from HEROVisionLib.clinical.treatment import case_advice, cohort_advice
 
 
 @pytest.fixture(scope="module")

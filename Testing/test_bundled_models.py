@@ -7,7 +7,7 @@ import pytest
 from HEROVisionLib.errors import InputError
 from HEROVisionLib.io.case import Cohort
 from HEROVisionLib.predict import bundled_models_folder, load_models, predict_case
-from HEROVisionLib.predict.models import PACKAGE_NAMES
+from HEROVisionLib.models.model_set import PACKAGE_NAMES
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_the_bundled_models_predict_a_phantom_case(bundled, phantom_cohort):
     assert row["nomogram_pfs_2y_threshold"] == bundled.common_pfs_threshold(nomogram=True)
     assert row["pfs_2y_threshold"] == bundled.common_pfs_threshold(nomogram=False)
     from HEROVisionLib.predict.case import clinical_values, nomogram_log_hazard_se
-    from HEROVisionLib.treatment import MODEL_DRAWS, advise
+    from HEROVisionLib.clinical.treatment import MODEL_DRAWS, advise
 
     advice = advise(case, result, bundled, case.clinical["treatment"], draws=8)
     assert advice.basis == "nomogram" and advice.pfs_2y["TA"] == pytest.approx(row["ta_nomogram_pfs_2y"])

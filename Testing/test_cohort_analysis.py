@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from HEROVisionLib.cli import main
-from HEROVisionLib.cohort_analysis import analyse_cohort, analysis_table, oracle_agreement, restratification
+from HEROVisionLib.clinical.cohort_analysis import analyse_cohort, analysis_table, oracle_agreement, restratification
 from HEROVisionLib.errors import InputError
 from HEROVisionLib.phantom.generate import draw_case_variables
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from HEROVisionLib.dependencies import missing_requirements, read_requirements
+from HEROVisionLib.slicer.dependencies import missing_requirements, read_requirements
 from HEROVisionLib.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]

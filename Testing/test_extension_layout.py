@@ -51,3 +51,22 @@ def test_every_ui_name_the_widget_uses_exists_in_the_designer_file():
     parameter_class = re.search(r"class HEROVisionParameterNode:(.*?)\n\n\n", module, re.S).group(1)
     fields = set(re.findall(r"^    (\w+):", parameter_class, re.M))
     assert bound and bound <= fields, bound - fields
+
+
+def test_the_bundled_models_are_installed_where_the_library_looks_for_them(monkeypatch):
+    """``bundled_models_folder`` looks two folders above ``models/model_set.py``: beside the installed
+    ``HEROVisionLib``; the CMake rules copy and install ``Resources/Models`` there, every package."""
+    from HEROVisionLib.models.model_set import PACKAGE_NAMES, bundled_models_folder
+
+    monkeypatch.delenv("HEROVISION_MODELS", raising=False)
+    cmake = (ROOT / "HEROVisionLib" / "CMakeLists.txt").read_text()
+    source = re.search(r"set\(HEROVisionLib_MODELS_SOURCE (\S+)\)", cmake).group(1)
+    assert source == "${CMAKE_CURRENT_SOURCE_DIR}/../Resources/Models"
+    for rule in ("file(COPY ${HEROVisionLib_MODELS_SOURCE}", "install(DIRECTORY ${HEROVisionLib_MODELS_SOURCE}"):
+        block = cmake[cmake.index(rule):]
+        block = block[: block.index(")\n")]
+        assert "${Slicer_QTSCRIPTEDMODULES_LIB_DIR}/Resources" in block or \
+            "${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/Resources" in block
+    library_parent = Path(__import__("HEROVisionLib").__file__).resolve().parents[1]
+    assert bundled_models_folder() == library_parent / "Resources" / "Models"
+    assert all((bundled_models_folder() / name / "manifest.sha256").is_file() for name in PACKAGE_NAMES.values())

@@ -12,7 +12,7 @@ from HEROVisionLib.errors import InputError  # noqa: E402
 from HEROVisionLib.io.case import Case  # noqa: E402
 from HEROVisionLib.io.geometry import label_centroid, resample_labels, same_grid  # noqa: E402
 from HEROVisionLib.io.measure import volume_ml  # noqa: E402
-from HEROVisionLib.mrml import (image_from_volume_node, label_image_from_segment, table_node_from_rows,  # noqa: E402
+from HEROVisionLib.slicer.nodes import (image_from_volume_node, label_image_from_segment, table_node_from_rows,  # noqa: E402
                                 volume_node_from_image)
 
 
@@ -91,7 +91,7 @@ def placeholder_models(tmp_path_factory):
 
 
 def _scene_with_case(case, scene):
-    from HEROVisionLib.mrml import scene_inputs_from_case
+    from HEROVisionLib.slicer.nodes import scene_inputs_from_case
 
     inputs = scene_inputs_from_case(scene, case)
     hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
@@ -100,7 +100,7 @@ def _scene_with_case(case, scene):
 
 def test_prediction_from_the_scene_adds_tables_maps_and_overlays_and_leaves_inputs_alone(
         phantom_cohort, scene, placeholder_models):
-    from HEROVisionLib.mrml import add_result_to_scene, case_from_scene, predict_scene
+    from HEROVisionLib.slicer.nodes import add_result_to_scene, case_from_scene, predict_scene
     from HEROVisionLib.predict import predict_case
 
     inputs, study = _scene_with_case(Case(phantom_cohort / "A0003"), scene)
@@ -140,7 +140,7 @@ def test_prediction_from_the_scene_adds_tables_maps_and_overlays_and_leaves_inpu
 
 
 def test_bad_scene_inputs_are_refused_and_add_no_node(phantom_cohort, scene):
-    from HEROVisionLib.mrml import case_from_scene
+    from HEROVisionLib.slicer.nodes import case_from_scene
 
     inputs, _ = _scene_with_case(Case(phantom_cohort / "A0003"), scene)
     count = scene.GetNumberOfNodes()

@@ -12,8 +12,8 @@ from HEROVisionLib.errors import Cancelled, InputError  # noqa: E402
 from HEROVisionLib.io.case import Case, Cohort  # noqa: E402
 from HEROVisionLib.io.geometry import resample_labels  # noqa: E402
 from HEROVisionLib.io.measure import volume_ml  # noqa: E402
-from HEROVisionLib.mrml import image_from_volume_node, label_image_from_segment, scene_inputs_from_case  # noqa: E402
-from HEROVisionLib.mrml_inputs import (bvalues_from_nodes, carry_segment, ceus_phase_volumes_from_sequence,  # noqa: E402
+from HEROVisionLib.slicer.nodes import image_from_volume_node, label_image_from_segment, scene_inputs_from_case  # noqa: E402
+from HEROVisionLib.slicer.panel_inputs import (bvalues_from_nodes, carry_segment, ceus_phase_volumes_from_sequence,  # noqa: E402
                                        input_problems, parse_bvalues, segment_measures, sequence_bvalues,
                                        sequence_volumes)
 
@@ -56,7 +56,7 @@ def test_ceus_phases_are_picked_from_a_time_sequence(phantom_cohort, scene, load
     case = Case(phantom_cohort / "A0003")
     times = case.load_ceus_times()
     from HEROVisionLib.io.images import vector_to_frames
-    from HEROVisionLib.mrml import volume_node_from_image
+    from HEROVisionLib.slicer.nodes import volume_node_from_image
 
     frames = [volume_node_from_image(scene, f, f"frame {k}") for k, f in enumerate(vector_to_frames(case.load_image("ceus")))]
     sequence = _sequence(scene, frames, "time", times, "s")
@@ -92,7 +92,7 @@ def test_a_voi_drawn_on_t2wi_is_carried_onto_the_ivim_grid_as_an_editable_segmen
 
 
 def test_a_voi_outside_the_target_series_is_refused_and_adds_nothing(phantom_cohort, scene, loaded):
-    from HEROVisionLib.mrml import volume_node_from_image
+    from HEROVisionLib.slicer.nodes import volume_node_from_image
 
     far = sitk.Image(image_from_volume_node(loaded.ivim_volumes[0]))
     far.SetOrigin([c + 500.0 for c in far.GetOrigin()])
@@ -130,7 +130,7 @@ def test_problems_are_listed_before_predict_without_touching_the_scene(scene, lo
 
 def test_clinical_values_typed_in_the_panel_reach_the_case(scene, loaded):
     from HEROVisionLib.io.case import parse_clinical_values
-    from HEROVisionLib.mrml import case_from_scene
+    from HEROVisionLib.slicer.nodes import case_from_scene
 
     loaded.clinical = parse_clinical_values("afp_high=1, portal_hypertension = 0")
     assert case_from_scene(scene, loaded).clinical == {"afp_high": "1", "portal_hypertension": "0"}

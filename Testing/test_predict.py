@@ -190,7 +190,7 @@ def test_each_survival_model_is_scored_with_its_own_recorded_preprocessing(phant
     inputs (the SR network would refuse TA-sized images), and the TA result is unchanged by it."""
     from HEROVisionLib.models.herovision_net import HEROVisionNet
     from HEROVisionLib.models.package import save_package
-    from HEROVisionLib.predict.models import survival_package
+    from HEROVisionLib.models.model_set import survival_package
     from HEROVisionLib.transforms.network_inputs import SURVIVAL_PREPROCESSING
 
     folder = shutil.copytree(untrained_models, tmp_path / "models")

@@ -8,7 +8,7 @@ from HEROVisionLib.cli import main
 from HEROVisionLib.errors import InputError
 from HEROVisionLib.plots import pyplot
 from HEROVisionLib.predict import write_untrained_models
-from HEROVisionLib.report import render_report
+from HEROVisionLib.clinical.report import render_report
 
 TITLES = ("patient report: case A0003", "Summary", "Tumour and attention maps", "T2WI", "CEUS arterial",
           "IVIM parametric maps of the tumour VOI", "D (10", "ADC (10", "survival: case A0003",
@@ -75,7 +75,7 @@ def test_a_heat_map_saved_on_another_grid_is_drawn_over_the_tumour_of_a_2d_image
     import numpy as np
     import SimpleITK as sitk
 
-    from HEROVisionLib.report import _draw_slice
+    from HEROVisionLib.clinical.report import _draw_slice
 
     image = sitk.Image(64, 64, sitk.sitkFloat32)
     image.SetSpacing((0.5, 0.5))

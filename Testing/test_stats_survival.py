@@ -10,8 +10,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from HEROVisionLib.errors import InputError
+from HEROVisionLib.models.model_set import survival_probability
 from HEROVisionLib.stats import (breslow_baseline_cumulative_hazard, compare_risk_groups, harrell_c,
-                                 survival_probability, time_dependent_auc, uno_c)
+                                 time_dependent_auc, uno_c)
 
 R_FIXTURES = Path(__file__).parent / "fixtures" / "r"
 ROSSI = pd.read_csv(R_FIXTURES / "rossi.csv")

@@ -7,7 +7,7 @@ import pytest
 
 from HEROVisionLib.errors import InputError
 from HEROVisionLib.predict.result import NomogramResult, PredictionResult, SurvivalResult
-from HEROVisionLib.treatment import recommend, risk_groups, summary_line
+from HEROVisionLib.clinical.treatment import recommend, risk_groups, summary_line
 
 
 @pytest.mark.parametrize("ta, sr, planned, category, treatment", [
@@ -102,7 +102,7 @@ def _with_baselines(result, models, ta_hazard, sr_hazard, threshold):
 
 
 def test_advice_far_from_the_threshold_is_firm_and_reproducible(predicted):
-    from HEROVisionLib.treatment import advise
+    from HEROVisionLib.clinical.treatment import advise
 
     case, result, models = predicted
     result = _with_baselines(result, models, 50.0, 1e-3, 0.5)  # TA PFS ≈ 0, SR ≈ 1 whatever the perturbation
@@ -118,7 +118,7 @@ def test_advice_far_from_the_threshold_is_firm_and_reproducible(predicted):
 
 
 def test_advice_on_the_threshold_is_called_borderline(predicted):
-    from HEROVisionLib.treatment import advise
+    from HEROVisionLib.clinical.treatment import advise
 
     case, result, models = predicted
     result = _with_baselines(result, models, 0.6, 50.0, 0.5)
@@ -133,7 +133,7 @@ def test_case_advice_is_against_the_recorded_plan_and_refuses_a_negative_draw_co
     from dataclasses import replace
 
     from HEROVisionLib.io.case import Case
-    from HEROVisionLib.treatment import advise, case_advice
+    from HEROVisionLib.clinical.treatment import advise, case_advice
 
     case, result, models = predicted
     result = _with_baselines(result, models, 50.0, 1e-3, 0.5)

@@ -8,7 +8,7 @@ Three rules for "switch":
 
 - ``own cutoffs``: each arm's model cut at its own maximally selected log-rank cutoff (as the paper);
 - ``common``: both models' predicted 2-year PFS against one threshold, their own cutoffs read as
-  2-year PFS and averaged by arm size (what :mod:`HEROVisionLib.treatment` does);
+  2-year PFS and averaged by arm size (what :mod:`HEROVisionLib.clinical.treatment` does);
 - ``common, firm``: of those, the ones whose advice keeps its category in at least ``STABLE_SHARE`` of
   draws within both nomograms' estimation error (the advice's firmness without image perturbation).
 
@@ -39,7 +39,7 @@ from HEROVisionLib.phantom.latents import z
 from HEROVisionLib.stats.cutpoint import optimal_cutpoint
 from HEROVisionLib.stats.nomogram import build_nomogram, select_cox_model
 from HEROVisionLib.train.survival import NOMOGRAM_CANDIDATES
-from HEROVisionLib.treatment import STABLE_SHARE
+from HEROVisionLib.clinical.treatment import STABLE_SHARE
 
 ARMS = ("TA", "SR")
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from HEROVisionLib.io.case import Cohort
 from HEROVisionLib.phantom import generate_cohort
 from HEROVisionLib.predict import load_models, predict_case, write_case_outputs, write_untrained_models
-from HEROVisionLib.report import render_report
-from HEROVisionLib.treatment import case_advice
+from HEROVisionLib.clinical.report import render_report
+from HEROVisionLib.clinical.treatment import case_advice
 
 TARGET_S = 2.0
 

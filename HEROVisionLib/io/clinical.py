@@ -15,8 +15,10 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 
-#: The two treatments (PHANTOM.md §2), as cohort.csv spells them.
-TREATMENTS = ("TA", "SR")
+#: The two treatments (PHANTOM.md §2): the key of outputs and packages (``ta_risk_score``) → the
+#: treatment as cohort.csv spells it. Every other place takes them from here.
+ARMS = {"ta": "TA", "sr": "SR"}
+TREATMENTS = tuple(ARMS.values())
 ECHO_PATTERNS = ("hypo", "iso", "hyper")
 
 

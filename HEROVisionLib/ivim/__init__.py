@@ -1,4 +1,4 @@
-"""Layer 2: voxel-wise IVIM fitting (torch, CPU or CUDA), parametric maps and ROI statistics."""
+"""Layer ivim: voxel-wise IVIM fitting (torch, CPU or CUDA), parametric maps and ROI statistics."""
 
 from .fit import FLAG_AT_BOUND, FLAG_INVALID_SIGNAL, FLAG_NOT_CONVERGED, IVIMFit, fit_adc, fit_full, fit_segmented
 from .maps import MAP_NAMES, METHODS, fit_series, fit_voxels

@@ -1,4 +1,4 @@
-"""Layer 3: the networks and the model package."""
+"""Layer models: the networks, the model package (bundle I/O, verification) and the loaded model set."""
 
 from .herovision_net import MODALITY_IMAGES, HEROVisionNet
 from .hovertrans import HoVerTransEncoder, attention_rollout, upsample_attention

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from .model_set import survival_probability
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,8 @@ class Nomogram:
 
     def survival(self, total_points) -> pd.DataFrame:
         """Survival probability at each horizon (columns) for each total score (rows)."""
-        risk = np.exp(np.atleast_1d(self.linear_predictor(total_points)))
-        return pd.DataFrame(np.exp(-np.outer(risk, self.baseline_cumulative_hazard)), columns=list(self.horizons))
+        return pd.DataFrame(survival_probability(self.linear_predictor(total_points), self.baseline_cumulative_hazard),
+                            columns=list(self.horizons))
 
     def log_hazard_se(self, data: pd.DataFrame) -> np.ndarray | None:
         """Standard error of log Ĥ(t | x) = log(−log S(t | x)) for each row of ``data`` (rows × horizons),

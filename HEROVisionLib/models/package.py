@@ -277,7 +277,7 @@ def _check_format(metadata: dict, folder: Path) -> None:
                                  "re-export or retrain the model")
 
 
-def load_package(folder, device="cpu") -> ModelPackage:
+def load_package(folder, device="auto") -> ModelPackage:
     """Verify, then build the network and load its weights (strictly) on ``device``; eval mode."""
     folder = Path(folder)
     metadata = verify_package(folder)

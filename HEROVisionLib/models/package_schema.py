@@ -5,6 +5,7 @@ cutoff or a negative dimension is one clear error naming the key, not a tracebac
 from __future__ import annotations
 
 from ..errors import InputError
+from ..io.clinical import TREATMENTS
 
 _NUMBER = {"type": "number"}
 _POSITIVE = {"type": "number", "exclusiveMinimum": 0}
@@ -32,7 +33,7 @@ _NOMOGRAM = {"oneOf": [
 ]}
 
 _SURVIVAL = _object({
-    "treatment": {"enum": ["TA", "SR"]},
+    "treatment": {"enum": list(TREATMENTS)},
     "risk_cutoff": _NUMBER,
     "baseline_cumulative_hazard": _object({months: _NON_NEGATIVE for months in ("12", "24", "36")}),
     "preprocessing": _object({

@@ -1,9 +1,9 @@
-"""Layer 4: one case in, one structured result out; cohorts streamed, sharded and resumable."""
+"""Layer predict: one case in, one structured result out; cohorts streamed, sharded and resumable."""
 
 from .background import BackgroundPrediction
 from .batch import parse_shard, predict_cohort
 from .case import predict_case
-from .models import ModelSet, bundled_models_folder, load_models, write_untrained_models
+from ..models.model_set import ModelSet, bundled_models_folder, load_models, write_untrained_models
 from .outputs import write_case_outputs
 from .result import RESULT_COLUMNS, PredictionResult
 

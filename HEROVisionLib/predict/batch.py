@@ -21,7 +21,7 @@ from ..io.case import Cohort
 from ..io.images import write_text_atomic
 from ..io.output_folder import OutputFolder, output_folder, remove_within
 from .case import predict_case
-from .models import ModelSet
+from ..models.model_set import ModelSet
 from .outputs import table_text, write_case_outputs
 from .result import error_row
 
@@ -85,11 +85,11 @@ def collect_table(out: Path, known: dict | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume: bool = False, device="cpu",
+def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume: bool = False, device="auto",
                    progress: bool = True, advice=None) -> pd.DataFrame:
     """Predict every case of the cohort's shard into ``out``; returns the merged table. ``advice``,
     when given, maps (case, result) to the case's treatment advice dict (or None), stored with it
-    (``HEROVisionLib.treatment.cohort_advice``: prediction does not depend on the treatment layer); a
+    (``HEROVisionLib.clinical.treatment.cohort_advice``: prediction does not depend on the treatment layer); a
     case whose advice fails keeps its prediction, with the reason among its warnings."""
     from tqdm import tqdm
 

@@ -20,13 +20,13 @@ import torch
 
 from ..errors import HEROVisionError, InputError
 from ..io.case import Case
-from ..io.clinical import clinical_number
+from ..io.clinical import ARMS, clinical_number
 from ..io.measure import largest_axial_diameter_cm, volume_ml
 from ..devices import resolve_device
 from ..models.ivim_net import EarlyRecurrenceHead
 from ..models.nomogram import Nomogram
 from ..transforms.network_inputs import ivim_inputs, survival_inputs
-from .models import HORIZONS_MONTHS, ModelSet
+from ..models.model_set import HORIZONS_MONTHS, ModelSet, survival_probability, survival_risk_scores
 from ..transforms.overlays import overlay_on_source
 from .result import NomogramResult, PredictionResult, SurvivalResult
 
@@ -51,7 +51,7 @@ def _stage_timer(timings: dict, progress):
     return stage
 
 
-def predict_case(case: Case, models: ModelSet, device="cpu", overlays: bool = True,
+def predict_case(case: Case, models: ModelSet, device="auto", overlays: bool = True,
                  progress: Callable[[str, float], None] | None = None) -> PredictionResult:
     """Run every model on ``case`` (see module docstring); ``progress(stage, fraction)`` is called
     as each of :data:`STAGES` begins."""
@@ -70,7 +70,7 @@ def predict_case(case: Case, models: ModelSet, device="cpu", overlays: bool = Tr
     result.inputs_missing = dict(inputs.missing)
     with stage("survival models"):
         if any(inputs.present.values()):
-            for key in ("ta", "sr"):
+            for key in ARMS:
                 _survival(result, key, getattr(models, key), result.survival_inputs[key], device, overlays)
         else:
             result.warnings.append("no T2WI, DWI, US or CEUS image usable: no PFS prediction")
@@ -86,7 +86,7 @@ def predict_case(case: Case, models: ModelSet, device="cpu", overlays: bool = Tr
         _nomogram(result, survival, getattr(models, key), case)
     if {"ta", "sr"} <= set(result.survival):
         result.pfs_2y_threshold = models.common_pfs_threshold(nomogram=False)
-        if all(result.survival[key].nomogram is not None for key in ("ta", "sr")):
+        if all(result.survival[key].nomogram is not None for key in ARMS):
             result.nomogram_pfs_2y_threshold = models.common_pfs_threshold(nomogram=True)
     return result
 
@@ -95,7 +95,7 @@ def survival_inputs_by_model(case, models: ModelSet) -> dict:
     """Each survival package's inputs, made with its own recorded preprocessing (built once when the
     packages share it)."""
     built, by_model = {}, {}
-    for key in ("ta", "sr"):
+    for key in ARMS:
         block = getattr(models, key).herovision["preprocessing"]
         signature = json.dumps(block, sort_keys=True)
         if signature not in built:
@@ -110,16 +110,15 @@ def survival_scores(package, inputs, device, batch=None) -> torch.Tensor:
     network = package.network.to(device)
     images = batch or {m: inputs.images[m][None] for m in network.modalities}
     n = next(iter(images.values())).shape[0]
-    present = torch.tensor([[inputs.present[m] for m in network.modalities]] * n, device=device)
-    with torch.no_grad():
-        return network({m: images[m].to(device) for m in network.modalities}, present).float().cpu()
+    present = torch.tensor([[inputs.present[m] for m in network.modalities]] * n)
+    return survival_risk_scores(network, images, present, device)
 
 
 def survival_from_score(package, risk: float) -> tuple[str, dict[int, float]]:
     """Risk group (by the package's cutoff) and PFS at 12/24/36 months (Breslow baseline) of a score."""
     block = package.herovision
-    hazards = {int(months): float(value) for months, value in block["baseline_cumulative_hazard"].items()}
-    pfs = {months: math.exp(-hazards[months] * math.exp(risk)) for months in HORIZONS_MONTHS}
+    hazards = [block["baseline_cumulative_hazard"][str(months)] for months in HORIZONS_MONTHS]
+    pfs = dict(zip(HORIZONS_MONTHS, map(float, survival_probability(risk, hazards)[0])))
     return ("high" if risk > block["risk_cutoff"] else "low"), pfs
 
 

@@ -38,6 +38,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import SimpleITK as sitk
 
+from ..io.clinical import ARMS
+
 RESULT_COLUMNS = ("case_id", "status", "error",
                   "ta_risk_score", "ta_risk_group", "ta_pfs_1y", "ta_pfs_2y", "ta_pfs_3y",
                   "ta_nomogram_points", "ta_nomogram_risk_group", "ta_nomogram_pfs_1y", "ta_nomogram_pfs_2y",
@@ -97,7 +99,7 @@ class PredictionResult:
 
     def row(self) -> dict:
         row = {"case_id": self.case_id, "status": "ok", "error": ""}
-        for key in ("ta", "sr"):
+        for key in ARMS:
             result = self.survival.get(key)
             row[f"{key}_risk_score"] = result.risk_score if result else math.nan
             row[f"{key}_risk_group"] = result.risk_group if result else ""

@@ -17,7 +17,7 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import roc_auc_score
 
 from ..errors import InputError
-from .inputs import binary_vector, both_classes, finite_vector, same_length
+from .checks import binary_vector, both_classes, finite_vector, same_length
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import InputError
-from .inputs import require_events, scored_survival_data, survival_data
+from .checks import require_events, scored_survival_data, survival_data
 
 
 class Cutpoint(NamedTuple):

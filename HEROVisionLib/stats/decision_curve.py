@@ -18,7 +18,7 @@ import pandas as pd
 from lifelines import KaplanMeierFitter
 
 from ..errors import InputError
-from .inputs import binary_vector, finite_vector, require_events, same_length, survival_data
+from .checks import binary_vector, finite_vector, require_events, same_length, survival_data
 
 
 def net_benefit(outcome, probability, thresholds) -> pd.DataFrame:

@@ -22,7 +22,7 @@ from lifelines import CoxPHFitter
 
 from ..errors import InputError
 from ..models.nomogram import Nomogram
-from .inputs import finite_vector, require_events, survival_data
+from .checks import finite_vector, require_events, survival_data
 from .survival import COX_FIT_OPTIONS, breslow_baseline_cumulative_hazard, breslow_variance_terms
 
 SCREEN_P = 0.20

@@ -24,7 +24,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from ..errors import InputError
-from .inputs import binary_vector, finite_vector
+from .checks import binary_vector, finite_vector
 
 CALIPER_SD = 0.2
 BALANCED_SMD = 0.1

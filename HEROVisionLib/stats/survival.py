@@ -19,7 +19,7 @@ from sksurv.metrics import concordance_index_ipcw, cumulative_dynamic_auc
 from sksurv.util import Surv
 
 from ..errors import InputError
-from .inputs import binary_vector, finite_vector, require_events, same_length, scored_survival_data, survival_data
+from .checks import binary_vector, finite_vector, require_events, same_length, scored_survival_data, survival_data
 
 # lifelines damps its Newton steps and by default stops once the log-likelihood changes by < 1e-9 (relative), which
 # can leave a hazard ratio ~2e-6 from the maximum; iterating until the steps are < 1e-12 reaches it
@@ -155,15 +155,6 @@ def breslow_variance_terms(risk, covariates, time, event, at_times) -> tuple[np.
     index = np.maximum(position - 1, 0)
     reached = position > 0
     return np.where(reached, a[index], 0.0), np.where(reached[:, None], c[index], 0.0)
-
-
-def survival_probability(risk, baseline_cumulative_hazard) -> np.ndarray:
-    """S(t | x) = exp(−H0(t)·exp(risk)) for each subject (rows) and each baseline time (columns)."""
-    risk = finite_vector(risk, "risk score")
-    hazard = finite_vector(baseline_cumulative_hazard, "baseline cumulative hazard")
-    if (hazard < 0).any():
-        raise InputError("baseline cumulative hazard", "must not be negative")
-    return np.exp(-np.outer(np.exp(risk), hazard))
 
 
 def _structured_survival(training_time, training_event, time: np.ndarray, event: np.ndarray) -> np.ndarray:

@@ -1,1 +1,1 @@
-"""Layer 5: training (Cox and logistic), cutoffs, baseline survival."""
+"""Layer train: training (Cox and logistic), cutoffs, baseline survival."""

@@ -22,7 +22,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from ..models.ivim_net import EarlyRecurrenceHead, IVIMFeatureNet, LogisticModel
 from ..transforms.network_inputs import IVIM_PREPROCESSING
-from ..predict.models import early_recurrence_package
+from ..models.model_set import early_recurrence_package
 from ..transforms.augment import augment_ivim_pair
 from .data import CohortTensors
 from .loop import TrainingConfig, TrainingRun, autocast, train_epochs

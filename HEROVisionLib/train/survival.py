@@ -22,7 +22,7 @@ from ..models.herovision_net import HEROVisionNet
 from ..stats.survival import breslow_baseline_cumulative_hazard, harrell_c
 from ..stats.cutpoint import optimal_cutpoint
 from ..stats.nomogram import build_nomogram, select_cox_model
-from ..predict.models import HORIZONS_MONTHS, survival_package
+from ..models.model_set import HORIZONS_MONTHS, survival_package, survival_risk_scores
 from ..transforms.network_inputs import SURVIVAL_PREPROCESSING
 from ..transforms.augment import augment_survival_batch, modality_augmentation
 from .data import CohortTensors
@@ -53,12 +53,11 @@ def _inputs(data: CohortTensors, index, device, modalities):
 
 
 def risk_scores(network: HEROVisionNet, data: CohortTensors, device, batch_size: int = 32) -> np.ndarray:
+    """The cohort's risk scores, scored as prediction scores a patient (full precision, eval mode)."""
     network.eval()
-    scores = []
-    with torch.no_grad():
-        for index in torch.arange(len(data)).split(batch_size):
-            with autocast(device):
-                scores.append(network(*_inputs(data, index, device, network.modalities)).float().cpu())
+    scores = [survival_risk_scores(network, {m: data.inputs[m][index] for m in network.modalities},
+                                   data.inputs["present"][index], device)
+              for index in torch.arange(len(data)).split(batch_size)]
     return torch.cat(scores).numpy().astype(np.float64)
 
 

@@ -146,7 +146,7 @@ def _footprint(reference: sitk.Image, crop_grid: sitk.Image) -> sitk.Image:
     return sitk.Resample(ones, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
 
 
-def ivim_inputs(case: Case, settings: dict = IVIM_PREPROCESSING, device="cpu") -> IVIMInputs:
+def ivim_inputs(case: Case, settings: dict = IVIM_PREPROCESSING, device="auto") -> IVIMInputs:
     """The IVIM model's two crops, made as ``settings`` (a package's preprocessing block) says, and the
     parametric maps and tumour statistics they come from. Packages older than ``maps_roi_only`` saw
     whole-crop maps, and still get them."""

@@ -14,12 +14,13 @@ import re
 
 import SimpleITK as sitk
 
-from .errors import HEROVisionError, InputError
-from .io.ceus import select_phase_frames
-from .io.diffusion import validate_bvalues
-from .io.geometry import same_grid
-from .io.measure import largest_axial_diameter_cm, volume_ml
-from .mrml import (BVALUE_ATTRIBUTE, SceneInputs, image_from_volume_node, label_image_from_segment,
+from ..errors import HEROVisionError, InputError
+from ..io.case import MODALITIES
+from ..io.ceus import select_phase_frames
+from ..io.diffusion import validate_bvalues
+from ..io.geometry import same_grid
+from ..io.measure import largest_axial_diameter_cm, volume_ml
+from .nodes import (BVALUE_ATTRIBUTE, SceneInputs, image_from_volume_node, label_image_from_segment,
                    volume_node_from_image)
 
 
@@ -118,7 +119,7 @@ def input_problems(scene, inputs: SceneInputs) -> list[str]:
     """Everything that would stop or weaken a prediction of ``inputs``, in words, before it runs:
     no input at all, missing or empty segments, b-value counts, grids that disagree."""
     problems = []
-    modalities = {m: inputs.reference_node(m) for m in ("ivim", "t2wi", "dwi", "us", "ceus")}
+    modalities = {m: inputs.reference_node(m) for m in MODALITIES}
     chosen = {m: node for m, node in modalities.items() if node is not None}
     if not chosen:
         return ["choose at least one input volume"]

@@ -31,12 +31,12 @@ from ..io.output_folder import output_folder
 from ..models.ivim_net import EarlyRecurrenceHead
 from ..models.package import ModelPackage, load_package, save_package
 from ..plots import figure as _figure
-from ..predict.models import HORIZONS_MONTHS
+from ..models.model_set import HORIZONS_MONTHS, survival_probability
 from ..stats import (auc_with_delong_ci, bootstrap_ci, calibration, compare_risk_groups, delong_test, harrell_c,
                      hosmer_lemeshow, net_benefit, survival_net_benefit, time_dependent_auc)
-from .data import prepare
-from .early_recurrence import fused_features
-from .survival import risk_scores
+from ..train.data import prepare
+from ..train.early_recurrence import fused_features
+from ..train.survival import risk_scores
 
 THRESHOLDS = np.round(np.arange(0.05, 0.81, 0.05), 2)
 DECISION_HORIZON_MONTHS = 24
@@ -50,7 +50,7 @@ def _truth(cohort: Cohort, case_ids: list[str]) -> pd.DataFrame | None:
     return truth.loc[case_ids]
 
 
-def evaluate_package(package_path, cohort_folder, out, *, device="cpu", n_boot: int = 1000, seed: int = 0,
+def evaluate_package(package_path, cohort_folder, out, *, device="auto", n_boot: int = 1000, seed: int = 0,
                      workers: int | None = None, progress: bool = True, record: bool = False, command: str = "") -> dict:
     """Metrics (also written to ``out``: metrics.json, metrics.csv, PNG plots); ``record`` stores them,
     with ``command``, in the package."""
@@ -100,7 +100,7 @@ def _evaluate_survival(package: ModelPackage, cohort, stage, device, n_boot, see
                                   "hazard_ratio_ci95": list(groups.hazard_ratio_ci)}
         _plot_kaplan_meier(groups, stage / "kaplan_meier.png", package.name)
     hazard = float(block["baseline_cumulative_hazard"][str(DECISION_HORIZON_MONTHS)])
-    progression = 1 - np.exp(-hazard * np.exp(scores))
+    progression = 1 - survival_probability(scores, [hazard])[:, 0]
     curve = survival_net_benefit(progression, time_, event, DECISION_HORIZON_MONTHS, THRESHOLDS)
     _plot_decision_curve(curve, stage / "decision_curve.png", f"{package.name}, progression by {DECISION_HORIZON_MONTHS} months")
     if horizons:

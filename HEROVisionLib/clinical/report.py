@@ -23,13 +23,15 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import HEROVisionError, InputError
-from .io.case import Case
-from .io.ceus import select_phase_frames
-from .io.geometry import same_grid
-from .io.images import atomic_target, read_image, vector_frame
-from .io.output_folder import refuse_overlap
-from .plots import pyplot
+from ..errors import HEROVisionError, InputError
+from ..io.clinical import ARMS
+from ..io.case import Case
+from ..io.ceus import select_phase_frames
+from ..io.geometry import same_grid
+from ..io.images import atomic_target, read_image, vector_frame
+from ..io.output_folder import refuse_overlap
+from ..models.model_set import survival_probability
+from ..plots import pyplot
 
 WARNING = ("RESEARCH USE ONLY — not for clinical decisions. The bundled models are demonstration models "
            "trained on a synthetic phantom cohort.")
@@ -300,14 +302,14 @@ def _draw_slice(axis, image: sitk.Image, roi: sitk.Image, heat: sitk.Image | Non
 
 
 def _second_page(plt, result: dict, models):
-    from .predict.models import PACKAGE_NAMES, bundled_models_folder
-    from .models.package import verify_package
+    from ..models.model_set import PACKAGE_NAMES, bundled_models_folder
+    from ..models.package import verify_package
 
     page = plt.figure(figsize=A4)
     _header(page, result, "survival")
     folder = Path(models) if models else bundled_models_folder()
     curves = {}
-    for key in ("ta", "sr"):
+    for key in ARMS:
         try:
             curves[key] = verify_package(folder / PACKAGE_NAMES[key])["herovision"].get("training_curves")
         except InputError:
@@ -353,17 +355,16 @@ def _second_page(plt, result: dict, models):
 
 def _patient_curve(survival: dict, recorded: dict | None):
     """exp(−H₀(t)·e^score) over the recorded baseline, else through the three horizons."""
-    risk = math.exp(survival["risk_score"])
     if recorded:
         months = np.asarray(recorded["months"], dtype=float)
-        return months, np.exp(-np.asarray(recorded["baseline_cumulative_hazard"]) * risk)
+        return months, survival_probability(survival["risk_score"], recorded["baseline_cumulative_hazard"])[0]
     months = [0, 12, 24, 36]
     return months, [1.0] + [survival["pfs"][str(m)] for m in months[1:]]
 
 
 def _nomogram_bars(axis, result: dict) -> None:
     rows = []
-    for key in ("ta", "sr"):
+    for key in ARMS:
         nomogram = (result["survival"].get(key) or {}).get("nomogram")
         if nomogram:
             rows += [(f"{key.upper()}: {name}", points) for name, points in nomogram["points"].items()]

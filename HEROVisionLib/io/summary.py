@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import HEROVisionError
-from .io.case import Case
-from .io.ceus import select_phase_frames
-from .io.measure import largest_axial_diameter_cm, volume_ml
+from ..errors import HEROVisionError
+from .case import MODALITIES, Case
+from .ceus import select_phase_frames
+from .measure import largest_axial_diameter_cm, volume_ml
 
 
 @dataclass
@@ -53,7 +53,7 @@ def summarise_case(case: Case) -> CaseSummary:
     """Read every modality of ``case`` (all checks applied) and measure its ROI."""
     summary = CaseSummary(case.case_id)
     missing = case.missing()
-    for modality in ("ivim", "t2wi", "dwi", "us", "ceus"):
+    for modality in MODALITIES:
         if modality in missing:
             summary.modalities.append(ModalitySummary(modality, problem=missing[modality]))
             continue

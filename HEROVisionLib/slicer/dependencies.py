@@ -13,7 +13,7 @@ from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from .errors import InputError
+from ..errors import InputError
 
 
 def read_requirements(path) -> list[Requirement]:

@@ -2,7 +2,7 @@
 
 Each patient is scored by both survival models, and each score read as predicted 2-year PFS. A
 patient is high risk under a treatment when that PFS lies below one threshold common to both
-treatments (:meth:`~HEROVisionLib.predict.models.ModelSet.common_pfs_threshold`: the two models' own
+treatments (:meth:`~HEROVisionLib.models.model_set.ModelSet.common_pfs_threshold`: the two models' own
 cutoffs on the PFS scale, averaged by training-arm size). Only one absolute scale makes the two
 treatments comparable: with each model's own cutoff, "high under the planned, low under the other"
 can happen while the other predicts the lower PFS, and switching would be advised towards the worse
@@ -38,7 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
+from ..io.clinical import ARMS, TREATMENTS
 
 NAMES = {"TA": "thermal ablation", "SR": "repeat resection"}
 
@@ -99,10 +100,10 @@ def cross_stratification(result) -> CrossStratification:
     were computed, else the image scores'."""
     if not {"ta", "sr"} <= set(result.survival):
         raise ValueError(f"{result.case_id}: cross-stratification needs both the TA and the SR prediction")
-    if all(result.survival[k].nomogram is not None for k in ("ta", "sr")):
-        return CrossStratification("nomogram", {k.upper(): result.survival[k].nomogram.pfs[24] for k in ("ta", "sr")},
+    if all(result.survival[k].nomogram is not None for k in ARMS):
+        return CrossStratification("nomogram", {ARMS[k]: result.survival[k].nomogram.pfs[24] for k in ARMS},
                                    result.nomogram_pfs_2y_threshold)
-    return CrossStratification("image risk score", {k.upper(): result.survival[k].pfs[24] for k in ("ta", "sr")},
+    return CrossStratification("image risk score", {ARMS[k]: result.survival[k].pfs[24] for k in ARMS},
                                result.pfs_2y_threshold)
 
 
@@ -182,7 +183,7 @@ def _with_model_error(pfs_2y: dict[str, float], log_hazard_se: dict[str, float],
 def _pfs_2y(models, scores: dict[str, np.ndarray], nomograms: bool, clinical: dict) -> dict[str, np.ndarray]:
     """Per treatment the 2-year PFS of each of its re-scored risk scores, through the nomograms or from
     the scores alone."""
-    from .predict.case import nomogram_survival, survival_from_score
+    from ..predict.case import nomogram_survival, survival_from_score
 
     if nomograms:
         return {key.upper(): nomogram_survival(getattr(models, key), scores[key], clinical) for key in scores}
@@ -194,7 +195,7 @@ def _perturbed(inputs, draws: int, seed: int) -> dict:
     """``draws`` augmented variants of a case's survival inputs, stacked per modality (seeded)."""
     import torch
 
-    from .transforms.augment import augment_survival_batch, modality_augmentation
+    from ..transforms.augment import augment_survival_batch, modality_augmentation
 
     transforms = {m: modality_augmentation(m) for m in inputs.images}
     variants = []
@@ -210,8 +211,8 @@ def advise(case, result, models, planned: str | None = None, draws: int = 32, se
     """The recommendation for a predicted case (``result`` of ``predict_case``), with its firmness
     measured by ``draws`` test-time augmentations of the case's images (see module docstring), on
     ``device`` (a name such as ``auto``, or by default the device the prediction ran on)."""
-    from .devices import resolve_device
-    from .predict.case import clinical_values, nomogram_log_hazard_se, survival_inputs_by_model, survival_scores
+    from ..devices import resolve_device
+    from ..predict.case import clinical_values, nomogram_log_hazard_se, survival_inputs_by_model, survival_scores
 
     device = resolve_device(result.device if device is None else device)
     cross = cross_stratification(result)
@@ -221,11 +222,11 @@ def advise(case, result, models, planned: str | None = None, draws: int = 32, se
     distinct = {id(built): built for built in inputs.values()}  # one set when the packages share preprocessing
     batches = {key: _perturbed(built, draws, seed) for key, built in distinct.items()}
     drawn = {key: survival_scores(getattr(models, key), inputs[key], device, batches[id(inputs[key])]).numpy()
-             for key in ("ta", "sr")}
+             for key in ARMS}
     spread = None
     if nomograms:
         spread = {key.upper(): nomogram_log_hazard_se(getattr(models, key), result.survival[key].risk_score, clinical)
-                  for key in ("ta", "sr")}
+                  for key in ARMS}
         spread = None if None in spread.values() else spread  # a package from before they were recorded
     rng = np.random.default_rng(seed)
     categories, differences = [], []
@@ -246,7 +247,7 @@ def advise(case, result, models, planned: str | None = None, draws: int = 32, se
 def planned_treatment(case) -> str | None:
     """The treatment the case's record says was planned (cohort.csv's ``treatment``), if any."""
     planned = (case.clinical or {}).get("treatment")
-    return planned if planned in ("TA", "SR") else None
+    return planned if planned in TREATMENTS else None
 
 
 def case_advice(case, result, models, draws: int = 32, device=None) -> dict | None:

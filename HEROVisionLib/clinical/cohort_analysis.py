@@ -4,7 +4,7 @@ From the batch results (``results.csv``) and the cohort's record (``cohort.csv``
 received, PFS, clinical factors), with the treatment received taken as the planned one:
 
 - **re-stratification**: each arm's patients by their risk group under the received treatment and
-  their cross-stratification category (:mod:`HEROVisionLib.treatment`), as a table and a Sankey
+  their cross-stratification category (:mod:`HEROVisionLib.clinical.treatment`), as a table and a Sankey
   (alluvial) diagram;
 - **high-risk group before and after switching**: Kaplan–Meier PFS of each arm's high-risk patients,
   all of them and without those flagged for switching (high under their treatment, low under the
@@ -32,16 +32,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import InputError
-from .io.case import read_case_table
-from .io.images import staged_outputs, write_text_atomic
-from .io.output_folder import output_folder
-from .plots import figure, pyplot
-from .stats import harrell_c
-from .stats.propensity import BALANCED_SMD, match_nearest, propensity_scores, standardized_mean_differences
+from ..errors import InputError
+from ..io.clinical import ARMS, TREATMENTS
+from ..io.case import read_case_table
+from ..io.images import staged_outputs, write_text_atomic
+from ..io.output_folder import output_folder
+from ..plots import figure, pyplot
+from ..stats import harrell_c
+from ..stats.propensity import BALANCED_SMD, match_nearest, propensity_scores, standardized_mean_differences
 from .treatment import recommend
 
-ARMS = ("TA", "SR")
 PROPENSITY_COVARIATES = ("age", "sex_male", "tumor_size_cm", "tumor_number", "cirrhosis", "ctp_b",
                          "portal_hypertension", "afp_high", "perivascular")
 TARGETS = {"flagged_agreement": 0.75, "overall_agreement": 0.70}
@@ -50,7 +50,7 @@ TARGETS = {"flagged_agreement": 0.75, "overall_agreement": 0.70}
 def analysis_table(results: pd.DataFrame, cohort: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """One row per patient predicted without error and recorded in the cohort: received treatment,
     outcome, clinical factors, both groups, 2-year PFS under each treatment, category and advice."""
-    needed = [f"{k}_{c}" for k in ("ta", "sr") for c in ("risk_score", "pfs_2y", "nomogram_pfs_2y")] + \
+    needed = [f"{k}_{c}" for k in ARMS for c in ("risk_score", "pfs_2y", "nomogram_pfs_2y")] + \
         ["pfs_2y_threshold", "nomogram_pfs_2y_threshold", "status"]
     absent = [c for c in needed if c not in results.columns]
     if absent:
@@ -62,17 +62,17 @@ def analysis_table(results: pd.DataFrame, cohort: pd.DataFrame) -> tuple[pd.Data
     for column in ("treatment", "pfs_months", "pfs_event"):
         if column not in table.columns:
             raise InputError("cohort.csv", f"needs column {column!r}")
-    unknown = sorted(set(table["treatment"]) - set(ARMS))
+    unknown = sorted(set(table["treatment"]) - set(TREATMENTS))
     if unknown:
         raise InputError("cohort.csv", f"treatment must be TA or SR, found {unknown}")
-    nomogram = all(table[f"{k}_nomogram_pfs_2y"].notna().all() for k in ("ta", "sr")) and \
+    nomogram = all(table[f"{k}_nomogram_pfs_2y"].notna().all() for k in ARMS) and \
         table["nomogram_pfs_2y_threshold"].notna().all()
     prefix = "nomogram_" if nomogram else ""
     threshold = pd.to_numeric(table[f"{prefix}pfs_2y_threshold"])
-    pfs = {arm: pd.to_numeric(table[f"{arm.lower()}_{prefix}pfs_2y"]) for arm in ARMS}
+    pfs = {arm: pd.to_numeric(table[f"{key}_{prefix}pfs_2y"]) for key, arm in ARMS.items()}
     if not (threshold.notna() & pfs["TA"].notna() & pfs["SR"].notna()).all():
         raise InputError("results", "every case needs both TA and SR predictions")
-    for arm in ARMS:
+    for arm in TREATMENTS:
         table[f"pfs2y_{arm}"] = pfs[arm]
         table[f"group_{arm}"] = np.where(pfs[arm] < threshold, "high", "low")
     advice = [recommend(row.group_TA, row.group_SR, row.treatment) for row in table.itertuples()]
@@ -95,7 +95,7 @@ def plot_sankey(counts: pd.DataFrame, path: Path) -> None:
     plt = pyplot()
     drawing, axes = plt.subplots(1, 2, figsize=(11, 5))
     colours = {"switch": "tab:red", "keep": "tab:green", "either": "tab:blue", "both high": "tab:orange"}
-    for axis, arm in zip(axes, ARMS):
+    for axis, arm in zip(axes, TREATMENTS):
         part = counts[counts["treatment"] == arm]
         total = part["patients"].sum()
         left = part.groupby("group_received")["patients"].sum().reindex(["high", "low"], fill_value=0)
@@ -137,7 +137,7 @@ def high_risk_before_after(table: pd.DataFrame, folder: Path) -> dict:
     from lifelines.plotting import add_at_risk_counts
 
     summary = {}
-    for arm in ARMS:
+    for arm in TREATMENTS:
         high = table[(table["treatment"] == arm) & (table["group_received"] == "high")]
         kept = high[high["category"] != "switch"]
         if high.empty:
@@ -181,7 +181,7 @@ def propensity_matching(table: pd.DataFrame, folder: Path) -> dict:
               "max_abs_smd_before": float(balance["before"].abs().max()),
               "max_abs_smd_after": float(balance["after"].abs().max()),
               "balanced": bool((balance["after"].abs() < BALANCED_SMD).all())}
-    for arm in ARMS:
+    for arm in TREATMENTS:
         part = matched[matched["treatment"] == arm]
         result[f"c_index_{arm}_matched"] = _c_index(part)
     with figure(folder / "propensity_balance.png", "Standardised mean differences", "|SMD|", "") as axis:
@@ -209,7 +209,7 @@ def subgroups(table: pd.DataFrame) -> pd.DataFrame:
         "centre": ("center", lambda v: np.asarray(v).astype(str)),
     }
     rows = []
-    for arm in ARMS:
+    for arm in TREATMENTS:
         part = table[table["treatment"] == arm]
         for name, (column, label) in definitions.items():
             if column not in part.columns:
@@ -260,7 +260,7 @@ def analyse_cohort(results_csv, cohort_csv, out, truth_csv=None) -> dict:
 
 def _analyse(table, basis, out: Path, truth_csv) -> dict:
     summary = {"patients": int(len(table)), "basis": basis,
-               "arms": {arm: int((table["treatment"] == arm).sum()) for arm in ARMS}}
+               "arms": {arm: int((table["treatment"] == arm).sum()) for arm in TREATMENTS}}
     with staged_outputs(out) as stage:
         counts = restratification(table)
         counts.to_csv(stage / "restratification.csv", index=False)

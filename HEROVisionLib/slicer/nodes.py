@@ -19,13 +19,13 @@ import numpy as np
 import SimpleITK as sitk
 import vtk
 
-from .errors import InputError
-from .io.ceus import CEUS_PHASES
-from .io.diffusion import DiffusionSeries, validate_bvalues
-from .io.geometry import same_grid
-from .io.images import frames_to_vector, staged_outputs
-from .io.memory_case import MemoryCase
-from .io.output_folder import claim_output_folder
+from ..errors import InputError
+from ..io.ceus import CEUS_PHASES
+from ..io.diffusion import DiffusionSeries, validate_bvalues
+from ..io.geometry import same_grid
+from ..io.images import frames_to_vector, staged_outputs
+from ..io.memory_case import MemoryCase
+from ..io.output_folder import claim_output_folder
 
 _RAS_FROM_LPS = np.diag([-1.0, -1.0, 1.0])
 
@@ -274,7 +274,7 @@ def _remove_node(scene, node) -> None:
 
 def predict_scene(scene, inputs: SceneInputs, models, device="auto"):
     """Predict the case the scene's nodes hold and add its output nodes: (result, new nodes)."""
-    from .predict import predict_case
+    from ..predict import predict_case
 
     result = predict_case(case_from_scene(scene, inputs), models, device)
     return result, add_result_to_scene(scene, result, inputs)
@@ -286,8 +286,8 @@ def scene_inputs_from_case(scene, case) -> SceneInputs:
     from each ROI's label 1 (the largest tumour), all in a patient/study of the subject hierarchy."""
     import slicer
 
-    from .io.ceus import select_phase_frames
-    from .io.images import vector_to_frames
+    from ..io.ceus import select_phase_frames
+    from ..io.images import vector_to_frames
 
     available = case.available
     hierarchy = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)

@@ -14,17 +14,37 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import InputError
-from ..models.herovision_net import HEROVisionNet
-from ..models.ivim_net import IVIMFeatureNet, EarlyRecurrenceHead
-from ..models.package import ModelPackage, build_metadata, load_package, save_package
+from ..io.clinical import ARMS
+from .herovision_net import HEROVisionNet
+from .ivim_net import IVIMFeatureNet, EarlyRecurrenceHead
+from .package import ModelPackage, build_metadata, load_package, save_package
 from ..transforms.network_inputs import IVIM_PREPROCESSING, SURVIVAL_PREPROCESSING
 
 PACKAGE_NAMES = {"ta": "HEROVision-TA", "sr": "HEROVision-SR", "er": "IVIM-ER"}
-TREATMENTS = {"ta": "TA", "sr": "SR"}
 HORIZONS_MONTHS = (12, 24, 36)
+
+
+def survival_probability(risk, baseline_cumulative_hazard) -> np.ndarray:
+    """S(t | x) = exp(−H₀(t)·e^risk) for each risk score (rows) and each baseline time (columns): the
+    one place prediction, nomograms, reports and evaluation turn a Cox score into survival (checked
+    against R's ``survfit.coxph``)."""
+    risk = np.atleast_1d(np.asarray(risk, dtype=np.float64))
+    hazard = np.atleast_1d(np.asarray(baseline_cumulative_hazard, dtype=np.float64))
+    if not (np.isfinite(risk).all() and np.isfinite(hazard).all()) or (hazard < 0).any():
+        raise InputError("baseline cumulative hazard", "risk scores and the baseline must be finite, the baseline ≥ 0")
+    return np.exp(-np.outer(np.exp(risk), hazard))
+
+
+def survival_risk_scores(network: HEROVisionNet, images: dict, present: torch.Tensor, device) -> torch.Tensor:
+    """Cox risk scores of a batch ``{modality: (N, k, H, W)}`` in full precision: the one scoring path
+    of prediction, of a package's calibration (cutoff, baseline) and of its evaluation, so the
+    numbers on a model card are measured the way patients' predictions are made."""
+    with torch.no_grad():
+        return network({m: images[m].to(device).float() for m in network.modalities}, present.to(device)).float().cpu()
 
 
 def bundled_models_folder() -> Path:
@@ -88,7 +108,7 @@ class ModelSet:
                 cutoff = nomogram_block["risk_cutoff"]
             else:
                 hazard, cutoff = block["baseline_cumulative_hazard"]["24"], block["risk_cutoff"]
-            cutoffs.append(math.exp(-float(hazard) * math.exp(float(cutoff))))
+            cutoffs.append(float(survival_probability(cutoff, hazard)[0, 0]))
             weights.append(block.get("training_cohort", {}).get("cases", 1))
         return sum(c * w for c, w in zip(cutoffs, weights)) / sum(weights)
 
@@ -103,7 +123,7 @@ class ModelSet:
         return lines
 
 
-def load_models(folder=None, device="cpu") -> ModelSet:
+def load_models(folder=None, device="auto") -> ModelSet:
     """Load and verify the three packages of ``folder`` (default: :func:`bundled_models_folder`)."""
     folder = Path(folder) if folder is not None else bundled_models_folder()
     missing = [name for name in PACKAGE_NAMES.values() if not (folder / name).is_dir()]
@@ -151,8 +171,8 @@ def write_untrained_models(folder, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     description = "UNTRAINED placeholder with random weights: exercises the software, predicts nothing."
     flat_hazard = {months: 0.03 * months for months in HORIZONS_MONTHS}  # placeholder, ~30 % PFS at 3 years
-    for key in ("ta", "sr"):
-        package = survival_package(HEROVisionNet(), TREATMENTS[key], trained=False, cutoff=0.0,
+    for key in ARMS:
+        package = survival_package(HEROVisionNet(), ARMS[key], trained=False, cutoff=0.0,
                                    baseline_cumulative_hazard=flat_hazard, version="0.0.0", description=description)
         save_package(package, folder / PACKAGE_NAMES[key])
     network = IVIMFeatureNet()
