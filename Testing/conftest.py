@@ -1,8 +1,9 @@
-"""Shared fixtures: one small phantom cohort, generated once per test session."""
+"""Shared fixtures, made once per test session: one small phantom cohort and untrained model packages."""
 
 import pytest
 
 from HEROVisionLib.phantom import generate_cohort
+from HEROVisionLib.predict import write_untrained_models
 
 COHORT_SEED = 7
 COHORT_SIZE = 10
@@ -13,3 +14,9 @@ def phantom_cohort(tmp_path_factory):
     """A 10-case profile-A cohort (seed 7) in the PHANTOM.md §4 layout."""
     folder = tmp_path_factory.mktemp("cohort")
     return generate_cohort(COHORT_SIZE, COHORT_SEED, folder, progress=False)
+
+
+@pytest.fixture(scope="session")
+def untrained_models(tmp_path_factory):
+    """Random-weight placeholder packages of all three models (the real package format)."""
+    return write_untrained_models(tmp_path_factory.mktemp("models"))

@@ -23,7 +23,6 @@ import SimpleITK as sitk
 
 from HEROVisionLib.cli import BATCH_FAILED_CASES, main
 from HEROVisionLib.io.output_folder import MARKER
-from HEROVisionLib.predict import write_untrained_models
 
 ROOT = Path(__file__).resolve().parents[1]
 NIFTI_PIXDIM_X = 80  # byte offset of pixdim[1] in a NIfTI-1 header
@@ -70,9 +69,9 @@ def refused(capsys, argv, *, watched, absent=(), message, status=2):
     return error
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return write_untrained_models(tmp_path_factory.mktemp("models"))
+@pytest.fixture
+def models(untrained_models):
+    return untrained_models
 
 
 @pytest.fixture
@@ -369,7 +368,7 @@ def test_training_refuses_a_cohort_with_a_row_typed_wrong(capsys, case, tmp_path
 
 def test_a_nomogram_column_that_is_not_a_number_is_named(case):
     from HEROVisionLib.errors import InputError
-    from HEROVisionLib.predict.case import nomogram_result
+    from HEROVisionLib.predict.case_prediction import nomogram_result
 
     from HEROVisionLib.models.package import load_package
 

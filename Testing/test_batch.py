@@ -9,7 +9,7 @@ import pytest
 
 from HEROVisionLib.cli import main
 from HEROVisionLib.errors import InputError
-from HEROVisionLib.predict import parse_shard, predict_cohort, write_untrained_models
+from HEROVisionLib.predict import parse_shard, predict_cohort
 from HEROVisionLib.io.images import write_text_atomic
 from HEROVisionLib.io.output_folder import MARKER, claim_output_folder
 from HEROVisionLib.predict.batch import _publish, collect_table, shard_case_ids
@@ -17,11 +17,6 @@ from HEROVisionLib.predict.outputs import table_text
 from HEROVisionLib.predict.result import error_row
 from HEROVisionLib.models.model_set import load_models
 from HEROVisionLib.clinical.treatment import case_advice, cohort_advice
-
-
-@pytest.fixture(scope="module")
-def models_folder(tmp_path_factory):
-    return write_untrained_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture
@@ -39,9 +34,9 @@ def small_cohort(phantom_cohort, tmp_path):
     return folder
 
 
-def test_a_corrupt_case_is_reported_and_the_others_finish_then_resume_skips_them(small_cohort, models_folder, tmp_path):
+def test_a_corrupt_case_is_reported_and_the_others_finish_then_resume_skips_them(small_cohort, untrained_models, tmp_path):
     out = tmp_path / "out"
-    models = load_models(models_folder, "cpu")
+    models = load_models(untrained_models, "cpu")
     table = predict_cohort(small_cohort, models, out, progress=False).set_index("case_id")
     assert list(table.index) == ["A0001", "A0002", "A0003"]
     assert list(table["status"]) == ["ok", "error", "ok"]
@@ -58,10 +53,10 @@ def test_a_corrupt_case_is_reported_and_the_others_finish_then_resume_skips_them
     assert list(table["status"]) == ["ok", "error", "ok"]
 
 
-def test_a_case_whose_advice_fails_keeps_its_prediction(small_cohort, models_folder, tmp_path):
+def test_a_case_whose_advice_fails_keeps_its_prediction(small_cohort, untrained_models, tmp_path):
     """The advice is an extra: when it fails (here A0003's, asked with an impossible draw count), the
     case's prediction is still written, the advice columns stay empty and the reason is in its warnings."""
-    models = load_models(models_folder, "cpu")
+    models = load_models(untrained_models, "cpu")
     out = tmp_path / "out"
     table = predict_cohort(small_cohort, models, out, progress=False, advice=lambda case, result: case_advice(
         case, result, models, draws=2 if case.case_id == "A0001" else -1)).set_index("case_id")
@@ -107,9 +102,9 @@ def test_shards_partition_the_cohort():
             parse_shard(bad)
 
 
-def test_predict_and_batch_commands(phantom_cohort, models_folder, tmp_path, capsys):
+def test_predict_and_batch_commands(phantom_cohort, untrained_models, tmp_path, capsys):
     out = tmp_path / "one"
-    assert main(["predict", str(phantom_cohort / "A0005"), "--out", str(out), "--models", str(models_folder),
+    assert main(["predict", str(phantom_cohort / "A0005"), "--out", str(out), "--models", str(untrained_models),
                  "--device", "cpu"]) == 0
     row = pd.read_csv(out / "results.csv").iloc[0]
     assert row["case_id"] == "A0005" and row["status"] == "ok"
@@ -120,7 +115,7 @@ def test_predict_and_batch_commands(phantom_cohort, models_folder, tmp_path, cap
     assert advice["draws"] == 32 and "untrained placeholder models" in capsys.readouterr().out
 
     assert main(["batch", str(phantom_cohort), "--out", str(tmp_path / "b"), "--shard", "4/4", "--advice-draws", "4",
-                 "--models", str(models_folder), "--device", "cpu"]) == 0
+                 "--models", str(untrained_models), "--device", "cpu"]) == 0
     table = pd.read_csv(tmp_path / "b" / "results.csv")
     assert table["case_id"].tolist() == ["A0004", "A0008"]
     cohort = pd.read_csv(phantom_cohort / "cohort.csv", dtype={"case_id": str}).set_index("case_id")
@@ -132,7 +127,7 @@ def test_predict_and_batch_commands(phantom_cohort, models_folder, tmp_path, cap
             assert advice["treatment"] == cohort.loc[row.case_id, "treatment"]
 
     assert main(["predict", str(phantom_cohort / "A0005"), "--out", str(tmp_path / "quick"), "--advice-draws", "0",
-                 "--models", str(models_folder), "--device", "cpu"]) == 0
+                 "--models", str(untrained_models), "--device", "cpu"]) == 0
     assert not (tmp_path / "quick" / "advice.json").exists()
     assert pd.read_csv(tmp_path / "quick" / "results.csv")["advice_category"].isna().all()
     with pytest.raises(SystemExit):  # refused before any case is predicted

@@ -44,7 +44,7 @@ def test_the_bundled_models_predict_a_phantom_case(bundled, phantom_cohort):
     assert not any("nomogram not computed" in w for w in result.warnings)
     assert row["nomogram_pfs_2y_threshold"] == bundled.common_pfs_threshold(nomogram=True)
     assert row["pfs_2y_threshold"] == bundled.common_pfs_threshold(nomogram=False)
-    from HEROVisionLib.predict.case import clinical_values, nomogram_log_hazard_se
+    from HEROVisionLib.predict.case_prediction import clinical_values, nomogram_log_hazard_se
     from HEROVisionLib.clinical.treatment import MODEL_DRAWS, advise
 
     advice = advise(case, result, bundled, case.clinical["treatment"], draws=8)
@@ -59,7 +59,7 @@ def test_the_bundled_models_predict_a_phantom_case(bundled, phantom_cohort):
 
 def test_re_scored_nomogram_survival_is_the_nomogram_of_each_score(bundled):
     """The advice re-scores a patient in one pass; each value must be what the nomogram gives that score."""
-    from HEROVisionLib.predict.case import nomogram_result, nomogram_survival
+    from HEROVisionLib.predict.case_prediction import nomogram_result, nomogram_survival
 
     clinical = {"tumor_size_cm": 3.4, "perivascular": 1, "subcapsular": 0, "afp_high": 1, "cirrhosis": 1, "ctp_b": 0,
                 "alt_high": 0, "portal_hypertension": 1}

@@ -84,10 +84,10 @@ def test_tables_have_typed_columns(scene):
 
 
 @pytest.fixture(scope="module")
-def placeholder_models(tmp_path_factory):
-    from HEROVisionLib.predict import load_models, write_untrained_models
+def placeholder_models(untrained_models):
+    from HEROVisionLib.predict import load_models
 
-    return load_models(write_untrained_models(tmp_path_factory.mktemp("models")), "cpu")
+    return load_models(untrained_models, "cpu")
 
 
 def _scene_with_case(case, scene):

@@ -137,10 +137,10 @@ def test_clinical_values_typed_in_the_panel_reach_the_case(scene, loaded):
 
 
 @pytest.fixture(scope="module")
-def placeholder_models(tmp_path_factory):
-    from HEROVisionLib.predict import load_models, write_untrained_models
+def placeholder_models(untrained_models):
+    from HEROVisionLib.predict import load_models
 
-    return load_models(write_untrained_models(tmp_path_factory.mktemp("models")), "cpu")
+    return load_models(untrained_models, "cpu")
 
 
 def test_a_background_prediction_gives_the_same_result_and_can_be_cancelled(phantom_cohort, placeholder_models):

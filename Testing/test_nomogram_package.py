@@ -14,7 +14,7 @@ from HEROVisionLib.io.case import Case, Cohort
 from HEROVisionLib.models.nomogram import Nomogram
 from HEROVisionLib.predict import load_models, predict_case, write_untrained_models
 from HEROVisionLib.train.data import CohortTensors
-from HEROVisionLib.train.survival import fit_nomogram
+from HEROVisionLib.train.survival_training import fit_nomogram
 
 TRUE_EFFECTS = {"risk_score": 0.8, "afp_high": 0.7, "portal_hypertension": 0.6}
 

@@ -12,14 +12,9 @@ from HEROVisionLib.io.case import Case
 from HEROVisionLib.transforms.crops import slice_crops
 from HEROVisionLib.io.geometry import label_centroid, same_grid
 from HEROVisionLib.models.ivim_net import IVIM_MAP_CHANNELS
-from HEROVisionLib.predict import RESULT_COLUMNS, load_models, predict_case, write_untrained_models
+from HEROVisionLib.predict import RESULT_COLUMNS, load_models, predict_case
 from HEROVisionLib.transforms.network_inputs import IVIM_PREPROCESSING, ivim_inputs
 from HEROVisionLib.transforms.overlays import overlay_on_source
-
-
-@pytest.fixture(scope="session")
-def untrained_models(tmp_path_factory):
-    return write_untrained_models(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="session")

@@ -92,7 +92,7 @@ def _with_baselines(result, models, ta_hazard, sr_hazard, threshold):
     """The prediction as packages with these 2-year baseline hazards would give it, and a common threshold."""
     from dataclasses import replace
 
-    from HEROVisionLib.predict.case import survival_from_score
+    from HEROVisionLib.predict.case_prediction import survival_from_score
 
     for package, hazard in ((models.ta, ta_hazard), (models.sr, sr_hazard)):
         package.metadata["herovision"]["baseline_cumulative_hazard"]["24"] = hazard

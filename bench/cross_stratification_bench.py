@@ -37,8 +37,8 @@ import pandas as pd
 from HEROVisionLib.phantom.generate import draw_case_variables
 from HEROVisionLib.phantom.latents import z
 from HEROVisionLib.stats.cutpoint import optimal_cutpoint
-from HEROVisionLib.stats.nomogram import build_nomogram, select_cox_model
-from HEROVisionLib.train.survival import NOMOGRAM_CANDIDATES
+from HEROVisionLib.stats.nomogram_fit import build_nomogram, select_cox_model
+from HEROVisionLib.train.survival_training import NOMOGRAM_CANDIDATES
 from HEROVisionLib.clinical.treatment import STABLE_SHARE
 
 ARMS = ("TA", "SR")

@@ -183,7 +183,7 @@ def _with_model_error(pfs_2y: dict[str, float], log_hazard_se: dict[str, float],
 def _pfs_2y(models, scores: dict[str, np.ndarray], nomograms: bool, clinical: dict) -> dict[str, np.ndarray]:
     """Per treatment the 2-year PFS of each of its re-scored risk scores, through the nomograms or from
     the scores alone."""
-    from ..predict.case import nomogram_survival, survival_from_score
+    from ..predict.case_prediction import nomogram_survival, survival_from_score
 
     if nomograms:
         return {key.upper(): nomogram_survival(getattr(models, key), scores[key], clinical) for key in scores}
@@ -212,7 +212,7 @@ def advise(case, result, models, planned: str | None = None, draws: int = 32, se
     measured by ``draws`` test-time augmentations of the case's images (see module docstring), on
     ``device`` (a name such as ``auto``, or by default the device the prediction ran on)."""
     from ..devices import resolve_device
-    from ..predict.case import clinical_values, nomogram_log_hazard_se, survival_inputs_by_model, survival_scores
+    from ..predict.case_prediction import clinical_values, nomogram_log_hazard_se, survival_inputs_by_model, survival_scores
 
     device = resolve_device(result.device if device is None else device)
     cross = cross_stratification(result)

@@ -36,7 +36,7 @@ from ..stats import (auc_with_delong_ci, bootstrap_ci, calibration, compare_risk
                      hosmer_lemeshow, net_benefit, survival_net_benefit, time_dependent_auc)
 from ..train.data import prepare
 from ..train.early_recurrence import fused_features
-from ..train.survival import risk_scores
+from ..train.survival_training import risk_scores
 
 THRESHOLDS = np.round(np.arange(0.05, 0.81, 0.05), 2)
 DECISION_HORIZON_MONTHS = 24

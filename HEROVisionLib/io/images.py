@@ -343,11 +343,12 @@ def atomic_target(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=compound_suffix(path), dir=path.parent)
     os.close(handle)
-    os.chmod(name, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the user's usual mode
+    os.chmod(name, 0o666 & ~user_umask())  # mkstemp makes 0600; outputs get the user's usual mode
     return Path(name)
 
 
-def _umask() -> int:
+def user_umask() -> int:
+    """The process's file-creation mask (read without changing it for longer than a call)."""
     current = os.umask(0)
     os.umask(current)
     return current

@@ -16,13 +16,16 @@ its own behind (:func:`output_folder`).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__
 from ..errors import InputError
+from .images import user_umask
 
 MARKER = ".herovision-output.json"
 
@@ -73,12 +76,9 @@ def claim_output_folder(folder, command: str, inputs=()) -> OutputFolder:
     if not target.exists():
         first = next(folder for folder in (*reversed(target.parents), target) if not folder.exists())
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            target.mkdir()
-            _write_marker(target, command)
+        if _create_with_marker(target, command):
             return OutputFolder(target, command, created=True, first_created=first)
-        except FileExistsError:
-            pass  # another shard made it a moment ago: judged below like any existing folder
+        # another process (a shard, a torchrun rank) made it a moment ago: judged below like any other
     if not target.is_dir():
         raise InputError(shown, "exists and is not a folder")
     owner = _made_by(target)
@@ -91,6 +91,22 @@ def claim_output_folder(folder, command: str, inputs=()) -> OutputFolder:
                                 "give a new folder: HEROVision never writes among files it did not make")
     _write_marker(target, command)
     return OutputFolder(target, command, adopted=True)
+
+
+def _create_with_marker(target: Path, command: str) -> bool:
+    """Make ``target`` with its marker in one step (a marked folder renamed into place), so another
+    process never sees it unmarked; False when something took its place first."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".new", dir=target.parent))
+    try:
+        staging.chmod(0o777 & ~user_umask())
+        _write_marker(staging, command)
+        os.rename(staging, target)
+        return True
+    except OSError:
+        return False
+    finally:
+        if staging.is_dir():  # made by this call, under a fresh name
+            shutil.rmtree(staging)
 
 
 def _write_marker(folder: Path, command: str) -> None:

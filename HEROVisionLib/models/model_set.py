@@ -9,7 +9,6 @@ labelled placeholders with random weights so the whole pipeline can run.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path

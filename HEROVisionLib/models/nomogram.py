@@ -1,6 +1,6 @@
 """A fitted nomogram as plain numbers a model package carries, and its arithmetic.
 
-Fitting (Cox model selection, points scale, Breslow baseline) is :mod:`HEROVisionLib.stats.nomogram`'s
+Fitting (Cox model selection, points scale, Breslow baseline) is :mod:`HEROVisionLib.stats.nomogram_fit`'s
 job on a training cohort; what it produces is this object, which prediction evaluates for one
 patient: points per covariate, total points, the Cox linear predictor, and survival at the horizons.
 """
@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..io.clinical import clinical_number
 from .model_set import survival_probability
 
 
@@ -45,6 +46,20 @@ class Nomogram:
             raise InputError("data", f"missing or infinite value(s) in {', '.join(unusable)}")
         points = (values * self.coefficients - self.lowest_contribution) / self.points_scale
         return points.assign(total=points.sum(axis=1))
+
+    def patient_row(self, risk_score: float, clinical: dict) -> pd.DataFrame | list[str]:
+        """One patient's covariates (the risk score and the clinical record) as a one-row table for
+        :meth:`points`, or the names of those unknown (blank). A value that is not a finite number is
+        an error naming its column."""
+        values = {**clinical, "risk_score": risk_score}
+        numbers = {}
+        for name in self.covariates:
+            try:
+                numbers[name] = clinical_number(values.get(name))
+            except ValueError as error:
+                raise InputError("clinical values", f"column {name}: {error}") from None
+        missing = [name for name, number in numbers.items() if number is None]
+        return missing or pd.DataFrame([numbers])
 
     def linear_predictor(self, total_points) -> np.ndarray:
         """The Cox linear predictor β·x of a total score."""

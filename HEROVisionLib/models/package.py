@@ -36,6 +36,7 @@ from torch import nn
 from .. import __version__
 from ..devices import resolve_device
 from ..errors import InputError
+from ..io.images import user_umask
 from ..io.output_folder import refuse_overlap
 from .package_schema import check_metadata
 
@@ -151,7 +152,7 @@ def save_package(package: ModelPackage, folder) -> Path:
     folder = check_package_destination(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))
-    partial.chmod(0o755)  # mkdtemp's 0700 would make the package private to its writer
+    partial.chmod(0o777 & ~user_umask())  # mkdtemp's 0700 would make the package private to its writer
     try:
         for name in ("configs", "models", "docs"):
             (partial / name).mkdir()

@@ -2,7 +2,7 @@
 
 from .background import BackgroundPrediction
 from .batch import parse_shard, predict_cohort
-from .case import predict_case
+from .case_prediction import predict_case
 from ..models.model_set import ModelSet, bundled_models_folder, load_models, write_untrained_models
 from .outputs import write_case_outputs
 from .result import RESULT_COLUMNS, PredictionResult

@@ -4,7 +4,7 @@ event loop turning: it polls :meth:`BackgroundPrediction.done`, shows :attr:`sta
 the caller stays responsive. Only plain data crosses threads: the case was read from the scene
 before, and the caller adds the result to the scene after, on its own thread.
 
-Cancelling takes effect when the next stage begins (:data:`~HEROVisionLib.predict.case.STAGES`);
+Cancelling takes effect when the next stage begins (:data:`~HEROVisionLib.predict.case_prediction.STAGES`);
 the result is then discarded and :meth:`result` raises :class:`~HEROVisionLib.errors.Cancelled`.
 """
 
@@ -14,7 +14,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..errors import Cancelled
-from .case import predict_case
+from .case_prediction import predict_case
 from .result import PredictionResult
 
 

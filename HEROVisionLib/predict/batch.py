@@ -20,7 +20,7 @@ from ..errors import HEROVisionError, InputError
 from ..io.case import Cohort
 from ..io.images import write_text_atomic
 from ..io.output_folder import OutputFolder, output_folder, remove_within
-from .case import predict_case
+from .case_prediction import predict_case
 from ..models.model_set import ModelSet
 from .outputs import table_text, write_case_outputs
 from .result import error_row

@@ -12,7 +12,7 @@ from .classification import (AUCInterval, DeLongTest, HosmerLemeshow, auc_with_d
                              hosmer_lemeshow)
 from .cutpoint import Cutpoint, logrank_scores, optimal_cutpoint
 from .decision_curve import net_benefit, survival_net_benefit
-from .nomogram import CoxModel, Nomogram, build_nomogram, select_cox_model
+from .nomogram_fit import CoxModel, Nomogram, build_nomogram, select_cox_model
 from .survival import (RiskGroupComparison, breslow_baseline_cumulative_hazard, compare_risk_groups, harrell_c,
                        time_dependent_auc, uno_c)
 

@@ -20,7 +20,7 @@ from ..models.package import check_package_destination, save_package
 from ..transforms.network_inputs import IVIM_PREPROCESSING, SURVIVAL_PREPROCESSING
 from .data import TASKS, prepare, split
 from .early_recurrence import (EarlyRecurrenceConfig, early_recurrence_model_package, train_feature_network)
-from .survival import SurvivalConfig, survival_model_package, train_survival
+from .survival_training import SurvivalConfig, survival_model_package, train_survival
 
 PRESETS = {
     "default": {

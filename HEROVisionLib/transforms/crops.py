@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
 from ..io.geometry import indices_to_world, label_centroid, resample_labels, resample_roi_to
 from ..io.images import promote_to_3d
 

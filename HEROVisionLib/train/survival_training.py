@@ -21,7 +21,7 @@ from ..errors import HEROVisionError
 from ..models.herovision_net import HEROVisionNet
 from ..stats.survival import breslow_baseline_cumulative_hazard, harrell_c
 from ..stats.cutpoint import optimal_cutpoint
-from ..stats.nomogram import build_nomogram, select_cox_model
+from ..stats.nomogram_fit import build_nomogram, select_cox_model
 from ..models.model_set import HORIZONS_MONTHS, survival_package, survival_risk_scores
 from ..transforms.network_inputs import SURVIVAL_PREPROCESSING
 from ..transforms.augment import augment_survival_batch, modality_augmentation

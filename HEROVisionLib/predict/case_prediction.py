@@ -9,18 +9,16 @@ case without IVIM gets no early-recurrence probability, with a warning saying wh
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ..errors import HEROVisionError, InputError
 from ..io.case import Case
-from ..io.clinical import ARMS, clinical_number
+from ..io.clinical import ARMS
 from ..io.measure import largest_axial_diameter_cm, volume_ml
 from ..devices import resolve_device
 from ..models.ivim_net import EarlyRecurrenceHead
@@ -187,7 +185,7 @@ def nomogram_result(package, risk_score: float, clinical: dict) -> NomogramResul
     if not block or "unavailable" in block:
         return None
     nomogram = Nomogram.from_dict(block)
-    row = _nomogram_row(nomogram, risk_score, clinical)
+    row = nomogram.patient_row(risk_score, clinical)
     if isinstance(row, list):
         return row
     points = nomogram.points(row).iloc[0]
@@ -203,7 +201,7 @@ def nomogram_survival(package, risk_scores, clinical: dict, months: int = 24) ->
     (re-scorings of the same patient), in one pass."""
     nomogram = Nomogram.from_dict(package.herovision["nomogram"])
     scores = np.atleast_1d(np.asarray(risk_scores, dtype=np.float64))
-    row = _nomogram_row(nomogram, float(scores[0]), clinical)
+    row = nomogram.patient_row(float(scores[0]), clinical)
     if isinstance(row, list):
         raise InputError("clinical", f"{package.name} nomogram: value(s) {', '.join(row)} unknown")
     frame = row.loc[row.index.repeat(len(scores))].reset_index(drop=True)
@@ -216,22 +214,8 @@ def nomogram_log_hazard_se(package, risk_score: float, clinical: dict, months: i
     """Standard error of the nomogram's log cumulative hazard at ``months`` for this patient (its
     estimation error), or None when the package's nomogram did not record what it needs."""
     nomogram = Nomogram.from_dict(package.herovision["nomogram"])
-    standard_errors = nomogram.log_hazard_se(_nomogram_row(nomogram, risk_score, clinical))
+    standard_errors = nomogram.log_hazard_se(nomogram.patient_row(risk_score, clinical))
     return None if standard_errors is None else float(standard_errors[0, nomogram.horizons.index(float(months))])
-
-
-def _nomogram_row(nomogram: Nomogram, risk_score: float, clinical: dict) -> pd.DataFrame | list[str]:
-    """The nomogram's covariates of one patient as a one-row table, or the names of those unknown
-    (blank). A value that is not a finite number is an error naming its column."""
-    values = {**clinical, "risk_score": risk_score}
-    numbers = {}
-    for name in nomogram.covariates:
-        try:
-            numbers[name] = clinical_number(values.get(name))
-        except ValueError as error:
-            raise InputError("clinical values", f"column {name}: {error}") from None
-    missing = [name for name, number in numbers.items() if number is None]
-    return missing or pd.DataFrame([numbers])
 
 
 def _nomogram(result, survival: SurvivalResult, package, case) -> None:
