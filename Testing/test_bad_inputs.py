@@ -358,6 +358,13 @@ def test_a_cohort_row_typed_wrong_fails_that_case_in_a_batch_naming_line_and_col
     assert "cohort.csv: line 2 (case A0001), column age: 'fifty' is not a number" in row
 
 
+def test_a_cohort_table_with_a_repeated_column_is_refused(capsys, case, tmp_path):
+    table = case.parent / "cohort.csv"
+    table.write_text(table.read_text().replace("center,", "age,", 1))
+    refused(capsys, ["inspect", case.parent], watched=[case.parent],
+            message=r"cohort\.csv: column\(s\) age appear more than once in the header")
+
+
 def test_training_refuses_a_cohort_with_a_row_typed_wrong(capsys, case, tmp_path):
     cohort = _cohort_with(case, "pfs_event", "yes")
     out = tmp_path / "package"

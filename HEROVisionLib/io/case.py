@@ -9,6 +9,7 @@ A cohort is a folder of cases with ``cohort.csv`` (clinical variables and outcom
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 from dataclasses import dataclass
@@ -227,6 +228,11 @@ def read_case_table(path: Path) -> pd.DataFrame:
         raise InputError(path, f"not a readable CSV table ({error})") from None
     if "case_id" not in table.columns:
         raise InputError(path, "has no case_id column")
+    with open(path, encoding="utf-8-sig", newline="") as handle:  # pandas renames repeated columns: read the header
+        header = next(csv.reader(handle), [])
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise InputError(path, f"column(s) {', '.join(repeated)} appear more than once in the header")
     duplicated = table["case_id"][table["case_id"].duplicated()].tolist()
     if duplicated:
         raise InputError(path, f"duplicate case_id(s) {duplicated}")

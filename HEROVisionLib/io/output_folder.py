@@ -87,7 +87,7 @@ def claim_output_folder(folder, command: str, inputs=()) -> OutputFolder:
     if owner is not None:
         raise InputError(shown, f"was made by `herovision {owner}`, not `herovision {command}`: give another folder")
     if any(target.iterdir()):
-        raise InputError(shown, f"exists and was not made by `herovision {command}` (it has no {MARKER}); "
+        raise InputError(shown, f"exists and was not made by `herovision {command}` (it has no readable {MARKER}); "
                                 "give a new folder: HEROVision never writes among files it did not make")
     _write_marker(target, command)
     return OutputFolder(target, command, adopted=True)
