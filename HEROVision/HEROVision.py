@@ -486,8 +486,6 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
     def writeReport(self, path, plannedTreatment=None, modelsFolder=None):
         """The per-patient report (PDF or PNG) of the last prediction, with the recommendation's
         firmness from test-time augmentation."""
-        import json
-
         from HEROVisionLib.errors import InputError
         from HEROVisionLib.clinical.report import write_report
         from HEROVisionLib.clinical.treatment import advise
@@ -496,7 +494,7 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
             raise InputError("report", "predict a case first")
         result, case, models = self.lastPrediction
         advice = advise(case, result, models, plannedTreatment) if {"ta", "sr"} <= set(result.survival) else None
-        return write_report(json.loads(result.to_json()), advice.to_dict() if advice else None, case,
+        return write_report(result.to_record(), advice.to_dict() if advice else None, case,
                             {**result.overlays, **result.maps}, path, modelsFolder)
 
     def showOverlay(self, nodes, inputs) -> None:

@@ -121,14 +121,26 @@ class PredictionResult:
                    seconds=round(sum(self.timings.values()), 3))
         return {column: row[column] for column in RESULT_COLUMNS}
 
-    def to_json(self) -> str:
+    def to_record(self) -> dict:
+        """The result as plain data (what ``results.json`` holds, and what a report is drawn from):
+        images by name only, keys as text, numbers as floats."""
         data = asdict(replace(self, overlays={}, maps={}, survival_inputs={}))  # images are files, not JSON
         data.pop("survival_inputs")
         data["overlays"], data["maps"] = sorted(self.overlays), sorted(self.maps)
-        return json.dumps(data, indent=2, default=_plain, allow_nan=True)
+        return _plain(data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_record(), indent=2, allow_nan=True)
 
 
 def _plain(value):
+    """``value`` with every mapping keyed by text and every number a float or int, as JSON reads back."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
     return float(value) if hasattr(value, "__float__") else str(value)
 
 
