@@ -137,3 +137,43 @@ def test_evaluation_reports_metrics_oracle_and_plots_and_records_them(tiny_packa
     assert 0 <= metrics["deep"]["auc"] <= 1 and "oracle_auc" in metrics and "p" in metrics["combined_vs_deep"]
     assert metrics["combined_auc_over_oracle"] == pytest.approx(metrics["combined"]["auc"] / metrics["oracle_auc"])
     assert {"roc.png", "calibration.png", "decision_curve.png"} <= {p.name for p in out.iterdir()}
+
+
+def test_packages_record_their_training_acquisitions_and_a_case_outside_them_is_named(tiny_packages, phantom_cohort,
+                                                                                         tmp_path):
+    """The phantom's profile A: 5 mm slices, 9 b-values, CEUS to 240 s. The same patient with a T2WI
+    of 3 mm slices and CEUS frames 10 % later is still predicted, with both measures named."""
+    import shutil
+
+    import SimpleITK as sitk
+
+    from HEROVisionLib.io.case import Case
+
+    models = load_models(tiny_packages, "cpu")
+    survival_ranges, ivim_ranges = (models.ta.herovision["acquisition_ranges"],
+                                    models.er.herovision["acquisition_ranges"])
+    assert survival_ranges["t2wi"]["slice thickness (mm)"] == [5.0, 5.0]
+    assert survival_ranges["ceus"]["last CEUS frame (s)"] == [240.0, 240.0]
+    assert ivim_ranges["ivim"]["b-value count"] == [9.0, 9.0] and set(ivim_ranges) == {"ivim"}
+    low, high = survival_ranges["t2wi"]["SNR"]
+    assert 5 < low <= high < 200  # profile A: SNR 30 in liver by construction; the tumour is brighter
+    cohort = Cohort(phantom_cohort)
+    inside = predict_case(cohort.case("A0001"), models, "cpu")
+    assert inside.out_of_distribution == [] and inside.row()["out_of_distribution"] == ""
+
+    folder = shutil.copytree(phantom_cohort / "A0001", tmp_path / "A0001")
+    t2wi = sitk.ReadImage(str(folder / "t2wi.nii.gz"))
+    thin = sitk.Image([192, 192, 33], sitk.sitkFloat32)
+    thin.SetSpacing((1.0, 1.0, 3.0))
+    thin.SetOrigin(t2wi.GetOrigin())
+    sitk.WriteImage(sitk.Resample(t2wi, thin, sitk.Transform(), sitk.sitkLinear), str(folder / "t2wi.nii.gz"))
+    times = [float(t) * 1.1 for t in (folder / "ceus.times").read_text().split()]
+    (folder / "ceus.times").write_text(" ".join(f"{t:g}" for t in times) + "\n")
+    outside = predict_case(Case(folder, cohort.case("A0001").clinical), models, "cpu")
+    named = outside.out_of_distribution
+    assert "t2wi: slice thickness (mm) 3 is outside the training cohort's 5–5" in named
+    assert "ceus: last CEUS frame (s) 264 is outside the training cohort's 240–240" in named
+    assert not any(line.startswith(("dwi:", "us:", "ivim:")) for line in named)  # untouched modalities pass
+    assert all(f"training acquisitions — {line}" in " ".join(outside.warnings) for line in named)
+    assert "t2wi: slice thickness" in outside.row()["out_of_distribution"]
+    assert np.isfinite(outside.survival["ta"].risk_score) and 0 < outside.er_probability < 1

@@ -198,6 +198,8 @@ def _summary_lines(result: dict, advice: dict | None) -> list[str]:
     lines.append(f"Inputs used: {', '.join(m.upper() for m in result['inputs_used']) or 'none'}")
     for modality, reason in result["inputs_missing"].items():
         lines.append(f"Not used: {modality.upper()} — {reason}")
+    for line in result.get("out_of_distribution", []):  # absent from predictions made before the check
+        lines.append(f"Unlike the training acquisitions: {line}")
     if advice:
         basis = advice["basis"]
         if "threshold_2y" in advice:  # cross-stratification's common scale

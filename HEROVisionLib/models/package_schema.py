@@ -78,7 +78,10 @@ METADATA_SCHEMA = {
             "type": "object",
             "required": ["kind", "trained", "format_version", "architecture", "preprocessing"],
             "properties": {"kind": {"enum": ["survival", "early_recurrence"]}, "trained": {"type": "boolean"},
-                           "format_version": {"type": "string", "pattern": r"^\d+\.\d+$"}},
+                           "format_version": {"type": "string", "pattern": r"^\d+\.\d+$"},
+                           "acquisition_ranges": {"type": "object", "additionalProperties": {
+                               "type": "object", "additionalProperties": {
+                                   "type": "array", "items": _NUMBER, "minItems": 2, "maxItems": 2}}}},
             "allOf": [
                 {"if": {"properties": {"kind": {"const": "survival"}}}, "then": _SURVIVAL},
                 {"if": {"properties": {"kind": {"const": "early_recurrence"}}}, "then": _EARLY_RECURRENCE},

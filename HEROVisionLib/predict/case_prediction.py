@@ -24,6 +24,7 @@ from ..devices import resolve_device
 from ..models.ivim_net import EarlyRecurrenceHead
 from ..models.nomogram import Nomogram
 from ..transforms.network_inputs import ivim_inputs, survival_inputs
+from .acquisition import ivim_measures, outside_ranges, survival_measures
 from ..models.model_set import HORIZONS_MONTHS, ModelSet, survival_probability, survival_risk_scores
 from ..transforms.overlays import overlay_on_source
 from .result import NomogramResult, PredictionResult, SurvivalResult
@@ -80,6 +81,7 @@ def predict_case(case: Case, models: ModelSet, device="auto", overlays: bool = T
     for modality, reason in result.inputs_missing.items():
         result.warnings.append(f"{modality} not used: {reason}")
     _tumour_measures(result, case, inputs, ivim)
+    _acquisition_check(result, models, ivim)
     for key, survival in result.survival.items():
         _nomogram(result, survival, getattr(models, key), case)
     if {"ta", "sr"} <= set(result.survival):
@@ -87,6 +89,21 @@ def predict_case(case: Case, models: ModelSet, device="auto", overlays: bool = T
         if all(result.survival[key].nomogram is not None for key in ARMS):
             result.nomogram_pfs_2y_threshold = models.common_pfs_threshold(nomogram=True)
     return result
+
+
+def _acquisition_check(result, models: ModelSet, ivim) -> None:
+    """Name every measure of the case outside the acquisitions its models were trained on (packages
+    that recorded them); the models have run all the same."""
+    found = []
+    for key in ARMS:
+        ranges = getattr(models, key).herovision.get("acquisition_ranges")
+        if ranges and key in result.survival:
+            found += outside_ranges(survival_measures(result.survival_inputs[key]), ranges)
+    ranges = models.er.herovision.get("acquisition_ranges")
+    if ranges and ivim is not None:
+        found += outside_ranges(ivim_measures(ivim), ranges)
+    result.out_of_distribution = list(dict.fromkeys(found))  # TA and SR share most measures
+    result.warnings += [f"outside the models' training acquisitions — {line}" for line in result.out_of_distribution]
 
 
 def survival_inputs_by_model(case, models: ModelSet) -> dict:

@@ -49,7 +49,7 @@ RESULT_COLUMNS = ("case_id", "status", "error",
                   "sr_nomogram_pfs_3y", "pfs_2y_threshold", "nomogram_pfs_2y_threshold",
                   "er_probability", "er_probability_combined", "tumor_size_cm", "tumor_volume_ml",
                   "ivim_ADC_median", "ivim_D_median", "ivim_Dstar_median", "ivim_f_median",
-                  "inputs_used", "inputs_missing", "models_trained", "device", "seconds")
+                  "inputs_used", "inputs_missing", "out_of_distribution", "models_trained", "device", "seconds")
 ADVICE_COLUMNS = ("advice_category", "advice_treatment", "advice_difference_2y", "advice_difference_low",
                   "advice_difference_high", "advice_stability", "advice_borderline")
 
@@ -86,6 +86,7 @@ class PredictionResult:
     ivim_statistics: list[dict] = field(default_factory=list)
     inputs_used: tuple[str, ...] = ()
     inputs_missing: dict[str, str] = field(default_factory=dict)
+    out_of_distribution: list[str] = field(default_factory=list)  # measures outside the training acquisitions
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
@@ -117,6 +118,7 @@ class PredictionResult:
             row[f"ivim_{name}_median"] = self.ivim_medians.get(name, math.nan)
         row.update(inputs_used=";".join(self.inputs_used),
                    inputs_missing="; ".join(f"{k}: {v}" for k, v in self.inputs_missing.items()),
+                   out_of_distribution="; ".join(self.out_of_distribution),
                    models_trained=self.models_trained, device=self.device,
                    seconds=round(sum(self.timings.values()), 3))
         return {column: row[column] for column in RESULT_COLUMNS}

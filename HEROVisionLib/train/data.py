@@ -19,6 +19,7 @@ import torch
 
 from ..errors import HEROVisionError, InputError
 from ..io.case import Cohort
+from ..predict.acquisition import ivim_measures, survival_measures
 from ..transforms.network_inputs import ivim_inputs, survival_inputs
 
 TASKS = {"pfs-ta": "TA", "pfs-sr": "SR", "er": None}
@@ -33,6 +34,7 @@ class CohortTensors:
     labels: dict[str, torch.Tensor]
     clinical: pd.DataFrame
     skipped: dict[str, str] = field(default_factory=dict)
+    acquisition: list[dict] = field(default_factory=list)  # per case: modality → measure → value
 
     def __len__(self) -> int:
         return len(self.case_ids)
@@ -42,7 +44,8 @@ class CohortTensors:
         return CohortTensors([self.case_ids[i] for i in index.tolist()],
                              {k: v[index] for k, v in self.inputs.items()},
                              {k: v[index] for k, v in self.labels.items()},
-                             self.clinical.iloc[index.numpy()].reset_index(drop=True), dict(self.skipped))
+                             self.clinical.iloc[index.numpy()].reset_index(drop=True), dict(self.skipped),
+                             [self.acquisition[i] for i in index.tolist()] if self.acquisition else [])
 
 
 def task_cases(cohort: Cohort, task: str) -> pd.DataFrame:
@@ -66,7 +69,7 @@ def _survival_case(arguments):
 
     inputs = survival_inputs(Case(folder, clinical), preprocessing)
     images = {m: t.half() for m, t in inputs.images.items()}
-    return images, [inputs.present[m] for m in inputs.images]
+    return images, [inputs.present[m] for m in inputs.images], survival_measures(inputs)
 
 
 def _ivim_case(arguments):
@@ -74,7 +77,7 @@ def _ivim_case(arguments):
     from ..io.case import Case
 
     ivim = ivim_inputs(Case(folder, clinical), settings, "cpu")
-    return ivim.bvalues.half(), ivim.maps.half(), ivim.tumor_d, ivim.tumor_size_cm
+    return ivim.bvalues.half(), ivim.maps.half(), ivim.tumor_d, ivim.tumor_size_cm, ivim_measures(ivim)
 
 
 def _single_thread():
@@ -126,7 +129,7 @@ def prepare(cohort: Cohort, task: str, preprocessing: dict, *, workers: int | No
         labels = {"er": torch.tensor(clinical["er_2y"].to_numpy(np.float64)),
                   "tumor_D": torch.tensor([results[k][2] for k in kept], dtype=torch.float64),
                   "tumor_size_cm": torch.tensor([results[k][3] for k in kept], dtype=torch.float64)}
-    return CohortTensors(ids, inputs, labels, clinical, skipped)
+    return CohortTensors(ids, inputs, labels, clinical, skipped, [results[k][-1] for k in kept])
 
 
 def split(data: CohortTensors, how: str, fraction: float = 0.2, seed: int = 0,

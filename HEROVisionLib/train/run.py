@@ -17,6 +17,7 @@ from ..errors import InputError
 from ..io.case import Cohort
 from ..io.output_folder import output_folder
 from ..models.package import check_package_destination, save_package
+from ..predict.acquisition import acquisition_ranges
 from ..transforms.network_inputs import IVIM_PREPROCESSING, SURVIVAL_PREPROCESSING
 from .data import TASKS, prepare, split
 from .early_recurrence import (EarlyRecurrenceConfig, early_recurrence_model_package, train_feature_network)
@@ -94,6 +95,7 @@ def _train(task, cohort, preset, overrides, split_how, device, workers, progress
         return None
     package = build()
     package.herovision["training"].update(seconds=None, device=str(device), processes=distributed.world)  # seconds: by the caller
+    package.herovision["acquisition_ranges"] = acquisition_ranges(data.acquisition)  # the out-of-distribution check
     return package
 
 

@@ -56,6 +56,7 @@ class SurvivalInputs:
     sources: dict[str, sitk.Image] = field(default_factory=dict)  # the grid each modality's overlay lands on
     rois: dict[str, sitk.Image] = field(default_factory=dict)  # each modality's ROI on that grid
     missing: dict[str, str] = field(default_factory=dict)
+    ceus_times: tuple[float, ...] = ()  # every CEUS frame's time (s), when CEUS is used
 
 
 @dataclass
@@ -68,6 +69,7 @@ class IVIMInputs:
     statistics: object  # pandas DataFrame of roi_statistics
     roi: sitk.Image  # the tumour ROI on the IVIM grid
     roi_source: object
+    bvalue_list: tuple[float, ...] = ()  # the series' b-values (s/mm²), in volume order
 
     @property
     def tumor_d(self) -> float:
@@ -82,30 +84,31 @@ class IVIMInputs:
         return largest_axial_diameter_cm(self.roi, 1, self.roi_source)
 
 
-def _modality_crops(case: Case, modality: str, size: int, us_margins) -> tuple[list[Crop], sitk.Image, sitk.Image]:
-    """(crops, the image the overlay lands on, the ROI on that image)."""
+def _modality_crops(case: Case, modality: str, size: int, us_margins) -> tuple[list[Crop], sitk.Image, sitk.Image, tuple]:
+    """(crops, the image the overlay lands on, the ROI on that image, the CEUS frame times or ())."""
     roi_path = case.roi_path(modality)
     if modality in ("t2wi", "dwi"):
         image = case.load_image(modality)
         roi = case.load_roi(modality, image)
         check_roi_contrast(image, roi, case.image_path(modality))
         return slice_crops(image, roi, size=size, neighbours=1, source=case.image_path(modality),
-                           roi_source=roi_path), image, roi
+                           roi_source=roi_path), image, roi, ()
     if modality == "us":
         image = case.load_image("us")
         roi = case.load_roi("us", image)
         check_roi_contrast(image, roi, case.image_path("us"))
         crops = [slice_crops(image, roi, size=size, neighbours=0, margin=margin, source=case.image_path("us"),
                              roi_source=roi_path)[0] for margin in us_margins]
-        return crops, image, roi
+        return crops, image, roi, ()
     series = case.load_image("ceus")
     frames = vector_to_frames(series)
     roi = case.load_roi("ceus", frames[0])
     check_roi_contrast(series, roi, case.image_path("ceus"))
-    phases = select_phase_frames(case.load_ceus_times(series), source=case.frame_times_source)
+    times = case.load_ceus_times(series)
+    phases = select_phase_frames(times, source=case.frame_times_source)
     crops = [slice_crops(frames[index], roi, size=size, neighbours=0, source=case.image_path("ceus"),
                          roi_source=roi_path)[0] for index in phases.values()]
-    return crops, frames[0], roi
+    return crops, frames[0], roi, times
 
 
 def _scaled(crops: list[Crop], percentiles) -> torch.Tensor:
@@ -129,13 +132,14 @@ def survival_inputs(case: Case, preprocessing: dict = SURVIVAL_PREPROCESSING) ->
         if modality in missing:
             continue
         try:
-            crops, source, roi = _modality_crops(case, modality, size, us_margins)
+            crops, source, roi, times = _modality_crops(case, modality, size, us_margins)
         except HEROVisionError as error:
             missing[modality] = str(error)
             continue
         inputs.images[modality] = _scaled(crops, percentiles)
         inputs.present[modality] = True
         inputs.crops[modality], inputs.sources[modality], inputs.rois[modality] = crops, source, roi
+        inputs.ceus_times = times or inputs.ceus_times
     return inputs
 
 
@@ -173,4 +177,4 @@ def ivim_inputs(case: Case, settings: dict = IVIM_PREPROCESSING, device="auto") 
                  * settings["map_scales"][name] * inside for name in IVIM_MAP_CHANNELS]
     return IVIMInputs(torch.from_numpy((bvalue_crop / tumour_b0).astype(np.float32)),
                       torch.from_numpy(np.stack(map_crops).astype(np.float32)), crop, b0, maps, statistics, roi,
-                      case.roi_path("ivim"))
+                      case.roi_path("ivim"), tuple(series.bvalues))
