@@ -177,3 +177,79 @@ def test_packages_record_their_training_acquisitions_and_a_case_outside_them_is_
     assert all(f"training acquisitions — {line}" in " ".join(outside.warnings) for line in named)
     assert "t2wi: slice thickness" in outside.row()["out_of_distribution"]
     assert np.isfinite(outside.survival["ta"].risk_score) and 0 < outside.er_probability < 1
+
+
+def test_acquisition_ranges_are_recorded_afterwards_from_the_training_cohort_alone(tiny_packages, phantom_cohort,
+                                                                                   tmp_path):
+    """A package trained before ranges were recorded gets the very ranges training would have
+    recorded, weights untouched; another cohort is refused."""
+    import json
+    import shutil
+
+    from HEROVisionLib.models.package import METADATA_FILE, WEIGHTS_FILE
+    from HEROVisionLib.train.run import record_acquisition_ranges
+
+    package = shutil.copytree(tiny_packages / "HEROVision-TA", tmp_path / "HEROVision-TA")
+    expected = load_package(package).herovision["acquisition_ranges"]
+    weights = (package / WEIGHTS_FILE).read_bytes()
+    metadata = json.loads((package / METADATA_FILE).read_text())
+    del metadata["herovision"]["acquisition_ranges"]  # as a package of an earlier HEROVision
+    (package / METADATA_FILE).write_text(json.dumps(metadata))
+    _resign(package)
+    assert "acquisition_ranges" not in load_package(package).herovision
+    assert record_acquisition_ranges(package, phantom_cohort, workers=2, progress=False) == expected
+    assert load_package(package).herovision["acquisition_ranges"] == expected
+    assert (package / WEIGHTS_FILE).read_bytes() == weights
+    smaller = tmp_path / "smaller"
+    shutil.copytree(phantom_cohort, smaller)
+    rows = (smaller / "cohort.csv").read_text().splitlines()
+    (smaller / "cohort.csv").write_text("\n".join(rows[:-3]) + "\n")
+    with pytest.raises(InputError, match="was trained on .*not its training cohort"):
+        record_acquisition_ranges(package, smaller, workers=2, progress=False)
+
+
+def _resign(package):
+    import hashlib
+
+    from HEROVisionLib.models.package import MANIFEST_FILE
+
+    lines = []
+    for line in (package / MANIFEST_FILE).read_text().splitlines():
+        name = line.partition("  ")[2]
+        lines.append(f"{hashlib.sha256((package / name).read_bytes()).hexdigest()}  {name}")
+    (package / MANIFEST_FILE).write_text("\n".join(lines) + "\n")
+
+
+def test_model_selection_judges_an_epoch_with_its_neighbours_not_a_lucky_first_epoch():
+    """A small validation set's C-index: 0.80 at epoch 0 by chance, then a model that stays near 0.71.
+    The raw maximum would keep epoch 0; the smoothed metric keeps epoch 4, the middle of the best
+    three-epoch stretch, and stops after ``patience`` epochs without a better stretch."""
+    from torch import nn
+
+    from HEROVisionLib.train.loop import EarlyStopping
+
+    network = nn.Linear(1, 1, bias=False)
+    stopping = EarlyStopping(patience=4)
+    metrics = [0.80, 0.60, 0.62, 0.70, 0.72, 0.71, 0.60, 0.58, 0.57, 0.56, 0.55]
+    stopped = None
+    for epoch, metric in enumerate(metrics):
+        with torch.no_grad():
+            network.weight.fill_(epoch)
+        if stopping.update(epoch, metric, network):
+            stopped = epoch
+            break
+    assert stopping.restore_best(network, stopped) == 4 and network.weight.item() == 4.0
+    assert stopping.best_metric == pytest.approx((0.70 + 0.72 + 0.71) / 3)
+    assert stopped == 9  # judged at epoch 5, epoch 4 stays best through the 4 judgements that follow
+
+
+def test_model_selection_with_no_computable_metric_keeps_the_last_epoch():
+    from torch import nn
+
+    from HEROVisionLib.train.loop import EarlyStopping
+
+    network = nn.Linear(1, 1, bias=False)
+    stopping = EarlyStopping(patience=2)
+    for epoch in range(3):
+        stopping.update(epoch, float("nan"), network)
+    assert stopping.restore_best(network, 2) == 2

@@ -16,7 +16,7 @@ from ..devices import resolve_device
 from ..errors import InputError
 from ..io.case import Cohort
 from ..io.output_folder import output_folder
-from ..models.package import check_package_destination, save_package
+from ..models.package import check_package_destination, load_package, save_package
 from ..predict.acquisition import acquisition_ranges
 from ..transforms.network_inputs import IVIM_PREPROCESSING, SURVIVAL_PREPROCESSING
 from .data import TASKS, prepare, split
@@ -97,6 +97,24 @@ def _train(task, cohort, preset, overrides, split_how, device, workers, progress
     package.herovision["training"].update(seconds=None, device=str(device), processes=distributed.world)  # seconds: by the caller
     package.herovision["acquisition_ranges"] = acquisition_ranges(data.acquisition)  # the out-of-distribution check
     return package
+
+
+def record_acquisition_ranges(package_folder, cohort_folder, *, workers: int | None = None,
+                              progress: bool = True) -> dict:
+    """Measure the acquisitions of the cohort a package was trained on and record their ranges in it
+    (the package is re-signed; its weights are unchanged): for packages trained before ``train``
+    recorded them. The cohort must give as many cases for the package's task as it was trained on."""
+    package = load_package(package_folder, "cpu")
+    block = package.herovision
+    task = next(task for task, treatment in TASKS.items() if treatment == block.get("treatment"))
+    data = prepare(Cohort(cohort_folder), task, block["preprocessing"], workers=workers, progress=progress)
+    trained_on = block.get("training_cohort", {}).get("cases")
+    if trained_on is not None and trained_on != len(data):
+        raise InputError(cohort_folder, f"gives {len(data)} usable cases for {task}; {package.name} was trained on "
+                                        f"{trained_on}: not its training cohort")
+    block["acquisition_ranges"] = acquisition_ranges(data.acquisition)
+    save_package(package, package_folder)
+    return block["acquisition_ranges"]
 
 
 def _describe(cohort, data, training, validation, split_how, seed) -> dict:
