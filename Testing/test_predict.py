@@ -206,3 +206,25 @@ def test_each_survival_model_is_scored_with_its_own_recorded_preprocessing(phant
     wide_us = result.survival_inputs["sr"].crops["us"][1].image.GetSpacing()[0]
     narrow_us = result.survival_inputs["ta"].crops["us"][1].image.GetSpacing()[0]
     assert wide_us * 32 > narrow_us * 128  # the SR package's 200 % context view reaches further than TA's 100 %
+
+
+def test_the_ivim_model_reads_each_b_value_in_its_own_channel_or_refuses_the_series(phantom_cohort, models, tmp_path):
+    """The same series stored in reverse volume order (its .bval reversed alike) gives the same
+    early-recurrence probability; a series with other b-values is not fed to the model at all."""
+    from HEROVisionLib.io.diffusion import DiffusionSeries, read_diffusion_series, write_diffusion_series
+    from HEROVisionLib.io.images import frames_to_vector, vector_to_frames
+
+    original = predict_case(Case(phantom_cohort / "A0003"), models, "cpu")
+    case = _copy_case(phantom_cohort, tmp_path)
+    series = read_diffusion_series(case.folder / "ivim.nii.gz")
+    reversed_series = DiffusionSeries(frames_to_vector(vector_to_frames(series.image)[::-1]), series.bvalues[::-1],
+                                      series.source)
+    write_diffusion_series(reversed_series, case.folder / "ivim.nii.gz")
+    reordered = predict_case(case, models, "cpu")
+    assert reordered.er_probability == pytest.approx(original.er_probability, abs=1e-6)
+    other = DiffusionSeries(series.image, tuple(500.0 if b == 600 else b for b in series.bvalues), series.source)
+    write_diffusion_series(other, case.folder / "ivim.nii.gz")
+    refused = predict_case(case, models, "cpu")
+    assert math.isnan(refused.er_probability) and "ivim" in refused.inputs_missing
+    assert "are not the 9 the IVIM model was trained on" in refused.inputs_missing["ivim"]
+    assert math.isfinite(refused.survival["ta"].risk_score)

@@ -60,7 +60,8 @@ _EARLY_RECURRENCE = _object({
     "preprocessing": _object({
         "crop_size": {"type": "integer", "minimum": 8}, "spacing_mm": _POSITIVE,
         "ivim_method": {"enum": ["full", "segmented"]},
-        "map_scales": _object({name: _POSITIVE for name in ("ADC", "D", "Dstar", "f")})}, required=[
+        "map_scales": _object({name: _POSITIVE for name in ("ADC", "D", "Dstar", "f")}),
+        "bvalues": {"type": "array", "items": _NON_NEGATIVE, "minItems": 1}}, required=[
         "crop_size", "spacing_mm", "ivim_method", "map_scales"]),
     "architecture": _object({"name": {"const": "IVIMFeatureNet"}, "config": {
         "type": "object", "properties": {"dropout": _PROBABILITY},

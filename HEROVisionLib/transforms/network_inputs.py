@@ -33,9 +33,12 @@ from ..ivim import fit_series, roi_statistics
 #: How the IVIM model's crops are made; a package records the block it was trained with. The map
 #: scales bring each parametric map to order one (mm²/s → 10⁻³ mm²/s, D* → 10⁻¹ mm²/s);
 #: ``maps_roi_only`` zeroes the maps outside the tumour so the map branch sees the tumour alone
-#: (its values, size and outline), while the b-value branch keeps the surrounding liver.
+#: (its values, size and outline), while the b-value branch keeps the surrounding liver. ``bvalues``
+#: are the b-value branch's channels, in order (s/mm²): a series is fed in that order, whatever the
+#: order of its volumes, and a series without exactly these b-values is refused for the model.
 IVIM_PREPROCESSING = {"crop_size": 64, "spacing_mm": 1.5, "ivim_method": "full",
-                      "map_scales": {"ADC": 1e3, "D": 1e3, "Dstar": 1e1, "f": 1.0}, "maps_roi_only": True}
+                      "map_scales": {"ADC": 1e3, "D": 1e3, "Dstar": 1e1, "f": 1.0}, "maps_roi_only": True,
+                      "bvalues": [0.0, 10.0, 20.0, 40.0, 80.0, 200.0, 400.0, 600.0, 1000.0]}
 #: The survival networks' images per modality, in input order (slices, US views, CEUS phases).
 MODALITY_IMAGES = {"t2wi": 3, "dwi": 3, "us": 2, "ceus": 3}
 #: Parametric-map channels of the IVIM map network (ViT-mDL), in order.
@@ -150,12 +153,31 @@ def _footprint(reference: sitk.Image, crop_grid: sitk.Image) -> sitk.Image:
     return sitk.Resample(ones, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
 
 
+def bvalue_channel_order(bvalues, expected, source) -> list[int]:
+    """The series volume feeding each of the model's b-value channels (``expected`` in order; None: a
+    package older than the record, fed in volume order). A series without exactly those b-values
+    (within 1 %, or 1 s/mm²) is refused: a network must not read one b-value as another."""
+    if expected is None:
+        return list(range(len(bvalues)))
+    order = []
+    for wanted in expected:
+        close = [k for k, b in enumerate(bvalues) if abs(b - wanted) <= max(1.0, 0.01 * wanted)]
+        if len(close) != 1:
+            break
+        order.append(close[0])
+    if len(order) != len(expected) or len(bvalues) != len(expected):
+        raise InputError(source, f"b-values {[float(b) for b in bvalues]} are not the {len(expected)} the IVIM model was "
+                                 f"trained on ({[float(b) for b in expected]}): no early-recurrence probability")
+    return order
+
+
 def ivim_inputs(case: Case, settings: dict = IVIM_PREPROCESSING, device="auto") -> IVIMInputs:
     """The IVIM model's two crops, made as ``settings`` (a package's preprocessing block) says, and the
     parametric maps and tumour statistics they come from. Packages older than ``maps_roi_only`` saw
     whole-crop maps, and still get them."""
     crop_size, spacing_mm = settings["crop_size"], settings["spacing_mm"]
     series: DiffusionSeries = case.load_ivim()
+    channels = bvalue_channel_order(series.bvalues, settings.get("bvalues"), series.source)
     b0_index = int(np.argmin(series.bvalues))
     b0 = vector_to_frames(series.image)[b0_index]
     roi = case.load_roi("ivim", b0)
@@ -175,6 +197,6 @@ def ivim_inputs(case: Case, settings: dict = IVIM_PREPROCESSING, device="auto") 
     inside = tumour if settings.get("maps_roi_only", False) else True
     map_crops = [sitk.GetArrayFromImage(voi_crop(maps[name], roi, size=crop_size, spacing_mm=spacing_mm).image)
                  * settings["map_scales"][name] * inside for name in IVIM_MAP_CHANNELS]
-    return IVIMInputs(torch.from_numpy((bvalue_crop / tumour_b0).astype(np.float32)),
+    return IVIMInputs(torch.from_numpy((bvalue_crop[channels] / tumour_b0).astype(np.float32)),
                       torch.from_numpy(np.stack(map_crops).astype(np.float32)), crop, b0, maps, statistics, roi,
                       case.roi_path("ivim"), tuple(series.bvalues))
