@@ -165,3 +165,43 @@ def test_cox_fit_recovers_the_resection_hazard_coefficients(patients):
     fit = CoxPHFitter().fit(covariates.assign(T=patients.T_SR, E=1), "T", "E")
     for name, value in expected.items():
         assert abs(fit.params_[name] - value) < 4 * fit.standard_errors_[name], name
+
+
+def test_profile_b_is_the_same_patient_acquired_by_another_centre():
+    """Case (seed, i) under profile B: the same latents, outcome and tumour in the same place, seen on
+    other grids (4 mm slices, 1.6 / 0.75 mm pixels), stored flipped, with other gain, SNR and CEUS timing."""
+    from HEROVisionLib.io.geometry import label_centroid
+    from HEROVisionLib.phantom.profiles import PROFILE_A, PROFILE_B
+
+    a, b = generate_case(COHORT_SEED, 3, "A"), generate_case(COHORT_SEED, 3, "B")
+    assert b.case_id == "B0003" and a.truth_row() == {**b.truth_row(), "case_id": "A0003"}
+    rows = a.cohort_row(), b.cohort_row()
+    differing = {k for k in rows[0] if rows[0][k] != rows[1][k]}
+    assert differing <= {"case_id", "center", "tumor_size_cm"}
+    assert abs(rows[0]["tumor_size_cm"] - rows[1]["tumor_size_cm"]) <= 0.3  # measured on another grid
+    t2wi = b.images["t2wi"]
+    assert t2wi.GetSpacing() == (0.75, 0.75, 4.0) and t2wi.GetDirection() == (-1, 0, 0, 0, -1, 0, 0, 0, 1)
+    assert np.allclose(PROFILE_B.ivim.centre, PROFILE_A.ivim.centre) and np.allclose(PROFILE_B.t2wi.centre,
+                                                                                     PROFILE_A.ivim.centre)
+    for name in ("t2wi_roi", "ivim_roi"):
+        assert np.linalg.norm(label_centroid(a.images[name]) - label_centroid(b.images[name])) < 1.5  # mm
+    assert b.images["ceus"].GetNumberOfComponentsPerPixel() == len(PROFILE_B.ceus_times_s) == 14
+    signal_a, signal_b = (np.percentile(sitk.GetArrayViewFromImage(case.images["t2wi"]), 90) for case in (a, b))
+    assert 1.6 < signal_b / signal_a < 2.0  # receiver gain 1.8 on the same anatomy
+
+
+def test_another_centre_is_named_by_the_bundled_models_out_of_distribution_check(tmp_path):
+    from pathlib import Path
+
+    from HEROVisionLib.io.case import Case
+    from HEROVisionLib.phantom import write_case
+    from HEROVisionLib.predict import load_models, predict_case
+
+    models = load_models(Path(__file__).resolve().parents[1] / "Resources" / "Models", "cpu")
+    folder = write_case(generate_case(COHORT_SEED, 3, "B"), tmp_path / "cohort")
+    named = predict_case(Case(folder), models, "cpu").out_of_distribution
+    for line in ("t2wi: slice thickness (mm) 4 is outside the training cohort's 5–5",
+                 "ivim: in-plane spacing (mm) 1.6 is outside the training cohort's 2–2",
+                 "ceus: last CEUS frame (s) 300 is outside the training cohort's 240–240"):
+        assert line in named
+    assert any(line.startswith("ivim: SNR") for line in named)  # SNR 25 instead of 40

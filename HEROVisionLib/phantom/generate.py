@@ -27,7 +27,7 @@ from ..io.measure import largest_axial_diameter_cm
 from ..io.output_folder import OutputFolder, claim_output_folder, remove_within
 from .anatomy import draw_anatomy, draw_fields
 from .latents import Outcome, Patient, draw_outcome, draw_patient
-from .profiles import PROFILES, Grid, Profile
+from .profiles import PROFILE_A, PROFILES, Grid, Profile
 from .render import PatientRenderer, hand_contour, rician, speckle
 
 TRUTH_COLUMNS = ("case_id", "lp_TA", "lp_SR", "T_TA", "T_SR", "best_treatment", "diameter_cm", "margin",
@@ -70,6 +70,7 @@ def _image(array_zyx: np.ndarray, grid: Grid, dtype=np.float32) -> sitk.Image:
     image = sitk.GetImageFromArray(np.ascontiguousarray(array_zyx, dtype=dtype))
     image.SetOrigin(grid.origin)
     image.SetSpacing(grid.spacing)
+    image.SetDirection(grid.direction)
     return image
 
 
@@ -93,22 +94,22 @@ def generate_case(seed: int, index: int, profile: Profile | str = "A") -> Phanto
     """Case ``index`` (1-based) of the cohort with ``seed`` under ``profile``."""
     profile = PROFILES[profile] if isinstance(profile, str) else profile
     rng, patient, outcome = draw_case_variables(seed, index)
-    anatomy = draw_anatomy(rng, patient, profile.ivim)
+    anatomy = draw_anatomy(rng, patient, PROFILE_A.ivim)  # one patient, one place, whatever the profile
     field_f, field_g = draw_fields(rng, anatomy)
     renderer = PatientRenderer(patient, anatomy, field_f, field_g)
 
     sigma_mr = 1000.0 / profile.snr_ivim  # liver S0 / SNR, shared by IVIM and DWI
     # DWI shares the IVIM grid and signal equation: one rendering, then independent noise draws.
     mr_clean, ivim_tumours = renderer.ivim(profile.ivim, (*profile.bvalues, profile.dwi_bvalue))
-    ivim = rician(mr_clean[:-1], sigma_mr, rng)
-    dwi = rician(mr_clean[-1], sigma_mr, rng)
+    ivim = profile.gain_mr * rician(mr_clean[:-1], sigma_mr, rng)
+    dwi = profile.gain_mr * rician(mr_clean[-1], sigma_mr, rng)
     t2_clean, t2_tumours = renderer.t2wi(profile.t2wi)
-    t2wi = rician(t2_clean, 300.0 / profile.snr_t2wi, rng)
+    t2wi = profile.gain_mr * rician(t2_clean, 300.0 / profile.snr_t2wi, rng)
     us_fractions, us_points = renderer.us_tissues(profile)
     echo = renderer.echo_amplitude(us_fractions, us_points)
-    us = echo * speckle(echo.shape, rng)
+    us = profile.gain_us * echo * speckle(echo.shape, rng)
     ceus_clean = renderer.ceus_frames(us_fractions, us_points, echo, profile.ceus_times_s)
-    ceus = np.stack([frame * speckle(frame.shape, rng) for frame in ceus_clean])
+    ceus = np.stack([profile.gain_us * frame * speckle(frame.shape, rng) for frame in ceus_clean])
     us_tumours = us_fractions["tumour"][:, None]  # (T, 1, y, x): one-slice volume
 
     rois = {name: hand_contour(fractions, rng) for name, fractions in

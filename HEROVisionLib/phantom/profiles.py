@@ -1,5 +1,16 @@
 """Acquisition profiles (PHANTOM.md §3): what a centre's scanners produce. The patient fixes the
-anatomy; a profile fixes grids, b-values, noise and frame times."""
+anatomy (always laid out on profile A's field of view, so one (seed, i) is the same patient in the
+same place under every profile); a profile fixes grids and their orientation, b-values, noise, the
+scanners' gain and the CEUS frame times.
+
+* ``A`` — the default centre of PHANTOM.md §3.
+* ``B`` — a held-out "other centre", chosen as a second site would differ while staying within what
+  an MR/US physicist calls routine for liver imaging: 1.6 × 1.6 × 4 mm IVIM/DWI and 0.75 × 0.75 × 4 mm
+  T2WI on the same 192 × 192 × 104 mm field, stored left–right and anterior–posterior flipped (an LPS
+  scanner's RAS export: direction diag(−1, −1, 1)); IVIM SNR 25 and T2WI SNR 20 (a 1.5 T system);
+  MR receiver gain 1.8 and US gain 0.7; US at 0.25 mm; CEUS sampled every 8 s early, then more
+  sparsely to 300 s. Same b-values as A (the IVIM model reads exactly its nine).
+"""
 
 from __future__ import annotations
 
@@ -8,28 +19,52 @@ from dataclasses import dataclass
 import numpy as np
 
 
+IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
 @dataclass(frozen=True)
 class Grid:
-    """A 3-D voxel grid with identity direction (origin (0, 0, 0) for every profile-A image)."""
+    """A 3-D voxel grid; ITK's convention: world = origin + direction · (spacing ⊙ index). Profile-A
+    images have origin (0, 0, 0) and identity direction."""
 
     size: tuple[int, int, int]
     spacing: tuple[float, float, float]
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: tuple[float, ...] = IDENTITY  # row-major 3 × 3, columns are the index axes in world
+
+    @classmethod
+    def centred(cls, centre, size, spacing, direction=IDENTITY) -> Grid:
+        """The grid whose field of view is centred on the world point ``centre``."""
+        half = np.asarray(direction, float).reshape(3, 3) @ (np.asarray(spacing) * (np.asarray(size) - 1) / 2.0)
+        return cls(tuple(size), tuple(spacing), tuple(float(v) for v in np.asarray(centre) - half), tuple(direction))
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return np.asarray(self.direction, float).reshape(3, 3)
 
     @property
     def centre(self) -> np.ndarray:
         """World centre of the field of view (mm)."""
-        return np.asarray(self.origin) + np.asarray(self.spacing) * (np.asarray(self.size) - 1) / 2.0
+        return np.asarray(self.origin) + self.matrix @ (np.asarray(self.spacing) * (np.asarray(self.size) - 1) / 2.0)
 
     @property
     def field_mm(self) -> np.ndarray:
         return np.asarray(self.spacing) * np.asarray(self.size)
 
+    @property
+    def voxel_extent_mm(self) -> np.ndarray:
+        """A voxel's extent along the world axes (its spacing, turned by the direction)."""
+        return np.abs(self.matrix) @ np.asarray(self.spacing)
+
     def voxel_centres(self) -> np.ndarray:
         """World coordinates (z, y, x, 3) of every voxel centre (numpy/SimpleITK array order)."""
-        axes = [self.origin[d] + self.spacing[d] * np.arange(self.size[d]) for d in range(3)]
-        zz, yy, xx = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
-        return np.stack([xx, yy, zz], axis=-1)
+        if self.direction == IDENTITY:  # the common case, without a matrix product
+            axes = [self.origin[d] + self.spacing[d] * np.arange(self.size[d]) for d in range(3)]
+            zz, yy, xx = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
+            return np.stack([xx, yy, zz], axis=-1)
+        k, j, i = np.meshgrid(*(np.arange(n) for n in self.size[::-1]), indexing="ij")
+        steps = np.stack([i, j, k], axis=-1) * np.asarray(self.spacing)
+        return np.asarray(self.origin) + steps @ self.matrix.T
 
 
 @dataclass(frozen=True)
@@ -44,6 +79,8 @@ class Profile:
     snr_ivim: float
     snr_t2wi: float
     ceus_times_s: tuple[float, ...]
+    gain_mr: float = 1.0  # receiver gain: scales MR signal and noise alike
+    gain_us: float = 1.0
 
 
 PROFILE_A = Profile(
@@ -59,4 +96,20 @@ PROFILE_A = Profile(
     ceus_times_s=(0.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 150.0, 180.0, 210.0, 240.0),
 )
 
-PROFILES = {PROFILE_A.name: PROFILE_A}
+_FLIPPED = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
+PROFILE_B = Profile(
+    name="B",
+    ivim=Grid.centred(PROFILE_A.ivim.centre, (120, 120, 26), (1.6, 1.6, 4.0), _FLIPPED),
+    t2wi=Grid.centred(PROFILE_A.ivim.centre, (256, 256, 26), (0.75, 0.75, 4.0), _FLIPPED),
+    us_size=(320, 320),
+    us_spacing=(0.25, 0.25),
+    bvalues=PROFILE_A.bvalues,
+    dwi_bvalue=800.0,
+    snr_ivim=25.0,
+    snr_t2wi=20.0,
+    ceus_times_s=(0.0, 8.0, 16.0, 24.0, 32.0, 40.0, 55.0, 70.0, 100.0, 130.0, 160.0, 200.0, 250.0, 300.0),
+    gain_mr=1.8,
+    gain_us=0.7,
+)
+
+PROFILES = {profile.name: profile for profile in (PROFILE_A, PROFILE_B)}

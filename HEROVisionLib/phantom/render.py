@@ -84,7 +84,7 @@ class PatientRenderer:
         """Noise-free signal (b, z, y, x) and tumour fractions (T, z, y, x) on an MR grid."""
         p = self.patient
         points = grid.voxel_centres()
-        fractions = self.anatomy.tissue_fractions(points, grid.spacing)
+        fractions = self.anatomy.tissue_fractions(points, grid.voxel_extent_mm)
         tumour_d = np.clip(p.tumor_D * (1.0 + 0.15 * p.heterogeneity * self.field_f(points)), 1e-5, None)
         tumour_f = np.clip(p.tumor_f * (1.0 + 0.15 * p.heterogeneity * self.field_g(points)), 0.0, 1.0)
         tumour = fractions["tumour"].sum(axis=0)
@@ -97,7 +97,7 @@ class PatientRenderer:
 
     def t2wi(self, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
         points = grid.voxel_centres()
-        fractions = self.anatomy.tissue_fractions(points, grid.spacing)
+        fractions = self.anatomy.tissue_fractions(points, grid.voxel_extent_mm)
         tumour = fractions["tumour"].sum(axis=0)
         signal = (fractions["body"] * T2["body"] + fractions["liver"] * T2["liver"]
                   + tumour * T2["tumour"] * self._tumour_modulation(points, 0.3))

@@ -102,5 +102,10 @@ def outside_ranges(measures: dict, ranges: dict) -> list[str]:
             else:
                 slack = TOLERANCE * max(abs(low), abs(high))
             if not low - slack <= value <= high + slack:
-                lines.append(f"{modality}: {name} {value:.3g} is outside the training cohort's {low:.3g}–{high:.3g}")
+                lines.append(f"{modality}: {name} {_shown(value)} is outside the training cohort's "
+                             f"{_shown(low)}–{_shown(high)}")
     return lines
+
+
+def _shown(value: float) -> str:
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.3g}"
