@@ -42,7 +42,7 @@ def _add_phantom(commands):
     parser.add_argument("--n", type=_count, required=True, help="number of cases")
     parser.add_argument("--seed", type=int, required=True, help="cohort seed (case i uses seed and i)")
     parser.add_argument("--out", type=Path, required=True, help="cohort folder to write")
-    parser.add_argument("--profile", default="A", help="acquisition profile: A (default) or B (another centre)")
+    parser.add_argument("--profile", default="A", help="acquisition profile: A (default), B (another centre) or R (randomised per case)")
     parser.add_argument("--workers", type=_count, default=None, help="processes (default: all cores)")
     parser.set_defaults(run=_run_phantom)
 

@@ -26,7 +26,7 @@ def test_user_errors_are_one_line_with_status_2(tmp_path, capsys):
     assert main(["phantom", "--n", "1", "--seed", "1", "--out", str(tmp_path), "--profile", "Z"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"herovision: error: {tmp_path / 'nowhere'}: not a case or cohort folder",
-                   "herovision: error: --profile: unknown acquisition profile 'Z'; known: A, B"]
+                   "herovision: error: --profile: unknown acquisition profile 'Z'; known: A, B, R"]
 
 
 def test_unwritable_output_is_one_line_with_status_2(tmp_path, capsys):

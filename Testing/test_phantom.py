@@ -205,3 +205,32 @@ def test_another_centre_is_named_by_the_bundled_models_out_of_distribution_check
                  "ceus: last CEUS frame (s) 300 is outside the training cohort's 240–240"):
         assert line in named
     assert any(line.startswith("ivim: SNR") for line in named)  # SNR 25 instead of 40
+
+
+def test_profile_r_draws_each_case_its_own_acquisition_within_the_documented_ranges(tmp_path):
+    from HEROVisionLib.io.case import Case
+    from HEROVisionLib.io.ceus import select_phase_frames
+    from HEROVisionLib.phantom import write_case
+    from HEROVisionLib.phantom.profiles import IDENTITY, PROFILE_A, draw_profile
+
+    profiles = [draw_profile(COHORT_SEED, i) for i in range(1, 41)]
+    assert draw_profile(COHORT_SEED, 5) == profiles[4]  # the same case, the same acquisition
+    for p in profiles:
+        assert 1.4 <= p.ivim.spacing[0] <= 2.2 and 0.6 <= p.t2wi.spacing[0] <= 1.2
+        assert 3.0 <= p.ivim.spacing[2] <= 6.0 and 3.0 <= p.t2wi.spacing[2] <= 6.0
+        assert np.allclose(p.ivim.matrix.T @ p.ivim.matrix, np.eye(3)) and p.ivim.direction == p.t2wi.direction
+        tilt = np.degrees(np.arccos(np.clip(abs(p.ivim.matrix[2, 2]), -1, 1)))
+        assert tilt <= 15.0 + 1e-6
+        assert np.allclose(p.ivim.centre, PROFILE_A.ivim.centre) and np.allclose(p.t2wi.centre, PROFILE_A.ivim.centre)
+        assert np.all(p.ivim.field_mm >= PROFILE_A.ivim.field_mm - 1e-6)
+        assert 20 <= p.snr_ivim <= 60 and 15 <= p.snr_t2wi <= 45 and 0.5 <= p.gain_mr <= 2.0 and 0.6 <= p.gain_us <= 1.6
+        assert p.ceus_times_s[0] == 0 and 240 <= p.ceus_times_s[-1] <= 300
+        select_phase_frames(p.ceus_times_s)  # arterial, portal and late frames always exist
+    assert len({p.ivim.spacing for p in profiles}) == 40 and sum(p.ivim.direction != IDENTITY for p in profiles) == 40
+
+    a, r = generate_case(COHORT_SEED, 3, "A"), generate_case(COHORT_SEED, 3, "R")
+    assert r.case_id == "R0003" and a.truth_row() == {**r.truth_row(), "case_id": "A0003"}
+    case = Case(write_case(r, tmp_path / "cohort"))
+    image = case.load_image("t2wi")  # every reading check passes on the oblique grid
+    assert image.GetDirection() == pytest.approx(draw_profile(COHORT_SEED, 3).t2wi.direction)
+    assert case.missing() == {}

@@ -27,7 +27,7 @@ from ..io.measure import largest_axial_diameter_cm
 from ..io.output_folder import OutputFolder, claim_output_folder, remove_within
 from .anatomy import draw_anatomy, draw_fields
 from .latents import Outcome, Patient, draw_outcome, draw_patient
-from .profiles import PROFILE_A, PROFILES, Grid, Profile
+from .profiles import PROFILE_A, PROFILE_NAMES, Grid, Profile, profile_for
 from .render import PatientRenderer, hand_contour, rician, speckle
 
 TRUTH_COLUMNS = ("case_id", "lp_TA", "lp_SR", "T_TA", "T_SR", "best_treatment", "diameter_cm", "margin",
@@ -92,7 +92,7 @@ def draw_case_variables(seed: int, index: int) -> tuple[np.random.Generator, Pat
 
 def generate_case(seed: int, index: int, profile: Profile | str = "A") -> PhantomCase:
     """Case ``index`` (1-based) of the cohort with ``seed`` under ``profile``."""
-    profile = PROFILES[profile] if isinstance(profile, str) else profile
+    profile = profile_for(profile, seed, index) if isinstance(profile, str) else profile
     rng, patient, outcome = draw_case_variables(seed, index)
     anatomy = draw_anatomy(rng, patient, PROFILE_A.ivim)  # one patient, one place, whatever the profile
     field_f, field_g = draw_fields(rng, anatomy)
@@ -171,8 +171,8 @@ def _make_case(arguments) -> tuple[dict, dict]:
 def generate_cohort(n: int, seed: int, out, profile: str = "A", workers: int | None = None,
                     progress: bool = True) -> Path:
     """Generate cases 1..n into ``out`` with ``cohort.csv`` and ``truth.csv``; returns ``out``."""
-    if profile not in PROFILES:
-        raise InputError("--profile", f"unknown acquisition profile {profile!r}; known: {', '.join(PROFILES)}")
+    if profile not in PROFILE_NAMES:
+        raise InputError("--profile", f"unknown acquisition profile {profile!r}; known: {', '.join(PROFILE_NAMES)}")
     if n < 1:
         raise InputError("--n", f"the cohort needs at least one case, got {n}")
     owner = claim_output_folder(out, "phantom")

@@ -10,6 +10,16 @@ scanners' gain and the CEUS frame times.
   scanner's RAS export: direction diag(−1, −1, 1)); IVIM SNR 25 and T2WI SNR 20 (a 1.5 T system);
   MR receiver gain 1.8 and US gain 0.7; US at 0.25 mm; CEUS sampled every 8 s early, then more
   sparsely to 300 s. Same b-values as A (the IVIM model reads exactly its nine).
+* ``R`` — randomised: each case draws its own acquisition (``draw_profile``) from a generator of its
+  own, ``default_rng([seed, i, 12])``, so every v1 draw — the patient — is unchanged. Ranges, each
+  uniform unless said, chosen as routine clinical liver protocols span them: IVIM/DWI in-plane
+  1.4–2.2 mm, slices 3–6 mm; T2WI in-plane 0.6–1.2 mm, slices 3–6 mm (matrices cover profile A's
+  192 × 192 × 100 mm field); orientation: left–right and anterior–posterior flips (each p = 0.5) then
+  an oblique tilt of 0–15° about a random axis (shared by the MR series of one study); SNR 20–60
+  (IVIM at b = 0) and 15–45 (T2WI); MR receiver gain and US gain log-uniform in 0.5–2.0 and 0.6–1.6;
+  US pixels 0.2–0.4 mm over the same 76.8 mm field; CEUS every 5–10 s up to 60 s, then every 20–40 s
+  up to 240–300 s. b-values stay A's nine: the IVIM model reads exactly those (drawing b-value
+  schemes waits for a model that resamples them).
 """
 
 from __future__ import annotations
@@ -113,3 +123,47 @@ PROFILE_B = Profile(
 )
 
 PROFILES = {profile.name: profile for profile in (PROFILE_A, PROFILE_B)}
+RANDOMISED = "R"
+PROFILE_NAMES = (*PROFILES, RANDOMISED)
+
+
+def _tilt(rng: np.random.Generator) -> tuple[float, ...]:
+    """Flips of the left–right and anterior–posterior axes, then a 0–15° tilt about a random axis."""
+    flips = np.diag([rng.choice([-1.0, 1.0]), rng.choice([-1.0, 1.0]), 1.0])
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    angle = np.radians(rng.uniform(0.0, 15.0))
+    cross = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    rotation = np.eye(3) + np.sin(angle) * cross + (1 - np.cos(angle)) * cross @ cross  # Rodrigues
+    return tuple(float(v) for v in (rotation @ flips).ravel())
+
+
+def _mr_grid(rng, in_plane: tuple[float, float], direction) -> Grid:
+    spacing = (rng.uniform(*in_plane),) * 2 + (rng.uniform(3.0, 6.0),)
+    size = tuple(int(np.ceil(field / step)) for field, step in zip(PROFILE_A.ivim.field_mm, spacing))
+    return Grid.centred(PROFILE_A.ivim.centre, size, spacing, direction)
+
+
+def _ceus_times(rng) -> tuple[float, ...]:
+    early, late, end = rng.uniform(5.0, 10.0), rng.uniform(20.0, 40.0), rng.uniform(240.0, 300.0)
+    times = list(np.arange(0.0, 60.0, early)) + list(np.arange(60.0, end - 1.0, late)) + [end]  # ends at `end`
+    return tuple(round(float(t), 1) for t in times)
+
+
+def draw_profile(seed: int, index: int) -> Profile:
+    """Case ``index``'s randomised acquisition (profile ``R``; ranges in the module docstring)."""
+    rng = np.random.default_rng([seed, index, 12])
+    direction = _tilt(rng)
+    ivim, t2wi = _mr_grid(rng, (1.4, 2.2), direction), _mr_grid(rng, (0.6, 1.2), direction)
+    us_step = rng.uniform(0.2, 0.4)
+    us_pixels = int(round(PROFILE_A.us_size[0] * PROFILE_A.us_spacing[0] / us_step))
+    return Profile(name=RANDOMISED, ivim=ivim, t2wi=t2wi, us_size=(us_pixels, us_pixels),
+                   us_spacing=(us_step, us_step), bvalues=PROFILE_A.bvalues, dwi_bvalue=800.0,
+                   snr_ivim=rng.uniform(20.0, 60.0), snr_t2wi=rng.uniform(15.0, 45.0),
+                   ceus_times_s=_ceus_times(rng), gain_mr=float(np.exp(rng.uniform(np.log(0.5), np.log(2.0)))),
+                   gain_us=float(np.exp(rng.uniform(np.log(0.6), np.log(1.6)))))
+
+
+def profile_for(name: str, seed: int, index: int) -> Profile:
+    """The acquisition of case ``index`` under the profile called ``name``."""
+    return draw_profile(seed, index) if name == RANDOMISED else PROFILES[name]
