@@ -24,6 +24,8 @@ import SimpleITK as sitk
 from HEROVisionLib.cli import BATCH_FAILED_CASES, main
 from HEROVisionLib.io.output_folder import MARKER
 
+from conftest import resign_manifest
+
 ROOT = Path(__file__).resolve().parents[1]
 NIFTI_PIXDIM_X = 80  # byte offset of pixdim[1] in a NIfTI-1 header
 NIFTI_SROW_X = 280  # byte offset of srow_x
@@ -500,22 +502,13 @@ def test_an_output_reached_through_a_link_to_the_input_is_refused(capsys, case, 
 # --- 6. model packages that are not closed boxes ----------------------------------------------------
 
 
-def _resign(package: Path) -> None:
-    """Recompute the manifest, as someone who edited the metadata by hand would."""
-    lines = []
-    for line in (package / "manifest.sha256").read_text().splitlines():
-        name = line.partition("  ")[2]
-        lines.append(f"{hashlib.sha256((package / name).read_bytes()).hexdigest()}  {name}")
-    (package / "manifest.sha256").write_text("\n".join(lines) + "\n")
-
-
 def _edit_metadata(change):
     def tamper(package: Path):
         path = package / "configs" / "metadata.json"
         metadata = json.loads(path.read_text())
         change(metadata["herovision"])
         path.write_text(json.dumps(metadata))
-        _resign(package)
+        resign_manifest(package)
     return tamper
 
 

@@ -21,6 +21,8 @@ from HEROVisionLib.train.data import CohortTensors, split, task_cases
 from HEROVisionLib.train.loop import event_balanced_batches
 from HEROVisionLib.train.run import train_task
 
+from conftest import resign_manifest
+
 
 @pytest.fixture(scope="module")
 def tiny_packages(phantom_cohort, tmp_path_factory):
@@ -195,7 +197,7 @@ def test_acquisition_ranges_are_recorded_afterwards_from_the_training_cohort_alo
     metadata = json.loads((package / METADATA_FILE).read_text())
     del metadata["herovision"]["acquisition_ranges"]  # as a package of an earlier HEROVision
     (package / METADATA_FILE).write_text(json.dumps(metadata))
-    _resign(package)
+    resign_manifest(package)
     assert "acquisition_ranges" not in load_package(package).herovision
     assert record_acquisition_ranges(package, phantom_cohort, workers=2, progress=False) == expected
     assert load_package(package).herovision["acquisition_ranges"] == expected
@@ -206,18 +208,6 @@ def test_acquisition_ranges_are_recorded_afterwards_from_the_training_cohort_alo
     (smaller / "cohort.csv").write_text("\n".join(rows[:-3]) + "\n")
     with pytest.raises(InputError, match="was trained on .*not its training cohort"):
         record_acquisition_ranges(package, smaller, workers=2, progress=False)
-
-
-def _resign(package):
-    import hashlib
-
-    from HEROVisionLib.models.package import MANIFEST_FILE
-
-    lines = []
-    for line in (package / MANIFEST_FILE).read_text().splitlines():
-        name = line.partition("  ")[2]
-        lines.append(f"{hashlib.sha256((package / name).read_bytes()).hexdigest()}  {name}")
-    (package / MANIFEST_FILE).write_text("\n".join(lines) + "\n")
 
 
 def test_model_selection_judges_an_epoch_with_its_neighbours_not_a_lucky_first_epoch():
