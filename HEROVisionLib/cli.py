@@ -324,6 +324,9 @@ def _add_evaluate(commands):
     parser.add_argument("--out", type=Path, required=True, help="folder for metrics.json, metrics.csv and PNG plots")
     parser.add_argument("--bootstrap", type=_count, default=1000, help="bootstrap resamples for CIs (default 1000)")
     parser.add_argument("--record", action="store_true", help="write the metrics into the package and its model card")
+    parser.add_argument("--compare", action="store_true",
+                        help="survival packages: also compare with the nomogram, the clinical model and the six "
+                             "staging systems, alone and with the HEROVision score (comparison.csv, comparison.png)")
     _add_cohort_run_options(parser)
     parser.set_defaults(run=_run_evaluate)
 
@@ -335,8 +338,14 @@ def _run_evaluate(args) -> int:
 
     with _writing(args, "evaluate", args.package, args.cohort):
         metrics = evaluate_package(args.package, args.cohort, args.out, device=args.device, n_boot=args.bootstrap,
-                                   workers=args.workers, record=args.record, command=args.command_line)
+                                   workers=args.workers, record=args.record, compare=args.compare,
+                                   command=args.command_line)
+    comparison = metrics.pop("comparison", None)
     print(json.dumps(metrics, indent=2, default=float))
+    if comparison:
+        from .evaluate.comparison import comparison_lines
+
+        print("\n".join(comparison_lines(comparison)))
     print(f"Metrics and plots written to {args.out}" + ("; recorded in the package" if args.record else ""))
     return 0
 

@@ -1,4 +1,5 @@
-"""Shared fixtures, made once per test session: one small phantom cohort and untrained model packages."""
+"""Shared fixtures, made once per test session: one small phantom cohort, untrained model packages
+and packages trained on that cohort with the tiny preset."""
 
 import hashlib
 
@@ -6,6 +7,7 @@ import pytest
 
 from HEROVisionLib.phantom import generate_cohort
 from HEROVisionLib.predict import write_untrained_models
+from HEROVisionLib.train.run import train_task
 
 COHORT_SEED = 7
 COHORT_SIZE = 10
@@ -22,6 +24,15 @@ def phantom_cohort(tmp_path_factory):
 def untrained_models(tmp_path_factory):
     """Random-weight placeholder packages of all three models (the real package format)."""
     return write_untrained_models(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_packages(phantom_cohort, tmp_path_factory):
+    """All three packages trained on the phantom cohort with the tiny preset (seconds)."""
+    out = tmp_path_factory.mktemp("trained")
+    for task, name in (("pfs-ta", "HEROVision-TA"), ("pfs-sr", "HEROVision-SR"), ("er", "IVIM-ER")):
+        train_task(task, phantom_cohort, out / name, preset="tiny", device="cpu", workers=2, progress=False)
+    return out
 
 
 def resign_manifest(package) -> None:

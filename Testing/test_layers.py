@@ -9,8 +9,8 @@ import pytest
 
 LIBRARY = Path(__file__).resolve().parents[1] / "HEROVisionLib"
 #: Layer of each top-level module or package, bottom first (DESIGN.md, Architecture).
-LAYERS = {"errors": 1, "devices": 1, "plots": 1, "io": 2, "ivim": 3, "phantom": 3, "transforms": 4, "models": 5,
-          "stats": 6, "predict": 7, "train": 8, "evaluate": 8, "clinical": 9, "slicer": 10, "cli": 11}
+LAYERS = {"errors": 1, "devices": 1, "plots": 1, "io": 2, "ivim": 3, "phantom": 3, "staging": 3, "transforms": 4,
+          "models": 5, "stats": 6, "predict": 7, "train": 8, "evaluate": 8, "clinical": 9, "slicer": 10, "cli": 11}
 
 
 def _layer(module: str) -> int | None:

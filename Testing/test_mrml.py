@@ -118,6 +118,9 @@ def test_prediction_from_the_scene_adds_tables_maps_and_overlays_and_leaves_inpu
     assert table.GetColumnByName("ta_risk_score").GetValue(0) == pytest.approx(row["ta_risk_score"])
     assert table.GetColumnByName("inputs_used").GetValue(0) == "ivim;t2wi;dwi;us;ceus"
     assert nodes["ivim_statistics"].GetTable().GetNumberOfRows() == len(result.ivim_statistics)
+    stages = nodes["staging"].GetTable()  # the guideline stages beside the risk
+    assert [stages.GetColumnByName("stage").GetValue(k) for k in range(stages.GetNumberOfRows())] == \
+        list(result.staging.values()) and len(result.staging) == 6
 
     overlay, t2wi = nodes["attention_ta_t2wi"], inputs.volumes["t2wi"]
     overlay_matrix, input_matrix = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()

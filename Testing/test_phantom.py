@@ -33,6 +33,8 @@ def test_case_alone_equals_case_in_cohort(phantom_cohort):
 def test_cohort_layout(phantom_cohort):
     table = pd.read_csv(phantom_cohort / "cohort.csv")
     assert tuple(table.columns) == COHORT_COLUMNS
+    staging = ["ecog", "child_pugh_score", "vascular_invasion", "extrahepatic_spread"]  # §6: after pni_low
+    assert list(table.columns[table.columns.get_loc("pni_low"):][:6]) == ["pni_low", *staging, "treatment"]
     assert table["case_id"].tolist() == [f"A{i:04d}" for i in range(1, 11)]
     truth = pd.read_csv(phantom_cohort / "truth.csv")
     assert {"lp_TA", "lp_SR", "T_TA", "T_SR", "best_treatment"} <= set(truth.columns)
@@ -126,6 +128,25 @@ def test_clinical_distributions(patients):
     assert patients["tumor_D"].between(0.5e-3, 1.5e-3).all()
 
 
+def test_staging_fields_follow_spec_v1_1_from_their_own_generator(patients):
+    """§6: drawn from [seed, i, 11] after the v1 patient, which they never change."""
+    from HEROVisionLib.phantom.latents import draw_staging_fields
+
+    draws = [draw_staging_fields(np.random.default_rng([11, i, 11]), draw_case_variables(11, i)[1])
+             for i in range(1, len(patients) + 1)]
+    fields = pd.DataFrame([draw.__dict__ for draw in draws])
+    n = len(fields)
+    for level, p in ((0, 0.85), (1, 0.12), (2, 0.03)):
+        assert _binomial_ok((fields["ecog"] == level).mean(), p, n)
+    ctp_b, cirrhosis = patients["ctp_b"] == 1, patients["cirrhosis"] == 1
+    for score, p in ((7, 0.5), (8, 0.3), (9, 0.2)):
+        assert _binomial_ok((fields.loc[ctp_b, "child_pugh_score"] == score).mean(), p, ctp_b.sum())
+    for group, p in ((~ctp_b & cirrhosis, 0.55), (~cirrhosis, 0.70)):
+        assert set(fields.loc[group, "child_pugh_score"]) == {5, 6}
+        assert _binomial_ok((fields.loc[group, "child_pugh_score"] == 5).mean(), p, group.sum())
+    assert (fields["vascular_invasion"] == 0).all() and (fields["extrahepatic_spread"] == 0).all()
+
+
 def test_outcome_rates_in_spec_ranges(patients):
     assert 0.50 <= (patients["T_TA"] > 24).mean() <= 0.70  # "about 60 % progression-free at 2 years"
     assert 0.50 <= (patients["T_SR"] > 24).mean() <= 0.70
@@ -190,21 +211,34 @@ def test_profile_b_is_the_same_patient_acquired_by_another_centre():
     assert signal_b / signal_a == pytest.approx(1.8, abs=0.2)  # receiver gain 1.8 on the same anatomy
 
 
-def test_another_centre_is_named_by_the_bundled_models_out_of_distribution_check(tmp_path):
+def test_the_bundled_models_know_both_centres_and_name_an_acquisition_beyond_their_training(tmp_path):
+    """Trained on randomised acquisitions, the bundled models take profiles A and B as familiar; a
+    case with 8 mm slices, 3 mm IVIM pixels and CEUS followed to 420 s is named, modality and measure
+    with the recorded range, and still scored."""
+    from dataclasses import replace
     from pathlib import Path
 
     from HEROVisionLib.io.case import Case
     from HEROVisionLib.phantom import write_case
+    from HEROVisionLib.phantom.profiles import PROFILE_A, PROFILE_B, Grid
     from HEROVisionLib.predict import load_models, predict_case
 
     models = load_models(Path(__file__).resolve().parents[1] / "Resources" / "Models", "cpu")
-    folder = write_case(generate_case(COHORT_SEED, 3, "B"), tmp_path / "cohort")
-    named = predict_case(Case(folder), models, "cpu").out_of_distribution
-    for line in ("t2wi: slice thickness (mm) 4 is outside the training cohort's 5–5",
-                 "ivim: in-plane spacing (mm) 1.6 is outside the training cohort's 2–2",
-                 "ceus: last CEUS frame (s) 300 is outside the training cohort's 240–240"):
-        assert line in named
-    assert any(line.startswith("ivim: SNR") for line in named)  # SNR 25 instead of 40
+    for profile in ("A", "B"):
+        folder = write_case(generate_case(COHORT_SEED, 3, profile), tmp_path / profile)
+        assert predict_case(Case(folder), models, "cpu").out_of_distribution == [], profile
+    unusual = replace(PROFILE_B, ivim=Grid.centred(PROFILE_A.ivim.centre, (64, 64, 13), (3.0, 3.0, 8.0)),
+                      ceus_times_s=(*PROFILE_B.ceus_times_s, 360.0, 420.0))
+    folder = write_case(generate_case(COHORT_SEED, 3, unusual), tmp_path / "unusual")
+    result = predict_case(Case(folder), models, "cpu")
+    ranges = models.er.herovision["acquisition_ranges"]["ivim"]
+    low, high = ranges["slice thickness (mm)"]
+    assert f"ivim: slice thickness (mm) 8 is outside the training cohort's {low:.3g}–{high:.3g}" in \
+        result.out_of_distribution
+    assert any(line.startswith("ivim: in-plane spacing (mm) 3 is outside") for line in result.out_of_distribution)
+    assert any(line.startswith("ceus: last CEUS frame (s) 420 is outside") for line in result.out_of_distribution)
+    assert not any(line.startswith("t2wi") for line in result.out_of_distribution)  # T2WI as profile B's
+    assert np.isfinite(result.survival["ta"].risk_score) and 0 < result.er_probability < 1
 
 
 def test_profile_r_draws_each_case_its_own_acquisition_within_the_documented_ranges(tmp_path):
@@ -226,6 +260,10 @@ def test_profile_r_draws_each_case_its_own_acquisition_within_the_documented_ran
         assert 20 <= p.snr_ivim <= 60 and 15 <= p.snr_t2wi <= 45 and 0.5 <= p.gain_mr <= 2.0 and 0.6 <= p.gain_us <= 1.6
         assert p.ceus_times_s[0] == 0 and 240 <= p.ceus_times_s[-1] <= 300
         select_phase_frames(p.ceus_times_s)  # arterial, portal and late frames always exist
+        b = np.asarray(p.bvalues)
+        assert b[0] == 0 and 5 <= len(b) <= 10 and 600 <= b[-1] <= 1000 and np.all(np.diff(b) > 0)
+        assert 2 <= np.sum((b > 0) & (b < 200)) <= 5 and p.dwi_bvalue in (800, 1000)
+    assert len({p.bvalues for p in profiles}) > 30  # schemes differ from case to case
     assert len({p.ivim.spacing for p in profiles}) == 40 and sum(p.ivim.direction != IDENTITY for p in profiles) == 40
 
     a, r = generate_case(COHORT_SEED, 3, "A"), generate_case(COHORT_SEED, 3, "R")
@@ -234,3 +272,4 @@ def test_profile_r_draws_each_case_its_own_acquisition_within_the_documented_ran
     image = case.load_image("t2wi")  # every reading check passes on the oblique grid
     assert image.GetDirection() == pytest.approx(draw_profile(COHORT_SEED, 3).t2wi.direction)
     assert case.missing() == {}
+    assert case.load_ivim().bvalues == pytest.approx(draw_profile(COHORT_SEED, 3).bvalues)

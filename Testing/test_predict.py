@@ -7,12 +7,15 @@ import shutil
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 
+from HEROVisionLib.errors import InputError
 from HEROVisionLib.io.case import Case
 from HEROVisionLib.transforms.crops import slice_crops
 from HEROVisionLib.io.geometry import label_centroid, same_grid
 from HEROVisionLib.models.ivim_net import IVIM_MAP_CHANNELS
 from HEROVisionLib.predict import RESULT_COLUMNS, load_models, predict_case
+from HEROVisionLib.staging import stage_patient
 from HEROVisionLib.transforms.network_inputs import IVIM_PREPROCESSING, ivim_inputs
 from HEROVisionLib.transforms.overlays import overlay_on_source
 
@@ -38,6 +41,8 @@ def test_a_full_case_gives_every_number_overlay_and_map(phantom_cohort, models):
         cutoff = (models.ta if key == "ta" else models.sr).herovision["risk_cutoff"]
         assert row[f"{key}_risk_group"] == ("high" if row[f"{key}_risk_score"] > cutoff else "low")
     assert 0 < row["er_probability"] < 1 and 0 < row["er_probability_combined"] < 1
+    assert result.staging == {system: stage.text for system, stage in stage_patient(case.clinical).items()}
+    assert all(not text.startswith("not computable") for text in result.staging.values())  # v1.1 record: all six
     assert row["models_trained"] is False and any("untrained" in w for w in result.warnings)
     sources = {"t2wi": case.load_image("t2wi"), "dwi": case.load_image("dwi"), "us": case.load_image("us")}
     for key in ("ta", "sr"):
@@ -208,9 +213,10 @@ def test_each_survival_model_is_scored_with_its_own_recorded_preprocessing(phant
     assert wide_us * 32 > narrow_us * 128  # the SR package's 200 % context view reaches further than TA's 100 %
 
 
-def test_the_ivim_model_reads_each_b_value_in_its_own_channel_or_refuses_the_series(phantom_cohort, models, tmp_path):
+def test_the_ivim_model_reads_each_b_value_in_its_own_channel_whatever_the_volume_order(phantom_cohort, models,
+                                                                                      tmp_path):
     """The same series stored in reverse volume order (its .bval reversed alike) gives the same
-    early-recurrence probability; a series with other b-values is not fed to the model at all."""
+    early-recurrence probability."""
     from HEROVisionLib.io.diffusion import DiffusionSeries, read_diffusion_series, write_diffusion_series
     from HEROVisionLib.io.images import frames_to_vector, vector_to_frames
 
@@ -222,9 +228,48 @@ def test_the_ivim_model_reads_each_b_value_in_its_own_channel_or_refuses_the_ser
     write_diffusion_series(reversed_series, case.folder / "ivim.nii.gz")
     reordered = predict_case(case, models, "cpu")
     assert reordered.er_probability == pytest.approx(original.er_probability, abs=1e-6)
-    other = DiffusionSeries(series.image, tuple(500.0 if b == 600 else b for b in series.bvalues), series.source)
-    write_diffusion_series(other, case.folder / "ivim.nii.gz")
+
+
+def _keep_bvalues(case: Case, kept) -> None:
+    """Rewrite the case's IVIM series with only the volumes at the b-values ``kept`` (another scheme)."""
+    from HEROVisionLib.io.diffusion import DiffusionSeries, read_diffusion_series, write_diffusion_series
+    from HEROVisionLib.io.images import frames_to_vector, vector_to_frames
+
+    series = read_diffusion_series(case.folder / "ivim.nii.gz")
+    volumes = [k for k, b in enumerate(series.bvalues) if b in kept]
+    frames = vector_to_frames(series.image)
+    write_diffusion_series(DiffusionSeries(frames_to_vector([frames[k] for k in volumes]),
+                                           tuple(series.bvalues[k] for k in volumes), series.source),
+                           case.folder / "ivim.nii.gz")
+
+
+def test_another_b_value_scheme_is_resampled_onto_the_models_b_values(phantom_cohort, models, tmp_path):
+    """A six-b-value scheme: the channels it measured are fed as measured; the ones it lacks are
+    interpolated, and in the tumour they match the volumes the full series measured at those
+    b-values (the independent truth) within noise."""
+    full = ivim_inputs(Case(phantom_cohort / "A0003"), IVIM_PREPROCESSING, "cpu")
+    case = _copy_case(phantom_cohort, tmp_path)
+    _keep_bvalues(case, (0.0, 20.0, 80.0, 200.0, 400.0, 1000.0))
+    sparse = ivim_inputs(case, IVIM_PREPROCESSING, "cpu")
+    channel = {b: k for k, b in enumerate(IVIM_PREPROCESSING["bvalues"])}
+    for b in (0.0, 20.0, 80.0, 200.0, 400.0, 1000.0):
+        assert torch.equal(sparse.bvalues[channel[b]], full.bvalues[channel[b]])
+    tumour = torch.from_numpy(sitk.GetArrayFromImage(full.crop.roi) == 1)
+    for b in (10.0, 40.0, 600.0):
+        measured, resampled = full.bvalues[channel[b]][tumour].mean(), sparse.bvalues[channel[b]][tumour].mean()
+        assert float(resampled) == pytest.approx(float(measured), rel=0.05)
+    assert math.isfinite(predict_case(case, models, "cpu").er_probability)
+
+
+def test_a_b_value_scheme_that_cannot_be_resampled_is_refused_for_the_ivim_model(phantom_cohort, models, tmp_path):
+    """No b-value of 500 s/mm² or more: nothing to resample 600 and 1000 from. And a package trained
+    before resampling existed reads only its own scheme. Either way the other models still run."""
+    case = _copy_case(phantom_cohort, tmp_path)
+    _keep_bvalues(case, (0.0, 10.0, 20.0, 40.0, 80.0, 200.0, 400.0))
     refused = predict_case(case, models, "cpu")
-    assert math.isnan(refused.er_probability) and "ivim" in refused.inputs_missing
-    assert "are not the 9 the IVIM model was trained on" in refused.inputs_missing["ivim"]
+    assert math.isnan(refused.er_probability) and "cannot be resampled" in refused.inputs_missing["ivim"]
     assert math.isfinite(refused.survival["ta"].risk_score)
+    _keep_bvalues(case, (0.0, 20.0, 80.0, 200.0, 400.0, 1000.0))
+    exact_only = {k: v for k, v in IVIM_PREPROCESSING.items() if k != "bvalue_resampling"}
+    with pytest.raises(InputError, match="are not the 9 the IVIM model was trained on"):
+        ivim_inputs(case, exact_only, "cpu")

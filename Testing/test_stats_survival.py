@@ -31,6 +31,18 @@ def test_harrell_c_matches_r_concordance():
     assert c_index == pytest.approx(CONCORDANCE["rossi_efron_lp"], rel=1e-9)
 
 
+@pytest.mark.parametrize("row", pd.read_csv(R_FIXTURES / "truncated_concordance.csv").to_dict(orient="records"),
+                         ids=lambda row: f"{row['set']}-{row['tau']:g}")
+def test_truncated_harrell_c_matches_r_concordance_with_ymax(row):
+    """R: concordance(Surv(time, event) ~ score, reverse = TRUE, ymax = tau), on sets with tied times
+    and tied (integer, stage-like) scores; the truncated C differs from the untruncated one."""
+    synthetic = pd.read_csv(R_FIXTURES / "survival_synthetic.csv")
+    rows = synthetic[synthetic["set"] == row["set"]]
+    c_index = harrell_c(rows["score"], rows["time"], rows["event"], tau=row["tau"])
+    assert c_index == pytest.approx(row["harrell"], rel=1e-9)
+    assert c_index != pytest.approx(harrell_c(rows["score"], rows["time"], rows["event"]), rel=1e-6)
+
+
 def test_uno_c_without_censoring_is_harrell_c():
     """With no censoring every pair weighs the same, so Uno's C is R's Harrell C."""
     everyone_fails = np.ones(len(SYNTHETIC_C))

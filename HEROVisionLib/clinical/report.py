@@ -195,6 +195,8 @@ def _summary_lines(result: dict, advice: dict | None) -> list[str]:
     lines.append(f"Tumour: {_fmt(result['tumor_size_cm'], '{:.1f}')} cm, {_fmt(result['tumor_volume_ml'], '{:.1f}')} ml; "
                  f"IVIM D {_fmt(medians.get('D', math.nan) * 1e3)}·10⁻³ mm²/s, f {_fmt(medians.get('f'), '{:.3f}')}, "
                  f"D* {_fmt(medians.get('Dstar', math.nan) * 1e3, '{:.1f}')}·10⁻³ mm²/s")
+    if result.get("staging"):  # absent from predictions made before staging
+        lines.append("Guideline stages: " + " · ".join(f"{system} {text}" for system, text in result["staging"].items()))
     lines.append(f"Inputs used: {', '.join(m.upper() for m in result['inputs_used']) or 'none'}")
     for modality, reason in result["inputs_missing"].items():
         lines.append(f"Not used: {modality.upper()} — {reason}")

@@ -109,7 +109,8 @@ def cross_stratification(result) -> CrossStratification:
 
 def summary_line(result, planned: str | None = None) -> str:
     """One line for a clinician: both treatments' 2-year PFS against the common threshold, the advice
-    (as :func:`advise` gives it, without the firmness), and early recurrence when known."""
+    (as :func:`advise` gives it, without the firmness), early recurrence when known, and the
+    guideline stages the clinical record allows."""
     parts = []
     survival = result.survival
     if "ta" in survival and "sr" in survival:
@@ -124,6 +125,9 @@ def summary_line(result, planned: str | None = None) -> str:
         parts.extend(f"{key.upper()} {s.risk_group} risk" for key, s in survival.items())
     if not math.isnan(result.er_probability_combined):
         parts.append(f"early recurrence after resection {100 * result.er_probability_combined:.0f} %")
+    staged = [f"{system} {text}" for system, text in result.staging.items() if not text.startswith("not computable")]
+    if staged:
+        parts.append("stages " + ", ".join(staged))
     if not result.models_trained:
         parts.append("UNTRAINED placeholder models")
     return "; ".join(parts) or "no prediction"

@@ -7,6 +7,9 @@ groups with numbers at risk, log-rank test and hazard ratio, calibration and dec
 24 months. The early-recurrence package: ROC AUC with DeLong CI for the deep and combined models,
 DeLong test between them, calibration with Hosmer–Lemeshow, decision curves, ROC curves.
 
+With ``compare``, a survival package is also set against its nomogram, the clinical model and the
+six staging systems (:mod:`.comparison`).
+
 On a phantom cohort (``truth.csv`` present — only evaluation ever reads it) the oracle's metric on
 the same cases is reported beside the model's: the C-index of the true linear predictor, and the
 AUC of the true resection linear predictor for early recurrence (a monotone function of the true
@@ -37,6 +40,7 @@ from ..stats import (auc_with_delong_ci, bootstrap_ci, calibration, compare_risk
 from ..train.data import prepare
 from ..train.early_recurrence import fused_features
 from ..train.survival_training import risk_scores
+from .comparison import compare_package
 
 THRESHOLDS = np.round(np.arange(0.05, 0.81, 0.05), 2)
 DECISION_HORIZON_MONTHS = 24
@@ -51,36 +55,43 @@ def _truth(cohort: Cohort, case_ids: list[str]) -> pd.DataFrame | None:
 
 
 def evaluate_package(package_path, cohort_folder, out, *, device="auto", n_boot: int = 1000, seed: int = 0,
-                     workers: int | None = None, progress: bool = True, record: bool = False, command: str = "") -> dict:
+                     workers: int | None = None, progress: bool = True, record: bool = False, compare: bool = False,
+                     command: str = "") -> dict:
     """Metrics (also written to ``out``: metrics.json, metrics.csv, PNG plots); ``record`` stores them,
-    with ``command``, in the package."""
+    with ``command``, in the package; ``compare`` adds the comparison with the staging systems and
+    the clinical models (:mod:`.comparison`)."""
     device = resolve_device(device)
     with output_folder(out, "evaluate", inputs=(package_path, cohort_folder)) as claimed:
         package = load_package(package_path, device)
-        metrics = _evaluate(package, Cohort(cohort_folder), claimed.path, device, n_boot, seed, workers, progress)
+        if compare and package.herovision["kind"] != "survival":
+            raise InputError("--compare", f"compares survival packages; {package.name} predicts early recurrence")
+        metrics = _evaluate(package, Cohort(cohort_folder), claimed.path, device, n_boot, seed, workers, progress,
+                            compare)
     if record:
         _record(package, metrics, command)
     return metrics
 
 
-def _evaluate(package: ModelPackage, cohort, out: Path, device, n_boot, seed, workers, progress) -> dict:
+def _evaluate(package: ModelPackage, cohort, out: Path, device, n_boot, seed, workers, progress, compare) -> dict:
     kind = package.herovision["kind"]
     with staged_outputs(out) as stage:
         if kind == "survival":
-            metrics = _evaluate_survival(package, cohort, stage, device, n_boot, seed, workers, progress)
+            metrics = _evaluate_survival(package, cohort, stage, device, n_boot, seed, workers, progress, compare)
         elif kind == "early_recurrence":
             metrics = _evaluate_early_recurrence(package, cohort, stage, device, workers, progress)
         else:
             raise InputError(package.path, f"cannot evaluate a package of kind {kind!r}")
         metrics = {"package": f"{package.name} {package.version}", "cohort": cohort.folder.name, **metrics}
         write_text_atomic(json.dumps(metrics, indent=2, default=float) + "\n", stage / "metrics.json")
-        flat = pd.json_normalize(metrics, sep=".").T.reset_index()
+        tabled = {k: v for k, v in metrics.items() if k != "comparison"}  # comparison.csv holds that table
+        flat = pd.json_normalize(tabled, sep=".").T.reset_index()
         flat.columns = ["metric", "value"]
         write_text_atomic(flat.to_csv(index=False), stage / "metrics.csv")
     return metrics
 
 
-def _evaluate_survival(package: ModelPackage, cohort, stage, device, n_boot, seed, workers, progress) -> dict:
+def _evaluate_survival(package: ModelPackage, cohort, stage, device, n_boot, seed, workers, progress,
+                       compare) -> dict:
     block = package.herovision
     task = f"pfs-{block['treatment'].lower()}"
     data = prepare(cohort, task, block["preprocessing"], workers=workers, progress=progress)
@@ -110,6 +121,9 @@ def _evaluate_survival(package: ModelPackage, cohort, stage, device, n_boot, see
         oracle = harrell_c(truth[f"lp_{block['treatment']}"].to_numpy(), time_, event)
         metrics["oracle_c_index"] = oracle
         metrics["c_index_over_oracle"] = c_index.estimate / oracle
+    if compare:
+        metrics["comparison"] = compare_package(package, data.clinical, scores, time_, event, stage, n_boot=n_boot,
+                                                seed=seed)
     return metrics
 
 

@@ -30,7 +30,8 @@ MULTIFRAME = {"ivim", "ceus"}
 
 COHORT_COLUMNS = ("case_id", "center", "age", "sex_male", "cirrhosis", "ctp_b", "portal_hypertension",
                   "tumor_number", "tumor_size_cm", "perivascular", "subcapsular", "echo", "afp_high",
-                  "alt_high", "ast_high", "inr_high", "cea_high", "ca19_9_high", "pni_low", "treatment",
+                  "alt_high", "ast_high", "inr_high", "cea_high", "ca19_9_high", "pni_low", "ecog",
+                  "child_pugh_score", "vascular_invasion", "extrahepatic_spread", "treatment",
                   "pfs_months", "pfs_event", "er_2y")
 
 #: A case id is a name, never a path: it becomes a folder name inside outputs. Letters, digits,

@@ -67,7 +67,7 @@ CLINICAL_FIELDS = {
     "tumor_size_cm": Numeric(0.5, 30, unit="cm"),
     "perivascular": FLAG, "subcapsular": FLAG,
     "echo": Choice(ECHO_PATTERNS),
-    "afp_high": FLAG, "alt_high": FLAG, "ast_high": FLAG, "inr_high": FLAG, "cea_high": FLAG,
+    "afp_high": FLAG, "afp_ng_ml": Numeric(0, 1e7, unit="ng/mL"), "alt_high": FLAG, "ast_high": FLAG, "inr_high": FLAG, "cea_high": FLAG,
     "ca19_9_high": FLAG, "pni_low": FLAG,
     "ecog": Numeric(0, 4, whole=True),
     "child_pugh_score": Numeric(5, 15, whole=True),

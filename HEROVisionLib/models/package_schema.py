@@ -49,6 +49,10 @@ _SURVIVAL = _object({
         "modality_features": _COUNT, "fusion_hidden": _COUNT,
         "modality_dropout": _PROBABILITY, "fusion_dropout": _PROBABILITY}, required=["modality_images"])}),
     "nomogram": _NOMOGRAM,
+    "clinical_model": _NOMOGRAM,
+    "staging_models": {"type": "object", "additionalProperties": {"oneOf": [
+        _object({"unavailable": {"type": "string"}}),
+        _object({"coefficients": _object({"stage": _NUMBER, "risk_score": _NUMBER}), "patients": _COUNT})]}},
 }, required=["treatment", "risk_cutoff", "baseline_cumulative_hazard", "preprocessing", "architecture"])
 
 _EARLY_RECURRENCE = _object({
@@ -61,7 +65,8 @@ _EARLY_RECURRENCE = _object({
         "crop_size": {"type": "integer", "minimum": 8}, "spacing_mm": _POSITIVE,
         "ivim_method": {"enum": ["full", "segmented"]},
         "map_scales": _object({name: _POSITIVE for name in ("ADC", "D", "Dstar", "f")}),
-        "bvalues": {"type": "array", "items": _NON_NEGATIVE, "minItems": 1}}, required=[
+        "bvalues": {"type": "array", "items": _NON_NEGATIVE, "minItems": 1},
+        "bvalue_resampling": {"enum": ["log-linear"]}}, required=[
         "crop_size", "spacing_mm", "ivim_method", "map_scales"]),
     "architecture": _object({"name": {"const": "IVIMFeatureNet"}, "config": {
         "type": "object", "properties": {"dropout": _PROBABILITY},

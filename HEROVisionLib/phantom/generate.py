@@ -2,7 +2,9 @@
 
 Case *i* of a cohort with seed *s* draws everything from ``numpy.random.default_rng([s, i])`` in
 the order latents → outcomes → anatomy → random fields → images, so it is identical whether made
-alone or within a cohort, and the same patient under any acquisition profile. A case folder is
+alone or within a cohort, and the same patient under any acquisition profile. The staging fields of
+spec v1.1 (§6) come from a generator of their own, ``[s, i, 11]``, and a randomised acquisition
+(profile R) from ``[s, i, 12]``, so neither moves a v1 draw. A case folder is
 written under a temporary name and renamed when complete: an interrupted run leaves no
 half-written case, and a re-run skips the cases already there.
 """
@@ -13,7 +15,7 @@ import csv
 import io
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ from ..io.images import frames_to_vector, write_image, write_multiframe, write_t
 from ..io.measure import largest_axial_diameter_cm
 from ..io.output_folder import OutputFolder, claim_output_folder, remove_within
 from .anatomy import draw_anatomy, draw_fields
-from .latents import Outcome, Patient, draw_outcome, draw_patient
+from .latents import Outcome, Patient, StagingFields, draw_outcome, draw_patient, draw_staging_fields
 from .profiles import PROFILE_A, PROFILE_NAMES, Grid, Profile, profile_for
 from .render import PatientRenderer, hand_contour, rician, speckle
 
@@ -49,11 +51,13 @@ class PhantomCase:
     outcome: Outcome
     images: dict[str, sitk.Image]  # file name → image (ROIs included)
     bvalues: tuple[float, ...]
+    staging: StagingFields
 
     def cohort_row(self) -> dict:
         p, o = self.patient, self.outcome
         size = round(largest_axial_diameter_cm(self.images["t2wi_roi"], 1, f"{self.case_id}/t2wi_roi"), 1)
         row = {name: getattr(p, name) for name in COHORT_COLUMNS if hasattr(p, name)}
+        row.update(asdict(self.staging))
         row.update(case_id=self.case_id, center=self.profile.name, tumor_size_cm=size, treatment=o.treatment,
                    pfs_months=round(o.pfs_months, 3), pfs_event=o.pfs_event, er_2y=o.er_2y)
         return {name: row[name] for name in COHORT_COLUMNS}
@@ -129,7 +133,8 @@ def generate_case(seed: int, index: int, profile: Profile | str = "A") -> Phanto
         "ceus": frames_to_vector([_image(frame[None], us_slice) for frame in ceus]),
         "ceus_roi": _image(rois["ceus"], us_slice, np.uint8),
     }
-    return PhantomCase(case_id(profile, index), profile, patient, outcome, images, profile.bvalues)
+    staging = draw_staging_fields(np.random.default_rng([seed, index, 11]), patient)
+    return PhantomCase(case_id(profile, index), profile, patient, outcome, images, profile.bvalues, staging)
 
 
 def write_case(case: PhantomCase, cohort_folder: OutputFolder | Path | str) -> Path:

@@ -86,6 +86,27 @@ def _bernoulli(rng: np.random.Generator, p: float) -> int:
     return int(rng.random() < p)
 
 
+@dataclass(frozen=True)
+class StagingFields:
+    """§6 (spec v1.1): what the guideline staging systems need beyond §1; no hazard reads them."""
+
+    ecog: int
+    child_pugh_score: int
+    vascular_invasion: int = 0  # within Milan criteria: no macrovascular invasion
+    extrahepatic_spread: int = 0
+
+
+def draw_staging_fields(rng: np.random.Generator, patient: Patient) -> StagingFields:
+    """§6 from the case's own generator (``[seed, i, 11]``), in table order; each field takes one
+    draw whatever the branch, so the stream never shifts."""
+    ecog = int(rng.choice(3, p=[0.85, 0.12, 0.03]))
+    if patient.ctp_b:
+        child_pugh_score = int(rng.choice([7, 8, 9], p=[0.5, 0.3, 0.2]))
+    else:
+        child_pugh_score = 5 if rng.random() < (0.55 if patient.cirrhosis else 0.70) else 6
+    return StagingFields(ecog, child_pugh_score)
+
+
 def draw_patient(rng: np.random.Generator) -> Patient:
     """§1, in table order."""
     age = int(round(float(np.clip(rng.normal(57.0, 10.0), 30.0, 85.0))))

@@ -18,8 +18,10 @@ scanners' gain and the CEUS frame times.
   an oblique tilt of 0–15° about a random axis (shared by the MR series of one study); SNR 20–60
   (IVIM at b = 0) and 15–45 (T2WI); MR receiver gain and US gain log-uniform in 0.5–2.0 and 0.6–1.6;
   US pixels 0.2–0.4 mm over the same 76.8 mm field; CEUS every 5–10 s up to 60 s, then every 20–40 s
-  up to 240–300 s. b-values stay A's nine: the IVIM model reads exactly those (drawing b-value
-  schemes waits for a model that resamples them).
+  up to 240–300 s. IVIM b-values (drawn last, so the draws above do not depend on them): b = 0,
+  2–5 perfusion-weighted values below 200 from {10, 20, 30, 40, 50, 60, 80, 100, 150}, 1–3 from
+  {200, 300, 400, 500} and a largest of 600, 700, 800, 900 or 1000 s/mm² (5–10 in all, as published
+  liver IVIM protocols range); the separate DWI at b = 800 or 1000.
 """
 
 from __future__ import annotations
@@ -150,6 +152,13 @@ def _ceus_times(rng) -> tuple[float, ...]:
     return tuple(round(float(t), 1) for t in times)
 
 
+def _bvalue_scheme(rng) -> tuple[float, ...]:
+    low = rng.choice([10, 20, 30, 40, 50, 60, 80, 100, 150], size=rng.integers(2, 6), replace=False)
+    middle = rng.choice([200, 300, 400, 500], size=rng.integers(1, 4), replace=False)
+    largest = rng.choice([600, 700, 800, 900, 1000])
+    return tuple(float(b) for b in sorted([0, *low, *middle, largest]))
+
+
 def draw_profile(seed: int, index: int) -> Profile:
     """Case ``index``'s randomised acquisition (profile ``R``; ranges in the module docstring)."""
     rng = np.random.default_rng([seed, index, 12])
@@ -157,11 +166,12 @@ def draw_profile(seed: int, index: int) -> Profile:
     ivim, t2wi = _mr_grid(rng, (1.4, 2.2), direction), _mr_grid(rng, (0.6, 1.2), direction)
     us_step = rng.uniform(0.2, 0.4)
     us_pixels = int(round(PROFILE_A.us_size[0] * PROFILE_A.us_spacing[0] / us_step))
-    return Profile(name=RANDOMISED, ivim=ivim, t2wi=t2wi, us_size=(us_pixels, us_pixels),
-                   us_spacing=(us_step, us_step), bvalues=PROFILE_A.bvalues, dwi_bvalue=800.0,
-                   snr_ivim=rng.uniform(20.0, 60.0), snr_t2wi=rng.uniform(15.0, 45.0),
-                   ceus_times_s=_ceus_times(rng), gain_mr=float(np.exp(rng.uniform(np.log(0.5), np.log(2.0)))),
-                   gain_us=float(np.exp(rng.uniform(np.log(0.6), np.log(1.6)))))
+    acquisition = dict(us_size=(us_pixels, us_pixels), us_spacing=(us_step, us_step),
+                       snr_ivim=rng.uniform(20.0, 60.0), snr_t2wi=rng.uniform(15.0, 45.0),
+                       ceus_times_s=_ceus_times(rng), gain_mr=float(np.exp(rng.uniform(np.log(0.5), np.log(2.0)))),
+                       gain_us=float(np.exp(rng.uniform(np.log(0.6), np.log(1.6)))))
+    return Profile(name=RANDOMISED, ivim=ivim, t2wi=t2wi, bvalues=_bvalue_scheme(rng),
+                   dwi_bvalue=float(rng.choice([800.0, 1000.0])), **acquisition)
 
 
 def profile_for(name: str, seed: int, index: int) -> Profile:

@@ -19,6 +19,7 @@ import torch
 from ..errors import HEROVisionError, InputError
 from ..io.case import Case
 from ..io.clinical import ARMS
+from ..staging import stage_patient
 from ..io.measure import largest_axial_diameter_cm, volume_ml
 from ..devices import resolve_device
 from ..models.ivim_net import EarlyRecurrenceHead
@@ -84,6 +85,7 @@ def predict_case(case: Case, models: ModelSet, device="auto", overlays: bool = T
     _acquisition_check(result, models, ivim)
     for key, survival in result.survival.items():
         _nomogram(result, survival, getattr(models, key), case)
+    result.staging = {system: stage.text for system, stage in stage_patient(clinical_values(result, case)).items()}
     if {"ta", "sr"} <= set(result.survival):
         result.pfs_2y_threshold = models.common_pfs_threshold(nomogram=False)
         if all(result.survival[key].nomogram is not None for key in ARMS):

@@ -87,6 +87,7 @@ class PredictionResult:
     inputs_used: tuple[str, ...] = ()
     inputs_missing: dict[str, str] = field(default_factory=dict)
     out_of_distribution: list[str] = field(default_factory=list)  # measures outside the training acquisitions
+    staging: dict[str, str] = field(default_factory=dict)  # system → the patient's stage, as text
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"

@@ -219,7 +219,7 @@ HEAT_COLOUR_TABLE = "HEROVision heat map"
 
 
 def add_result_to_scene(scene, result, inputs: SceneInputs) -> dict[str, object]:
-    """New nodes for a prediction: results and IVIM statistics tables, parametric maps and attention
+    """New nodes for a prediction: results, IVIM statistics and guideline-stage tables, parametric maps and attention
     maps (heat colour table, 0–1 window) in a subject-hierarchy folder beside the inputs' study.
 
     A previous run's folder for the same case is replaced; inputs are never touched. If anything
@@ -243,6 +243,9 @@ def add_result_to_scene(scene, result, inputs: SceneInputs) -> dict[str, object]
     try:
         created["results"] = table_node_from_rows(scene, [result.row()], f"{folder_name} results")
         created["ivim_statistics"] = table_node_from_rows(scene, result.ivim_statistics, f"{folder_name} IVIM statistics")
+        created["staging"] = table_node_from_rows(scene, [{"system": system, "stage": text}
+                                                          for system, text in result.staging.items()],
+                                                  f"{folder_name} guideline stages")
         for name, image in result.maps.items():
             created[name] = volume_node_from_image(scene, image, f"{folder_name} {name}")
         colours = heat_colour_table(scene)

@@ -27,9 +27,13 @@ from .checks import binary_vector, finite_vector, require_events, same_length, s
 COX_FIT_OPTIONS = {"precision": 1e-12, "r_precision": 0.0}
 
 
-def harrell_c(risk, time, event) -> float:
-    """Harrell's C: the share of usable pairs whose higher-risk subject fails first (ties in risk count ½)."""
+def harrell_c(risk, time, event, tau: float | None = None) -> float:
+    """Harrell's C: the share of usable pairs whose higher-risk subject fails first (ties in risk count ½).
+    With ``tau`` (the truncated C of staging comparisons, R's ``concordance(ymax = tau)``) a pair is
+    compared only when its first event is at or before ``tau``: follow-up is censored there."""
     risk, time, event = scored_survival_data(risk, time, event)
+    if tau is not None:
+        time, event = np.minimum(time, tau), event & (time <= tau)
     require_events(event, "Harrell's C")
     # lifelines expects scores that grow with survival time.
     return float(concordance_index(time, -risk, event))

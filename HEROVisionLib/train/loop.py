@@ -26,6 +26,7 @@ class TrainingConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 1e-4
     patience: int = 6
+    smoothing: int = 1  # early stopping judges an epoch with this many neighbours each side
     seed: int = 0
     augment: bool = True
     network: dict = field(default_factory=dict)  # the network's keyword arguments
@@ -98,35 +99,40 @@ def event_balanced_batches(event: torch.Tensor, batch_size: int, generator: torc
 @dataclass
 class EarlyStopping:
     """Keep the best state by a validation metric (higher is better) *smoothed over neighbouring
-    epochs* — epoch k is judged by the mean of epochs k−1, k and k+1 — and stop after ``patience``
-    epochs without improvement. On a validation set of a few dozen patients the C-index of one epoch
-    moves by ±0.05 by chance, and the raw maximum picked a lucky first epoch; the smoothed one picks
-    a model that stays good. A metric that cannot be computed (NaN: a validation set without the
-    pairs or classes it needs) is left out of the mean; if no epoch ever had one, the last is kept."""
+    epochs* — epoch k is judged by the mean of epochs k − h … k + h (``half_window`` h; fewer at the
+    ends) — and stop after ``patience`` epochs without improvement. On a validation set of a few
+    dozen patients the C-index of one epoch moves by ±0.05 by chance, and the raw maximum picked a
+    lucky first epoch; the smoothed one picks a model that stays good. A metric that cannot be
+    computed (NaN: a validation set without the pairs or classes it needs) is left out of the mean;
+    if no epoch ever had one, the last is kept."""
 
     patience: int
+    half_window: int = 1
     best_metric: float = -np.inf
     best_epoch: int = -1
     best_state: dict = field(default_factory=dict)
-    recent: list = field(default_factory=list)  # (epoch, metric, state) of the last three epochs
+    metrics: list = field(default_factory=list)  # every epoch's metric
+    pending: dict = field(default_factory=dict)  # epoch → state, for the epochs not judged yet
 
     def update(self, epoch: int, metric: float, network: torch.nn.Module) -> bool:
         """Record the epoch; True when training should stop."""
-        state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-        self.recent = (self.recent + [(epoch, metric, state)])[-3:]
-        if len(self.recent) >= 2:  # the previous epoch's window (k−1, k, k+1) is now complete
-            self._consider(*self.recent[-2][::2], [m for _, m, _ in self.recent])
-        return epoch - max(self.best_epoch, 0) >= self.patience + 1
+        self.metrics.append(metric)
+        self.pending[epoch] = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        if epoch - self.half_window >= 0:  # that epoch's window is now complete
+            self._judge(epoch - self.half_window)
+        return epoch - max(self.best_epoch, 0) >= self.patience + self.half_window
 
-    def _consider(self, epoch: int, state: dict, window: list[float]) -> None:
+    def _judge(self, epoch: int) -> None:
+        window = self.metrics[max(epoch - self.half_window, 0):epoch + self.half_window + 1]
         finite = [m for m in window if np.isfinite(m)]
+        state = self.pending.pop(epoch)
         if finite and np.mean(finite) > self.best_metric:
             self.best_metric, self.best_epoch, self.best_state = float(np.mean(finite)), epoch, state
 
     def restore_best(self, network: torch.nn.Module, last_epoch: int) -> int:
         """Load the best state into ``network``; returns the epoch it comes from."""
-        if self.recent:  # the last epoch, judged with its one neighbour
-            self._consider(*self.recent[-1][::2], [m for _, m, _ in self.recent[-2:]])
+        for epoch in sorted(self.pending):  # the last epochs, judged with the neighbours they have
+            self._judge(epoch)
         if not self.best_state:
             return last_epoch
         network.load_state_dict(self.best_state)
@@ -190,13 +196,14 @@ class TrainingRun:
 
 
 def train_epochs(network, model, optimiser, distributed: Distributed, *, epochs: int, patience: int, batches,
-                 batch_loss, validate, metric: str, log_folder=None, progress: bool = True) -> tuple[list[dict], int]:
+                 batch_loss, validate, metric: str, smoothing: int = 1, log_folder=None,
+                 progress: bool = True) -> tuple[list[dict], int]:
     """The epoch loop every task shares: this rank's share of ``batches(epoch)``, ``batch_loss(index,
-    epoch)`` minimised, ``validate()`` (higher is better) after each epoch, early stopping, the CSV log
-    and curves. Returns (history rows, best epoch); ``network`` is left with the best epoch's weights."""
+    epoch)`` minimised, ``validate()`` (higher is better) after each epoch, early stopping on it
+    smoothed over ``smoothing`` epochs each side, the CSV log and curves. Returns (history rows, best epoch); ``network`` is left with the best epoch's weights."""
     from tqdm import tqdm
 
-    stopping = EarlyStopping(patience)
+    stopping = EarlyStopping(patience, smoothing)
     log = TrainingLog(log_folder if distributed.main else None, ["epoch", "train_loss", metric, "seconds"])
     for epoch in tqdm(range(epochs), desc="epochs", unit="epoch", disable=not (progress and distributed.main)):
         start = time.perf_counter()

@@ -15,11 +15,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 import torch
+from lifelines import CoxPHFitter
 from lifelines.exceptions import ConvergenceError
 
 from ..errors import HEROVisionError
 from ..models.herovision_net import HEROVisionNet
-from ..stats.survival import breslow_baseline_cumulative_hazard, harrell_c
+from ..staging import staging_ordinals
+from ..stats.survival import COX_FIT_OPTIONS, breslow_baseline_cumulative_hazard, harrell_c
 from ..stats.cutpoint import optimal_cutpoint
 from ..stats.nomogram_fit import build_nomogram, select_cox_model
 from ..models.model_set import HORIZONS_MONTHS, survival_package, survival_risk_scores
@@ -93,23 +95,32 @@ def train_survival(training: CohortTensors, validation: CohortTensors, config: S
 
     history, best_epoch = train_epochs(
         network, model, optimiser, distributed, epochs=config.epochs, patience=config.patience,
+        smoothing=config.smoothing,
         batches=lambda epoch: event_balanced_batches(event, config.batch_size, generator), batch_loss=batch_loss,
         validate=lambda: _validation_c(network, validation, device), metric="c_index", log_folder=log_folder,
         progress=progress)
     return network.eval(), history, best_epoch, distributed
 
 
-def fit_nomogram(scores: np.ndarray, training: CohortTensors) -> dict:
-    """The nomogram block of a package, or ``{"unavailable": reason}`` when the cohort cannot support
-    one (too few events, no clinical factor recorded or selected)."""
-    clinical = training.clinical
-    frame = pd.DataFrame({"risk_score": scores, "time": training.labels["time"].numpy(),
+def _candidate_frame(training: CohortTensors, scores: np.ndarray | None = None) -> pd.DataFrame:
+    """Time, event, the risk score (when given) and every candidate clinical factor the cohort
+    records for all its patients, with more than one value."""
+    frame = pd.DataFrame({"time": training.labels["time"].numpy(),
                           "event": training.labels["event"].numpy().astype(float)})
+    if scores is not None:
+        frame["risk_score"] = scores
     for name in NOMOGRAM_CANDIDATES:
-        if name in clinical.columns:
-            values = pd.to_numeric(clinical[name], errors="coerce").to_numpy(np.float64)
+        if name in training.clinical.columns:
+            values = pd.to_numeric(training.clinical[name], errors="coerce").to_numpy(np.float64)
             if np.isfinite(values).all() and np.unique(values).size > 1:
                 frame[name] = values
+    return frame
+
+
+def _selected_cox_block(frame: pd.DataFrame) -> dict:
+    """Selection over every covariate of ``frame`` (univariate P < 0.20, backward AIC), the points
+    and baseline of the result and its maxstat cutoff; ``{"unavailable": reason}`` when the cohort
+    cannot support a model (too few events, nothing recorded or selected)."""
     events = int(frame["event"].sum())
     try:
         model = select_cox_model(frame, "time", "event", [c for c in frame.columns if c not in ("time", "event")])
@@ -124,6 +135,43 @@ def fit_nomogram(scores: np.ndarray, training: CohortTensors) -> dict:
     table = model.summary.reset_index(names="covariate")
     return {**nomogram.to_dict(), "risk_cutoff": float(cutoff),
             "model": table.to_dict(orient="records"), "screening_p": model.screening_p.to_dict()}
+
+
+def fit_nomogram(scores: np.ndarray, training: CohortTensors) -> dict:
+    """The nomogram block of a package: the risk score with the clinical factors it selects (or
+    ``{"unavailable": reason}``)."""
+    return _selected_cox_block(_candidate_frame(training, scores))
+
+
+def fit_clinical_model(training: CohortTensors) -> dict:
+    """The clinical-factor model HEROVision is compared with (the paper's clinical model): the
+    nomogram's selection over the clinical factors alone, without the risk score."""
+    return _selected_cox_block(_candidate_frame(training))
+
+
+def fit_staging_models(scores: np.ndarray, training: CohortTensors) -> dict:
+    """Per staging system, a Cox model of its stage (ordinal; ITA.LI.CA's score) with the risk score,
+    on the training patients it can stage: "staging system + HEROVision" of the comparison.
+    ``{"unavailable": reason}`` for a system that is constant on (or cannot stage) the cohort."""
+    ordinals = staging_ordinals(training.clinical)
+    time_, event = training.labels["time"].numpy(), training.labels["event"].numpy().astype(float)
+    models = {}
+    for system in ordinals.columns:
+        staged = ordinals[system].notna().to_numpy()
+        frame = pd.DataFrame({"time": time_, "event": event, "stage": ordinals[system].to_numpy(),
+                              "risk_score": scores})[staged]
+        if frame["stage"].nunique() < 2:
+            models[system] = {"unavailable": f"{system} is constant on the {int(staged.sum())} training patients "
+                                             "it can stage"}
+            continue
+        try:
+            fitter = CoxPHFitter().fit(frame, "time", "event", fit_options=COX_FIT_OPTIONS)
+        except ConvergenceError as error:
+            models[system] = {"unavailable": str(error)}
+            continue
+        models[system] = {"coefficients": {name: float(v) for name, v in fitter.params_.items()},
+                          "patients": int(staged.sum())}
+    return models
 
 
 #: Months at which a package records its training cohort's curves (what reports draw).
@@ -149,12 +197,14 @@ def training_curves(scores: np.ndarray, time_: np.ndarray, event: np.ndarray, cu
 
 def survival_model_package(network: HEROVisionNet, treatment: str, training: CohortTensors, *, metrics: dict,
                            training_cohort: dict, command: str, config: SurvivalConfig, device):
-    """Cutoff, Breslow baseline, nomogram and the training cohort's curves, then the package."""
+    """Cutoff, Breslow baseline, nomogram, the models it is compared with and the training cohort's
+    curves, then the package."""
     scores = risk_scores(network, training, device)
     time_, event = training.labels["time"].numpy(), training.labels["event"].numpy().astype(bool)
     cutoff = optimal_cutpoint(scores, time_, event)
     hazard = breslow_baseline_cumulative_hazard(scores, time_, event, HORIZONS_MONTHS)
     nomogram = fit_nomogram(scores, training)
+    comparators = {"clinical_model": fit_clinical_model(training), "staging_models": fit_staging_models(scores, training)}
     curves = training_curves(scores, time_, event, float(cutoff))
     preprocessing = dict(SURVIVAL_PREPROCESSING, image_size=network.encoder_config["image_size"])
     return survival_package(network, treatment, trained=True, cutoff=float(cutoff),
@@ -163,4 +213,4 @@ def survival_model_package(network: HEROVisionNet, treatment: str, training: Coh
                             f"{'thermal ablation' if treatment == 'TA' else 'surgical resection'} from T2WI, DWI, US and CEUS.",
                             metrics=metrics, training_cohort=training_cohort,
                             training={"command": command, "config": asdict(config)},
-                            preprocessing=preprocessing, nomogram=nomogram, training_curves=curves)
+                            preprocessing=preprocessing, nomogram=nomogram, training_curves=curves, **comparators)

@@ -2,12 +2,15 @@
 
 All images of one modality share a spatial transform within a batch (they are slices or phases of
 one acquisition; one draw per batch and modality keeps augmentation cheap on a CPU — the draws
-still differ from batch to batch and epoch to epoch). MR (T2WI, DWI): small rotations, scaling and shifts, left-right flips (prognosis does
-not depend on handedness), gamma contrast and Gaussian noise (coil and sequence variation).
-Ultrasound (US, CEUS): the same geometry without flips of the depth axis (the beam comes from the
-top), gain changes (intensity scaling) and multiplicative speckle-like noise. IVIM crops (3-D):
-flips along all axes and a global intensity scale; parametric maps are only flipped (their values
-are physical quantities).
+still differ from batch to batch and epoch to epoch). The draws cover what differs between centres
+(phantom profile R spans it): MR (T2WI, DWI): small rotations, scaling and shifts, left-right flips
+(prognosis does not depend on handedness), gamma contrast, Gaussian blur (another in-plane
+resolution or slice thickness) and Gaussian noise (another SNR). Ultrasound (US, CEUS): the same
+geometry without flips of the depth axis (the beam comes from the top), gain changes (intensity
+scaling), blur (another pixel size) and multiplicative speckle-like noise. IVIM crops (3-D): flips
+along all axes; the b-value crops also a global intensity scale, blur strongest along the slice
+axis (3–6 mm slices on the 1.5 mm crop) and noise of an SNR down to 20; parametric maps are only
+flipped (their values are physical quantities).
 """
 
 from __future__ import annotations
@@ -16,19 +19,21 @@ import math
 
 import torch
 from monai.transforms import (Compose, RandAdjustContrast, RandAffine, RandFlip, RandGaussianNoise,
-                              RandScaleIntensity, RandStdShiftIntensity)
+                              RandGaussianSmooth, RandScaleIntensity, RandStdShiftIntensity)
 
 _GEOMETRY = dict(prob=0.8, rotate_range=math.radians(10), scale_range=0.1, translate_range=6, padding_mode="zeros")
+_BLUR = dict(prob=0.3, sigma_x=(0.0, 1.0), sigma_y=(0.0, 1.0))  # pixels of the crop
 
 
 def modality_augmentation(modality: str) -> Compose:
     """The transform of one modality's (k, H, W) image stack."""
     if modality in ("t2wi", "dwi"):
         steps = [RandFlip(prob=0.5, spatial_axis=1), RandAffine(**_GEOMETRY),
-                 RandAdjustContrast(prob=0.3, gamma=(0.8, 1.25)), RandGaussianNoise(prob=0.3, std=0.02)]
+                 RandAdjustContrast(prob=0.3, gamma=(0.8, 1.25)), RandGaussianSmooth(**_BLUR),
+                 RandGaussianNoise(prob=0.3, std=0.03)]
     else:
         steps = [RandFlip(prob=0.5, spatial_axis=1), RandAffine(**_GEOMETRY), RandScaleIntensity(prob=0.5, factors=0.15),
-                 RandStdShiftIntensity(prob=0.3, factors=0.05)]
+                 RandGaussianSmooth(**_BLUR), RandStdShiftIntensity(prob=0.3, factors=0.05)]
     return Compose(steps)
 
 
@@ -49,8 +54,12 @@ def _flips() -> list[RandFlip]:
 
 def augment_ivim_pair(bvalues: torch.Tensor, maps: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One case's b-value and map crops with the same random flips (two transform chains seeded
-    alike, so their flip draws coincide), the b-values also intensity-scaled."""
-    bvalue_transform = Compose(_flips() + [RandScaleIntensity(prob=0.5, factors=0.1)])
+    alike, the flips first, so their flip draws coincide), the b-values also scaled, blurred and
+    noised. Crops are (channels, z, y, x): the first spatial axis is the slice direction."""
+    bvalue_transform = Compose(_flips() + [
+        RandScaleIntensity(prob=0.5, factors=0.1),
+        RandGaussianSmooth(prob=0.3, sigma_x=(0.0, 1.0), sigma_y=(0.0, 0.4), sigma_z=(0.0, 0.4)),
+        RandGaussianNoise(prob=0.3, std=0.03)])
     map_transform = Compose(_flips())
     bvalue_transform.set_random_state(seed)
     map_transform.set_random_state(seed)

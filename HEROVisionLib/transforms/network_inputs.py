@@ -8,8 +8,10 @@ a context view with a 100 % margin — the phantom, like many exams, has one US 
 slices or phases is kept.
 
 The IVIM model reads the tumour VOI: the b-value series as a 64³ world-aligned crop, divided by the
-mean b = 0 signal of the tumour, and the parametric maps ADC, D, D*, f fitted on the source grid
-over the crop's footprint, then cropped the same way and scaled to order one.
+mean b = 0 signal of the tumour and brought onto the model's own b-values (so a centre's b-value
+scheme, like its gain and grid, changes what the network sees little beyond noise), and the
+parametric maps ADC, D, D*, f fitted on the source grid over the crop's footprint, then cropped the
+same way and scaled to order one.
 """
 
 from __future__ import annotations
@@ -35,10 +37,16 @@ from ..ivim import fit_series, roi_statistics
 #: ``maps_roi_only`` zeroes the maps outside the tumour so the map branch sees the tumour alone
 #: (its values, size and outline), while the b-value branch keeps the surrounding liver. ``bvalues``
 #: are the b-value branch's channels, in order (s/mm²): a series is fed in that order, whatever the
-#: order of its volumes, and a series without exactly these b-values is refused for the model.
+#: order of its volumes; ``bvalue_resampling`` says how a series with another scheme is brought onto
+#: them (:func:`bvalue_channels`).
 IVIM_PREPROCESSING = {"crop_size": 64, "spacing_mm": 1.5, "ivim_method": "full",
                       "map_scales": {"ADC": 1e3, "D": 1e3, "Dstar": 1e1, "f": 1.0}, "maps_roi_only": True,
-                      "bvalues": [0.0, 10.0, 20.0, 40.0, 80.0, 200.0, 400.0, 600.0, 1000.0]}
+                      "bvalues": [0.0, 10.0, 20.0, 40.0, 80.0, 200.0, 400.0, 600.0, 1000.0],
+                      "bvalue_resampling": "log-linear"}
+#: What a series needs for its b-value channels to be resampled (:func:`bvalue_channels`).
+MIN_RESAMPLED_BVALUES, MIN_TOP_BVALUE = 4, 500.0
+#: Normalised signal below which a voxel is noise, not decay: the floor under logarithms.
+_SIGNAL_FLOOR = 1e-3
 #: The survival networks' images per modality, in input order (slices, US views, CEUS phases).
 MODALITY_IMAGES = {"t2wi": 3, "dwi": 3, "us": 2, "ceus": 3}
 #: Parametric-map channels of the IVIM map network (ViT-mDL), in order.
@@ -153,22 +161,51 @@ def _footprint(reference: sitk.Image, crop_grid: sitk.Image) -> sitk.Image:
     return sitk.Resample(ones, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
 
 
-def bvalue_channel_order(bvalues, expected, source) -> list[int]:
-    """The series volume feeding each of the model's b-value channels (``expected`` in order; None: a
-    package older than the record, fed in volume order). A series without exactly those b-values
-    (within 1 %, or 1 s/mm²) is refused: a network must not read one b-value as another."""
-    if expected is None:
-        return list(range(len(bvalues)))
-    order = []
-    for wanted in expected:
-        close = [k for k, b in enumerate(bvalues) if abs(b - wanted) <= max(1.0, 0.01 * wanted)]
-        if len(close) != 1:
-            break
-        order.append(close[0])
-    if len(order) != len(expected) or len(bvalues) != len(expected):
-        raise InputError(source, f"b-values {[float(b) for b in bvalues]} are not the {len(expected)} the IVIM model was "
-                                 f"trained on ({[float(b) for b in expected]}): no early-recurrence probability")
-    return order
+def bvalue_channels(signal: np.ndarray, bvalues, settings: dict, source) -> np.ndarray:
+    """The model's b-value channels (``settings["bvalues"]``, in order) from a series' volumes
+    ``signal`` (B, …), normalised to the tumour's b = 0 signal.
+
+    A channel whose b-value the series has (within 1 %, or 1 s/mm²) is that volume as measured, so a
+    series acquired with the model's own scheme is fed unchanged, whatever its volume order. With
+    ``bvalue_resampling`` (``"log-linear"``) a channel the series lacks is interpolated voxel by
+    voxel: mono-exponentially between the nearest measured b-values below and above it (exact for a
+    single compartment), and beyond the largest along the decay of the last two (never rising). A
+    series needs a b = 0 volume, at least :data:`MIN_RESAMPLED_BVALUES` b-values and a largest
+    b-value of :data:`MIN_TOP_BVALUE` or more; packages without resampling (older ones) need
+    exactly their b-values. Otherwise the series is refused: a network must not read one b-value
+    as another."""
+    expected = settings.get("bvalues")
+    if expected is None:  # a package older than the record: volume order
+        return signal
+    measured = np.asarray(bvalues, dtype=np.float64)
+    matches = [np.flatnonzero(np.abs(measured - wanted) <= max(1.0, 0.01 * wanted)) for wanted in expected]
+    if all(len(match) == 1 for match in matches) and len(measured) == len(expected):
+        return signal[[int(match[0]) for match in matches]]
+    resampled = settings.get("bvalue_resampling") == "log-linear"
+    fault = (f"b-values {[float(b) for b in measured]} are not the {len(expected)} the IVIM model was trained on "
+             f"({[float(b) for b in expected]})")
+    if not resampled:
+        raise InputError(source, fault + ": no early-recurrence probability")
+    if len(measured) < MIN_RESAMPLED_BVALUES or measured.min() > 1.0 or measured.max() < MIN_TOP_BVALUE:
+        raise InputError(source, f"{fault} and cannot be resampled to them: that needs a b = 0 volume, at least "
+                                 f"{MIN_RESAMPLED_BVALUES} b-values and one of {MIN_TOP_BVALUE:g} s/mm² or more: "
+                                 "no early-recurrence probability")
+    order = np.argsort(measured)
+    measured, logs = measured[order], np.log(np.maximum(signal[order], _SIGNAL_FLOOR))
+    channels = []
+    for wanted, match in zip(expected, matches):
+        if len(match):
+            channels.append(signal[int(match[0])])
+            continue
+        above = int(np.searchsorted(measured, wanted))
+        if above < len(measured):  # between two measured b-values
+            weight = (wanted - measured[above - 1]) / (measured[above] - measured[above - 1])
+            log_value = (1 - weight) * logs[above - 1] + weight * logs[above]
+        else:  # beyond the largest: the last two's decay, continued
+            rate = np.maximum((logs[-2] - logs[-1]) / (measured[-1] - measured[-2]), 0.0)
+            log_value = logs[-1] - rate * (wanted - measured[-1])
+        channels.append(np.exp(log_value).astype(signal.dtype))
+    return np.stack(channels)
 
 
 def ivim_inputs(case: Case, settings: dict = IVIM_PREPROCESSING, device="auto") -> IVIMInputs:
@@ -177,7 +214,6 @@ def ivim_inputs(case: Case, settings: dict = IVIM_PREPROCESSING, device="auto") 
     whole-crop maps, and still get them."""
     crop_size, spacing_mm = settings["crop_size"], settings["spacing_mm"]
     series: DiffusionSeries = case.load_ivim()
-    channels = bvalue_channel_order(series.bvalues, settings.get("bvalues"), series.source)
     b0_index = int(np.argmin(series.bvalues))
     b0 = vector_to_frames(series.image)[b0_index]
     roi = case.load_roi("ivim", b0)
@@ -197,6 +233,7 @@ def ivim_inputs(case: Case, settings: dict = IVIM_PREPROCESSING, device="auto") 
     inside = tumour if settings.get("maps_roi_only", False) else True
     map_crops = [sitk.GetArrayFromImage(voi_crop(maps[name], roi, size=crop_size, spacing_mm=spacing_mm).image)
                  * settings["map_scales"][name] * inside for name in IVIM_MAP_CHANNELS]
-    return IVIMInputs(torch.from_numpy((bvalue_crop[channels] / tumour_b0).astype(np.float32)),
+    channels = bvalue_channels(bvalue_crop / tumour_b0, series.bvalues, settings, series.source)
+    return IVIMInputs(torch.from_numpy(channels.astype(np.float32)),
                       torch.from_numpy(np.stack(map_crops).astype(np.float32)), crop, b0, maps, statistics, roi,
                       case.roi_path("ivim"), tuple(series.bvalues))
