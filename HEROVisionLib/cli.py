@@ -64,6 +64,41 @@ def _run_phantom(args) -> int:
     return 0
 
 
+def _add_import(commands):
+    parser = commands.add_parser("import", help="a patient's DICOM study → a case folder (dcm2niix for MR)")
+    parser.add_argument("study", type=Path, help="folder of one patient's DICOM study (searched recursively)")
+    parser.add_argument("--out", type=Path, required=True, help="folder to write the case into, as OUT/CASE_ID")
+    parser.add_argument("--case-id", help="the case id (default: the study's Patient ID)")
+    parser.add_argument("--rules", type=Path, help="JSON file of series rules replacing the defaults (see README)")
+    parser.set_defaults(run=_run_import)
+
+
+def _run_import(args) -> int:
+    from .io.dicom_study import import_study
+
+    case, assignment = import_study(args.study, args.out, case_id=args.case_id, rules=args.rules)
+    print("\n".join(assignment.lines()))
+    print(f"Case written to {case}")
+    return 0
+
+
+def _add_export_dicom(commands):
+    parser = commands.add_parser("export-dicom", help="a prediction as DICOM SEG and Parametric Maps of its source study")
+    parser.add_argument("prediction", type=Path, help="a folder written by `herovision predict` (results.json, maps)")
+    parser.add_argument("--source", type=Path, required=True, help="the DICOM study the case was imported from")
+    parser.add_argument("--out", type=Path, required=True, help="folder for the DICOM objects")
+    parser.add_argument("--case", type=Path, help="the case folder (default: the one results.json names)")
+    parser.set_defaults(run=_run_export_dicom)
+
+
+def _run_export_dicom(args) -> int:
+    from .predict.dicom_export import export_dicom
+
+    for path in export_dicom(args.prediction, args.source, args.out, args.case):
+        print(f"wrote {path}")
+    return 0
+
+
 def _add_inspect(commands):
     parser = commands.add_parser("inspect", help="check and summarise a case folder or a cohort")
     parser.add_argument("path", type=Path, help="a case folder, or a cohort folder with cohort.csv")
@@ -343,9 +378,7 @@ def _run_evaluate(args) -> int:
     comparison = metrics.pop("comparison", None)
     print(json.dumps(metrics, indent=2, default=float))
     if comparison:
-        from .evaluate.comparison import comparison_lines
-
-        print("\n".join(comparison_lines(comparison)))
+        print("\n".join(comparison["markdown"]))
     print(f"Metrics and plots written to {args.out}" + ("; recorded in the package" if args.record else ""))
     return 0
 
@@ -440,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"HEROVision {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_demo, _add_predict, _add_report, _add_batch, _add_scene, _add_cohort_analysis, _add_train,
-                _add_evaluate, _add_phantom, _add_inspect, _add_ivim):
+                _add_evaluate, _add_phantom, _add_import, _add_export_dicom, _add_inspect, _add_ivim):
         add(commands)
     return parser
 

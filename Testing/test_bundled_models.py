@@ -92,3 +92,18 @@ def test_cross_stratification_reads_both_nomograms_on_one_threshold_between_thei
     threshold = bundled.common_pfs_threshold(nomogram=True)
     assert threshold == pytest.approx(np.average(own, weights=weights), rel=1e-12)
     assert min(own) < threshold < max(own)
+
+
+def test_the_bundled_survival_models_carry_their_comparators_and_the_staging_comparison(bundled):
+    """The clinical model and the stage + score models fitted on the training cohort, and the test
+    cohort's comparison with the six staging systems on the card."""
+    from HEROVisionLib.staging import SYSTEMS
+
+    for package in (bundled.ta, bundled.sr):
+        block = package.herovision
+        assert block["clinical_model"]["coefficients"] and "risk_score" not in block["clinical_model"]["coefficients"]
+        assert set(block["staging_models"]) == set(SYSTEMS)
+        comparison = block["metrics"]["test"]["comparison"]
+        assert {package.name, "Clinical model", *SYSTEMS} <= {row["predictor"] for row in comparison["table"]}
+        card = (package.path / "docs" / "README.md").read_text(encoding="utf-8")
+        assert "## Compared with the clinical model and the staging systems" in card

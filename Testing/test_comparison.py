@@ -57,10 +57,11 @@ def test_a_constant_predictor_is_reported_as_constant_not_as_c_one_half(cohort):
     assert bool(row["constant"]) and np.isnan(row["c_index"]) and "constant on this cohort" in row["note"]
 
 
-def test_evaluate_compare_writes_one_row_per_predictor_with_ci_and_p(tiny_packages, phantom_cohort, tmp_path, capsys):
+def test_evaluate_compare_writes_one_row_per_predictor_with_ci_and_p_and_records_it_on_the_card(tiny_packages, phantom_cohort, tmp_path, capsys):
     out = tmp_path / "comparison"
     assert main(["evaluate", "--package", str(tiny_packages / "HEROVision-TA"), "--cohort", str(phantom_cohort),
-                 "--out", str(out), "--bootstrap", "30", "--device", "cpu", "--workers", "1", "--compare"]) == 0
+                 "--out", str(out), "--bootstrap", "30", "--device", "cpu", "--workers", "1", "--compare",
+                 "--record"]) == 0
     table = pd.read_csv(out / "comparison.csv")
     metrics = json.loads((out / "metrics.json").read_text())
     shown = set(table["predictor"])
@@ -73,4 +74,7 @@ def test_evaluate_compare_writes_one_row_per_predictor_with_ci_and_p(tiny_packag
     assert (table[table["c_index"].isna()]["note"].fillna("").astype(str).str.len() > 0).all()  # anything without a C says why
     assert (out / "comparison.png").is_file()
     printed = capsys.readouterr().out
-    assert all(name in printed for name in SYSTEMS)
+    assert all(f"| {name} |" in printed for name in SYSTEMS)  # the table, one row per system
+    card = (tiny_packages / "HEROVision-TA" / "docs" / "README.md").read_text()
+    assert "## Compared with the clinical model and the staging systems" in card
+    assert all(line in card for line in metrics["comparison"]["markdown"])

@@ -63,29 +63,30 @@ def compare_package(package, clinical: pd.DataFrame, scores, time, event, stage:
     write_text_atomic(table.to_csv(index=False), stage / "comparison.csv")
     _plot_comparison(table, stage / "comparison.png", package.name)
     return {"truncation_months": TRUNCATION_MONTHS, "bootstrap_resamples": n_boot,
-            "p_values": "C-index: paired bootstrap (two-sided percentile test); 2-year AUC: DeLong",
-            "table": table.replace({np.nan: None}).to_dict(orient="records"), "left_out": absent}
+            "p_values": "ΔC: paired bootstrap (two-sided percentile test); AUC: DeLong's test",
+            "table": table.replace({np.nan: None}).to_dict(orient="records"), "left_out": absent,
+            "markdown": comparison_lines(table, absent)}
 
 
-def comparison_lines(comparison: dict) -> list[str]:
-    """The comparison as a plain-text table (console and model card): C with CI, difference and P,
-    2-year AUC with DeLong P; constant or unscorable predictors say so."""
-    tau = f"{comparison['truncation_months']:g}"
-    lines = [f"{'predictor':32} {'patients':>8}  {'C (' + tau + ' m) [95 % CI]':24} {'ΔC':>7} {'P':>7}  "
-             f"{'AUC ' + tau + ' m':>8} {'DeLong P':>9}"]
-    for row in comparison["table"]:
+def comparison_lines(table: pd.DataFrame, absent: dict) -> list[str]:
+    """The comparison as a Markdown table (console and model card): C with CI, difference and P,
+    2-year AUC with DeLong P; a predictor without a C says why; comparators left out are listed."""
+    tau = f"{TRUNCATION_MONTHS:g}"
+    lines = [f"| predictor | patients | C, {tau} months (95 % CI) | ΔC | P | AUC at {tau} months | DeLong P |",
+             "|---|---|---|---|---|---|---|"]
+    for row in table.replace({np.nan: None}).to_dict(orient="records"):
         if row.get("c_index") is None:
-            lines.append(f"{row['predictor']:32} {row['patients']:>8}  {row.get('note') or ''}")
+            lines.append(f"| {row['predictor']} | {row['patients']} | {row['note']} | | | | |")
             continue
-        interval = f"{row['c_index']:.3f} [{row['c_index_lower']:.3f}, {row['c_index_upper']:.3f}]"
-        difference = "" if row.get("c_difference") is None else f"{row['c_difference']:+.3f}"
-        p = "" if row.get("c_difference_p") is None else f"{row['c_difference_p']:.3g}"
-        auc = row.get(f"auc_{tau}m")
-        delong = row.get("auc_delong_p")
-        lines.append(f"{row['predictor']:32} {row['patients']:>8}  {interval:24} {difference:>7} {p:>7}  "
-                     f"{'' if auc is None else f'{auc:.3f}':>8} {'' if delong is None else f'{delong:.3g}':>9}")
-    lines += [f"{name}: left out, {why}" for name, why in comparison["left_out"].items()]
-    return lines
+        cells = [f"{row['c_index']:.3f} ({row['c_index_lower']:.3f}–{row['c_index_upper']:.3f})",
+                 _number(row.get("c_difference"), "{:+.3f}"), _number(row.get("c_difference_p"), "{:.3g}"),
+                 _number(row.get(f"auc_{tau}m"), "{:.3f}"), _number(row.get("auc_delong_p"), "{:.3g}")]
+        lines.append(f"| {row['predictor']} | {row['patients']} | " + " | ".join(cells) + " |")
+    return lines + [f"- {name}: left out, {why}" for name, why in absent.items()]
+
+
+def _number(value, pattern: str) -> str:
+    return "" if value is None else pattern.format(value)
 
 
 def _plot_comparison(table: pd.DataFrame, path: Path, reference: str) -> None:

@@ -347,7 +347,15 @@ def model_card(metadata: dict) -> str:
     if block.get("nomogram"):
         lines += _nomogram_section(block["nomogram"])
     if block.get("metrics"):
-        lines += ["## Validation metrics", "", "```json", json.dumps(block["metrics"], indent=2), "```", ""]
+        comparison = block["metrics"].get("test", {}).get("comparison")
+        metrics = json.loads(json.dumps(block["metrics"]))
+        metrics.get("test", {}).pop("comparison", None)  # shown as its own table below
+        lines += ["## Validation metrics", "", "```json", json.dumps(metrics, indent=2), "```", ""]
+        if comparison:
+            lines += ["## Compared with the clinical model and the staging systems", "",
+                      f"On the test cohort; Harrell's C truncated at {comparison['truncation_months']:g} months, "
+                      f"{comparison['bootstrap_resamples']} bootstrap resamples; {comparison['p_values']}. "
+                      "Each row on the patients that predictor can score.", "", *comparison["markdown"], ""]
     lines += ["## Files", "", f"`{MANIFEST_FILE}` holds the SHA-256 of every file; HEROVision refuses a package "
               "whose files do not match it. Weights are in safetensors format (no code is executed on loading).", ""]
     return "\n".join(lines)

@@ -40,7 +40,10 @@ _SURVIVAL = _object({
         "image_size": {"type": "integer", "minimum": 8},
         "us_margins": {"type": "array", "items": _NON_NEGATIVE, "minItems": 1},
         "percentiles": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 100},
-                        "minItems": 2, "maxItems": 2}}),
+                        "minItems": 2, "maxItems": 2},
+        "fields_mm": {"type": "object", "additionalProperties": False, "properties": {
+            **{m: _POSITIVE for m in ("t2wi", "dwi", "ceus")},
+            "us": {"type": "array", "items": _POSITIVE, "minItems": 1}}}}),
     "architecture": _object({"name": {"const": "HEROVisionNet"}, "config": _object({
         "modality_images": {"type": "object", "minProperties": 1, "additionalProperties": False,
                             "properties": {m: _COUNT for m in _SURVIVAL_MODALITIES}},

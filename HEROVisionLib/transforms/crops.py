@@ -68,12 +68,15 @@ def largest_area_slice(roi: sitk.Image, label: int = 1) -> int:
 
 
 def slice_crops(image: sitk.Image, roi: sitk.Image, *, label: int = 1, size: int = 128,
-                neighbours: int = 1, margin: float = 0.25, source="image", roi_source="ROI") -> list[Crop]:
+                neighbours: int = 1, margin: float = 0.25, field_mm: float | None = None, source="image",
+                roi_source="ROI") -> list[Crop]:
     """Square in-plane crops of the largest-area slice and ``neighbours`` slices each side.
 
-    The crop square covers the label's in-plane bounding box (over the chosen slices) enlarged by
-    ``margin`` on each side, in the image's own acquisition plane; slices beyond the volume repeat
-    the edge slice. With ``neighbours=0`` on a one-slice image this is the US bounding-box crop.
+    The crop square is centred on the label's in-plane bounding box (over the chosen slices) and
+    covers that box enlarged by ``margin`` on each side — or, with ``field_mm``, a fixed field of
+    that many mm (the box with its margin when larger), so that one pixel is the same length in
+    every image and the tumour's size shows — in the image's own acquisition plane; slices beyond
+    the volume repeat the edge slice. With ``neighbours=0`` on a one-slice image this is the US crop.
     """
     image = sitk.DICOMOrient(promote_to_3d(image), "LPS")
     roi_on_image = sitk.DICOMOrient(resample_roi_to(promote_to_3d(roi), image, roi_source, source), "LPS")
@@ -87,6 +90,8 @@ def slice_crops(image: sitk.Image, roi: sitk.Image, *, label: int = 1, size: int
     in_plane_spacing = np.asarray(image.GetSpacing()[:2])
     extent_mm = (high - low) * in_plane_spacing
     side_mm = float(extent_mm.max() * (1.0 + 2.0 * margin))
+    if field_mm is not None:
+        side_mm = max(side_mm, float(field_mm))
     centre_xy = (low + high) / 2.0
     crop_spacing = side_mm / size
     direction = np.asarray(image.GetDirection()).reshape(3, 3)

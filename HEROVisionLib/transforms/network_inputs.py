@@ -1,9 +1,10 @@
 """From a case folder to network inputs, keeping every crop's geometry for the way back.
 
 HEROVision (survival) reads 11 single-channel images per patient: T2WI ×3 and DWI ×3 (largest
-tumour slice and its neighbours), grayscale US ×2 (the tumour's bounding box with a 25 % margin, and
-a context view with a 100 % margin — the phantom, like many exams, has one US plane) and CEUS ×3
-(arterial, portal and late frames, by acquisition time). Intensities are scaled per modality to
+tumour slice and its neighbours), grayscale US ×2 (a close view and a context view — the phantom,
+like many exams, has one US plane) and CEUS ×3 (arterial, portal and late frames, by acquisition
+time), each centred on the tumour over a fixed field in mm (larger only for a tumour that would not
+fit), so a pixel has one size whatever the scanner and the tumour's size is part of the image. Intensities are scaled per modality to
 [0, 1] by the 0.5th–99.5th percentiles over that modality's crops together, so the contrast between
 slices or phases is kept.
 
@@ -53,8 +54,12 @@ MODALITY_IMAGES = {"t2wi": 3, "dwi": 3, "us": 2, "ceus": 3}
 IVIM_MAP_CHANNELS = ("ADC", "D", "Dstar", "f")
 #: How the survival networks' images are made; each package records the block it was trained with
 #: (``image_size`` in pixels, the US crops' ``us_margins`` around the tumour's box, the intensity
-#: ``percentiles`` mapped to 0 and 1) and is scored with its own.
-SURVIVAL_PREPROCESSING = {"image_size": 128, "us_margins": [0.25, 1.0], "percentiles": [0.5, 99.5]}
+#: ``percentiles`` mapped to 0 and 1, and ``fields_mm``: each modality's fixed crop field — for US
+#: its two views — so that a pixel is the same length whatever the scanner's grid and the tumour's
+#: size is seen; a tumour larger than the field widens its crop) and is scored with its own.
+#: Packages without ``fields_mm`` crop the tumour's box with its margin.
+SURVIVAL_PREPROCESSING = {"image_size": 128, "us_margins": [0.25, 1.0], "percentiles": [0.5, 99.5],
+                          "fields_mm": {"t2wi": 80.0, "dwi": 80.0, "us": [40.0, 72.0], "ceus": 40.0}}
 
 
 @dataclass
@@ -95,21 +100,24 @@ class IVIMInputs:
         return largest_axial_diameter_cm(self.roi, 1, self.roi_source)
 
 
-def _modality_crops(case: Case, modality: str, size: int, us_margins) -> tuple[list[Crop], sitk.Image, sitk.Image, tuple]:
+def _modality_crops(case: Case, modality: str, size: int, us_margins,
+                    fields_mm: dict | None) -> tuple[list[Crop], sitk.Image, sitk.Image, tuple]:
     """(crops, the image the overlay lands on, the ROI on that image, the CEUS frame times or ())."""
     roi_path = case.roi_path(modality)
+    field = (fields_mm or {}).get(modality)
     if modality in ("t2wi", "dwi"):
         image = case.load_image(modality)
         roi = case.load_roi(modality, image)
         check_roi_contrast(image, roi, case.image_path(modality))
-        return slice_crops(image, roi, size=size, neighbours=1, source=case.image_path(modality),
+        return slice_crops(image, roi, size=size, neighbours=1, field_mm=field, source=case.image_path(modality),
                            roi_source=roi_path), image, roi, ()
     if modality == "us":
         image = case.load_image("us")
         roi = case.load_roi("us", image)
         check_roi_contrast(image, roi, case.image_path("us"))
-        crops = [slice_crops(image, roi, size=size, neighbours=0, margin=margin, source=case.image_path("us"),
-                             roi_source=roi_path)[0] for margin in us_margins]
+        crops = [slice_crops(image, roi, size=size, neighbours=0, margin=margin, field_mm=view,
+                             source=case.image_path("us"), roi_source=roi_path)[0]
+                 for margin, view in zip(us_margins, field or [None] * len(us_margins))]
         return crops, image, roi, ()
     series = case.load_image("ceus")
     frames = vector_to_frames(series)
@@ -117,7 +125,7 @@ def _modality_crops(case: Case, modality: str, size: int, us_margins) -> tuple[l
     check_roi_contrast(series, roi, case.image_path("ceus"))
     times = case.load_ceus_times(series)
     phases = select_phase_frames(times, source=case.frame_times_source)
-    crops = [slice_crops(frames[index], roi, size=size, neighbours=0, source=case.image_path("ceus"),
+    crops = [slice_crops(frames[index], roi, size=size, neighbours=0, field_mm=field, source=case.image_path("ceus"),
                          roi_source=roi_path)[0] for index in phases.values()]
     return crops, frames[0], roi, times
 
@@ -143,7 +151,8 @@ def survival_inputs(case: Case, preprocessing: dict = SURVIVAL_PREPROCESSING) ->
         if modality in missing:
             continue
         try:
-            crops, source, roi, times = _modality_crops(case, modality, size, us_margins)
+            crops, source, roi, times = _modality_crops(case, modality, size, us_margins,
+                                                        preprocessing.get("fields_mm"))
         except HEROVisionError as error:
             missing[modality] = str(error)
             continue

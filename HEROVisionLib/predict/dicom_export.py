@@ -1,0 +1,200 @@
+"""``herovision export-dicom``: a prediction back to PACS as the DICOM objects the field reads
+(written with highdicom; Slicer's QuantitativeReporting and OHIF open them):
+
+* the tumour VOIs of each MR series as a DICOM Segmentation (label *k* → segment *k*);
+* the IVIM maps D, D*, f and ADC as Parametric Maps with real-world value mappings in their units
+  (mm²/s; f a ratio), on the source IVIM geometry;
+* the attention maps of the MR inputs as Parametric Maps (unitless, 0–1) on their source series.
+
+Every object references its source series' instances and carries the source's patient and study, so
+it files beside them. The source series are found in ``--source`` by geometry: the series whose
+slices lie exactly on the case image's grid (for a diffusion series, the slices of one volume).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .. import __version__
+from ..errors import InputError
+from ..io.case import Case
+from ..io.dicom_study import study_series
+from ..io.images import atomic_target, read_image, vector_to_frames
+from ..io.output_folder import output_folder
+
+#: IVIM map → (file stem, what it is, UCUM unit code, its meaning).
+IVIM_MAPS = {"D": ("ivim_D", "IVIM diffusion coefficient D", "mm2/s", "square millimeter per second"),
+             "Dstar": ("ivim_Dstar", "IVIM pseudo-diffusion coefficient D*", "mm2/s", "square millimeter per second"),
+             "f": ("ivim_f", "IVIM perfusion fraction f", "1", "no units"),
+             "ADC": ("ivim_ADC", "apparent diffusion coefficient", "mm2/s", "square millimeter per second")}
+#: Case modality → the attention maps drawn on it.
+ATTENTION = {"ivim": ("attention_er_bvalues", "attention_er_maps"), "t2wi": ("attention_ta_t2wi", "attention_sr_t2wi"),
+             "dwi": ("attention_ta_dwi", "attention_sr_dwi")}
+_EQUIPMENT = dict(manufacturer="HEROVision", manufacturer_model_name="HEROVision", software_versions=__version__,
+                  device_serial_number="none")
+
+
+@dataclass
+class SourceSlices:
+    """One volume of a source series, as the slices of a case image's grid (in slice order)."""
+
+    datasets: list
+    grid: sitk.Image  # the slices' own grid (rows and columns as stored)
+
+
+def _slice_order(datasets) -> list:
+    """Slices sorted along the normal of their plane."""
+    first = datasets[0]
+    normal = np.cross(np.asarray(first.ImageOrientationPatient[:3], float),
+                      np.asarray(first.ImageOrientationPatient[3:], float))
+    return sorted(datasets, key=lambda ds: float(np.dot(normal, [float(v) for v in ds.ImagePositionPatient])))
+
+
+def _grid_of(datasets) -> sitk.Image:
+    """The grid of slices given in order (rows and columns as stored)."""
+    first = datasets[0]
+    row, column = (np.asarray(first.ImageOrientationPatient[:3], float),
+                   np.asarray(first.ImageOrientationPatient[3:], float))
+    normal = np.cross(row, column)
+    positions = np.array([[float(v) for v in ds.ImagePositionPatient] for ds in datasets])
+    steps = np.diff(positions @ normal)
+    grid = sitk.Image([int(first.Columns), int(first.Rows), len(datasets)], sitk.sitkUInt8)
+    spacing_row, spacing_column = (float(v) for v in first.PixelSpacing)
+    grid.SetSpacing([spacing_column, spacing_row, float(steps.mean()) if len(steps) else 1.0])
+    grid.SetOrigin([float(v) for v in positions[0]])
+    grid.SetDirection([float(v) for v in np.column_stack([row, column, normal]).ravel()])
+    return grid
+
+
+def _slices_on(image: sitk.Image, series_datasets: list) -> SourceSlices | None:
+    """The slices of one volume of the series, if they lie on ``image``'s grid (same voxel corners
+    in the world, within 0.01 mm); None otherwise."""
+    if not all("ImagePositionPatient" in ds and "ImageOrientationPatient" in ds for ds in series_datasets):
+        return None
+    by_position: dict[tuple, object] = {}
+    for ds in sorted(series_datasets, key=lambda ds: int(ds.get("InstanceNumber", 0))):
+        by_position.setdefault(tuple(round(float(v), 3) for v in ds.ImagePositionPatient), ds)
+    datasets = _slice_order(list(by_position.values()))
+    grid = _grid_of(datasets)
+    if grid.GetSize() != image.GetSize() or not np.allclose(_corners(grid), _corners(image), atol=0.01):
+        return None
+    return SourceSlices(datasets, grid)
+
+
+def _corners(image: sitk.Image) -> np.ndarray:
+    size = image.GetSize()
+    points = [image.TransformIndexToPhysicalPoint((i, j, k)) for i in (0, size[0] - 1) for j in (0, size[1] - 1)
+              for k in (0, size[2] - 1)]
+    return np.array(sorted(np.round(points, 3).tolist()))
+
+
+def _on_slices(image: sitk.Image, source: SourceSlices, interpolator) -> np.ndarray:
+    """``image`` on the source slices: (slices, rows, columns), in the source datasets' order."""
+    pixel = sitk.sitkUInt8 if interpolator == sitk.sitkNearestNeighbor else sitk.sitkFloat32
+    return sitk.GetArrayFromImage(sitk.Resample(image, source.grid, sitk.Transform(), interpolator, 0, pixel))
+
+
+def _source_for(image: sitk.Image, series: list, name: str, study: Path) -> SourceSlices:
+    import pydicom
+
+    for item in series:
+        if item.modality != "MR":
+            continue
+        found = _slices_on(image, [pydicom.dcmread(path) for path in item.files])
+        if found is not None:
+            return found
+    raise InputError(study, f"no series of this study lies on the case's {name} grid: export needs the study the "
+                            "case was imported from")
+
+
+def _segmentation(source: SourceSlices, labels: np.ndarray, number: int, modality: str):
+    import highdicom
+    from pydicom.sr.codedict import codes
+
+    present = sorted(int(v) for v in np.unique(labels) if v)
+    descriptions = [highdicom.seg.SegmentDescription(
+        segment_number=index, segment_label=f"tumour {label}" if label > 1 else "largest tumour",
+        segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Neoplasm, algorithm_type=highdicom.seg.SegmentAlgorithmTypeValues.MANUAL)
+        for index, label in enumerate(present, start=1)]
+    relabelled = np.zeros_like(labels)
+    for index, label in enumerate(present, start=1):
+        relabelled[labels == label] = index
+    return highdicom.seg.Segmentation(
+        source_images=source.datasets, pixel_array=relabelled,
+        segmentation_type=highdicom.seg.SegmentationTypeValues.BINARY, segment_descriptions=descriptions,
+        series_instance_uid=highdicom.UID(), series_number=number, sop_instance_uid=highdicom.UID(),
+        instance_number=1, series_description=f"HEROVision tumour VOI ({modality.upper()})", **_EQUIPMENT)
+
+
+def _parametric_map(source: SourceSlices, values: np.ndarray, number: int, label: str, explanation: str,
+                    unit: tuple[str, str]):
+    import highdicom
+    from highdicom.sr.coding import CodedConcept
+
+    values = values.astype(np.float32)
+    mapping = highdicom.pm.RealWorldValueMapping(
+        lut_label=label[:16], lut_explanation=explanation[:64],
+        unit=CodedConcept(value=unit[0], scheme_designator="UCUM", meaning=unit[1]),
+        value_range=(float(values.min()), float(values.max())), slope=1.0, intercept=0.0)
+    return highdicom.pm.ParametricMap(
+        source_images=source.datasets, pixel_array=values, series_instance_uid=highdicom.UID(), series_number=number,
+        sop_instance_uid=highdicom.UID(), instance_number=1, contains_recognizable_visual_features=False,
+        real_world_value_mappings=[mapping], series_description=explanation[:64],
+        voi_lut_transformations=[highdicom.VOILUTTransformation(  # LINEAR_EXACT: windows narrower than 1 are valid
+            window_center=float(values.min() + values.max()) / 2, window_width=float(np.ptp(values)) or 1.0,
+            voi_lut_function="LINEAR_EXACT")], **_EQUIPMENT)
+
+
+def export_dicom(prediction_folder, source_study, out, case_folder=None) -> list[Path]:
+    """Write the prediction's DICOM objects into ``out``; returns their paths."""
+    import json
+
+    prediction_folder, source_study = Path(prediction_folder), Path(source_study)
+    results = prediction_folder / "results.json"
+    if not results.is_file():
+        raise InputError(prediction_folder, "holds no results.json: give a folder written by `herovision predict`")
+    record = json.loads(results.read_text(encoding="utf-8"))
+    case = Case(Path(case_folder or record.get("case_folder") or ""))
+    series, _ = study_series(source_study)
+    written = []
+    with output_folder(out, "export-dicom", inputs=(prediction_folder, source_study, case.folder)) as claimed:
+        number = 900  # series numbers after the scanner's
+        for modality in ("ivim", "t2wi", "dwi"):
+            if modality not in case.available:
+                continue
+            image = vector_to_frames(case.load_ivim().image)[0] if modality == "ivim" else case.load_image(modality)
+            source = _source_for(image, series, modality, source_study)
+            roi = case.load_roi(modality, image)
+            number += 1
+            objects = [(f"seg_{modality}.dcm", _segmentation(source, _on_slices(roi, source, sitk.sitkNearestNeighbor),
+                                                              number, modality))]
+            maps = ({name: prediction_folder / f"{stem}.nrrd" for name, (stem, *_) in IVIM_MAPS.items()}
+                    if modality == "ivim" else {})
+            for name, path in maps.items():
+                if path.is_file():
+                    number += 1
+                    _, explanation, unit, meaning = IVIM_MAPS[name]
+                    objects.append((f"pm_{path.stem}.dcm", _parametric_map(
+                        source, _on_slices(read_image(path), source, sitk.sitkLinear), number, name, explanation,
+                        (unit, meaning))))
+            for stem in ATTENTION[modality]:
+                path = prediction_folder / f"{stem}.nrrd"
+                if path.is_file():
+                    number += 1
+                    objects.append((f"pm_{stem}.dcm", _parametric_map(
+                        source, _on_slices(read_image(path), source, sitk.sitkLinear), number, "attention",
+                        f"HEROVision attention ({stem.removeprefix('attention_')})", ("1", "no units"))))
+            for name, dataset in objects:
+                # A liver study: saying so settles General Series' laterality condition (the liver is not paired).
+                dataset.BodyPartExamined = source.datasets[0].get("BodyPartExamined") or "LIVER"
+                target = claimed.path / name
+                partial = atomic_target(target)
+                dataset.save_as(partial)
+                partial.replace(target)  # complete or not at all
+                written.append(target)
+    return written

@@ -1,0 +1,98 @@
+"""``herovision export-dicom``: a prediction of an imported study goes back as DICOM SEG and Parametric
+Maps that reference the source series, read back with highdicom to the VOIs and maps the prediction
+holds, and pass dicom3tools' ``dciodvfy`` without errors."""
+
+import shutil
+import subprocess
+
+import highdicom
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+
+from HEROVisionLib.cli import main
+from HEROVisionLib.io.case import Case
+from HEROVisionLib.io.dicom_study import import_study
+from HEROVisionLib.io.images import read_image, vector_to_frames
+
+from dicom_study_writer import write_case_study
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+@pytest.fixture(scope="module")
+def exported(phantom_cohort, untrained_models, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    source = Case(phantom_cohort / "A0003")
+    write_case_study(source, folder / "study")
+    case, _ = import_study(folder / "study", folder / "cases")
+    for name in ("us_roi.nrrd", "ceus_roi.nii.gz"):
+        shutil.copy(source.folder / name, case / name)
+    assert main(["predict", str(case), "--out", str(folder / "predicted"), "--models", str(untrained_models),
+                 "--device", "cpu", "--advice-draws", "0"]) == 0
+    prediction = folder / "predicted"
+    assert main(["export-dicom", str(prediction), "--source", str(folder / "study"), "--out",
+                 str(folder / "dicom")]) == 0
+    return Case(case), prediction, folder / "dicom", folder / "study"
+
+
+def _referenced_slices(dataset, study) -> list:
+    """The source slices an object references (its Referenced Series Sequence), in slice order."""
+    from HEROVisionLib.predict.dicom_export import _slice_order
+
+    wanted = {item.ReferencedSOPInstanceUID for item in dataset.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    return _slice_order([ds for ds in (pydicom.dcmread(p) for p in study.rglob("*.dcm")) if ds.SOPInstanceUID in wanted])
+
+
+def _on(image: sitk.Image, slices) -> np.ndarray:
+    """``image`` at the voxel centres of the source slices (nearest voxel: the grids coincide)."""
+    from HEROVisionLib.predict.dicom_export import _grid_of
+
+    return sitk.GetArrayFromImage(sitk.Resample(image, _grid_of(slices), sitk.Transform(), sitk.sitkNearestNeighbor,
+                                                0, image.GetPixelID()))
+
+
+def _frames_by_slice(dataset, slices) -> list[np.ndarray]:
+    """The object's frames, in the order of ``slices`` (matched by plane position)."""
+    frames = np.asarray(dataset.pixel_array).reshape(-1, dataset.Rows, dataset.Columns)
+    at = {tuple(round(float(v), 3) for v in item.PlanePositionSequence[0].ImagePositionPatient): frame
+          for item, frame in zip(dataset.PerFrameFunctionalGroupsSequence, frames)}
+    return [at[tuple(round(float(v), 3) for v in ds.ImagePositionPatient)] for ds in slices]
+
+
+def test_every_object_is_valid_dicom_by_dciodvfy(exported):
+    _, _, dicom, _ = exported
+    if shutil.which("dciodvfy") is None:
+        pytest.skip("dciodvfy (Debian dicom3tools) is not installed: the validator assertion cannot run here")
+    for path in sorted(dicom.glob("*.dcm")):
+        report = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
+        errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+        assert not errors, f"{path.name}: {errors[:5]}"
+
+
+def test_the_segmentations_hold_the_tumour_vois_of_their_source_series(exported):
+    case, _, dicom, study = exported
+    for modality in ("ivim", "t2wi", "dwi"):
+        segmentation = pydicom.dcmread(dicom / f"seg_{modality}.dcm")
+        assert segmentation.PatientID == case.case_id and segmentation.Modality == "SEG"
+        slices = _referenced_slices(segmentation, study)
+        image = vector_to_frames(case.load_ivim().image)[0] if modality == "ivim" else case.load_image(modality)
+        expected = _on(case.load_roi(modality, image), slices)
+        read = highdicom.seg.segread(dicom / f"seg_{modality}.dcm")
+        mask = read.get_pixels_by_source_instance([ds.SOPInstanceUID for ds in slices], combine_segments=True,
+                                                  ignore_spatial_locations=True)
+        assert np.array_equal(mask, expected) and expected.any(), modality
+
+
+def test_the_parametric_maps_hold_the_ivim_maps_in_their_units(exported):
+    _, prediction, dicom, study = exported
+    for name, unit in (("D", "mm2/s"), ("Dstar", "mm2/s"), ("f", "1"), ("ADC", "mm2/s")):
+        parametric = pydicom.dcmread(dicom / f"pm_ivim_{name}.dcm")
+        mapping = parametric.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
+        assert mapping.MeasurementUnitsCodeSequence[0].CodeValue == unit
+        slices = _referenced_slices(parametric, study)
+        expected = _on(read_image(prediction / f"ivim_{name}.nrrd"), slices)
+        for frame, plane in zip(_frames_by_slice(parametric, slices), expected):
+            assert np.allclose(frame, plane, rtol=1e-6, atol=0), name
+    assert (dicom / "pm_attention_er_maps.dcm").is_file() and (dicom / "pm_attention_ta_t2wi.dcm").is_file()
