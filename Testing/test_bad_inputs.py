@@ -382,9 +382,11 @@ def test_a_nomogram_column_that_is_not_a_number_is_named(case):
     from HEROVisionLib.models.package import load_package
 
     package = load_package(ROOT / "Resources" / "Models" / "HEROVision-TA")
-    with pytest.raises(InputError, match=r"column perivascular: 'unknown' is not a number"):
-        nomogram_result(package, 0.1, {"tumor_size_cm": 2.0, "perivascular": "unknown", "subcapsular": 0,
-                                       "afp_high": 1})
+    covariates = [name for name in package.herovision["nomogram"]["coefficients"] if name != "risk_score"]
+    clinical = {name: 1 for name in covariates}
+    clinical[covariates[0]] = "unknown"
+    with pytest.raises(InputError, match=rf"column {covariates[0]}: 'unknown' is not a number"):
+        nomogram_result(package, 0.1, clinical)
 
 
 # --- 5. case ids that are paths, and output folders that are not ours ------------------------------

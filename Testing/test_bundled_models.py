@@ -61,8 +61,9 @@ def test_re_scored_nomogram_survival_is_the_nomogram_of_each_score(bundled):
     """The advice re-scores a patient in one pass; each value must be what the nomogram gives that score."""
     from HEROVisionLib.predict.case_prediction import nomogram_result, nomogram_survival
 
-    clinical = {"tumor_size_cm": 3.4, "perivascular": 1, "subcapsular": 0, "afp_high": 1, "cirrhosis": 1, "ctp_b": 0,
-                "alt_high": 0, "portal_hypertension": 1}
+    clinical = {"age": 61, "sex_male": 1, "cirrhosis": 1, "ctp_b": 0, "portal_hypertension": 1, "tumor_number": 2,
+                "tumor_size_cm": 3.4, "perivascular": 1, "subcapsular": 0, "afp_high": 1, "alt_high": 0, "ast_high": 1,
+                "inr_high": 0, "cea_high": 0, "ca19_9_high": 1, "pni_low": 0}  # every factor a nomogram may select
     scores = np.array([-1.2, -0.3, 0.0, 0.8, 1.9])
     for package in (bundled.ta, bundled.sr):
         expected = [nomogram_result(package, score, clinical).pfs[24] for score in scores]

@@ -75,6 +75,6 @@ def test_evaluate_compare_writes_one_row_per_predictor_with_ci_and_p_and_records
     assert (out / "comparison.png").is_file()
     printed = capsys.readouterr().out
     assert all(f"| {name} |" in printed for name in SYSTEMS)  # the table, one row per system
-    card = (tiny_packages / "HEROVision-TA" / "docs" / "README.md").read_text()
+    card = (tiny_packages / "HEROVision-TA" / "docs" / "README.md").read_text(encoding="utf-8")
     assert "## Compared with the clinical model and the staging systems" in card
     assert all(line in card for line in metrics["comparison"]["markdown"])

@@ -96,3 +96,41 @@ def test_the_parametric_maps_hold_the_ivim_maps_in_their_units(exported):
         for frame, plane in zip(_frames_by_slice(parametric, slices), expected):
             assert np.allclose(frame, plane, rtol=1e-6, atol=0), name
     assert (dicom / "pm_attention_er_maps.dcm").is_file() and (dicom / "pm_attention_ta_t2wi.dcm").is_file()
+
+
+def _report_items(items, found: dict, group: str = "") -> str:
+    """Every numeric and coded item of an SR content tree, by (measurement group, concept meaning)."""
+    for item in items:
+        name = item.ConceptNameCodeSequence[0].CodeMeaning
+        if item.ValueType == "TEXT" and name == "Tracking Identifier":
+            group = item.TextValue
+        elif item.ValueType == "NUM":
+            found[(group, name)] = float(item.MeasuredValueSequence[0].NumericValue)
+        elif item.ValueType == "CODE":
+            found[(group, name)] = item.ConceptCodeSequence[0].CodeMeaning
+        if "ContentSequence" in item:
+            group = _report_items(item.ContentSequence, found, group)
+    return group
+
+
+def test_the_measurement_report_holds_the_numbers_of_results_csv(exported):
+    import pandas as pd
+
+    _, prediction, dicom, _ = exported
+    report = highdicom.sr.srread(dicom / "sr_measurements.dcm")
+    row = pd.read_csv(prediction / "results.csv", dtype={"case_id": str}).iloc[0]
+    found: dict = {}
+    _report_items(report.ContentSequence, found)
+    for key, name in (("ta", "HEROVision-TA"), ("sr", "HEROVision-SR")):
+        assert found[(name, "HEROVision risk score (Cox log-hazard)")] == pytest.approx(row[f"{key}_risk_score"],
+                                                                                        rel=1e-9)
+        for years in (1, 2, 3):
+            assert found[(name, f"Progression-free survival probability at {12 * years} months")] == pytest.approx(
+                row[f"{key}_pfs_{years}y"], rel=1e-9)
+        assert found[(name, "Risk group by the model's cutoff")] == f"{row[f'{key}_risk_group'].capitalize()} risk"
+    for model, column in (("deep", "er_probability"), ("combined", "er_probability_combined")):
+        assert found[("IVIM-ER", f"Early recurrence probability, IVIM {model} model")] == pytest.approx(row[column],
+                                                                                                      rel=1e-9)
+    assert found[("tumour", "Diameter")] == pytest.approx(row["tumor_size_cm"], rel=1e-9)
+    assert found[("tumour", "Volume")] == pytest.approx(row["tumor_volume_ml"], rel=1e-9)
+    assert report.PatientID == row["case_id"]

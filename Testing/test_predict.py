@@ -25,6 +25,15 @@ def models(untrained_models):
     return load_models(untrained_models, "cpu")
 
 
+def test_the_prediction_carries_the_patients_stage_under_the_six_systems(phantom_cohort, models):
+    from HEROVisionLib.io.case import Cohort
+
+    case = Cohort(phantom_cohort).case("A0003")  # with its cohort.csv record (spec v1.1 staging fields)
+    result = predict_case(case, models, "cpu", overlays=False)
+    assert result.staging == {system: stage.text for system, stage in stage_patient(case.clinical).items()}
+    assert not any(text.startswith("not computable") for text in result.staging.values())
+
+
 def _copy_case(phantom_cohort, tmp_path, case_id="A0003"):
     return Case(shutil.copytree(phantom_cohort / case_id, tmp_path / case_id))
 
@@ -41,8 +50,7 @@ def test_a_full_case_gives_every_number_overlay_and_map(phantom_cohort, models):
         cutoff = (models.ta if key == "ta" else models.sr).herovision["risk_cutoff"]
         assert row[f"{key}_risk_group"] == ("high" if row[f"{key}_risk_score"] > cutoff else "low")
     assert 0 < row["er_probability"] < 1 and 0 < row["er_probability_combined"] < 1
-    assert result.staging == {system: stage.text for system, stage in stage_patient(case.clinical).items()}
-    assert all(not text.startswith("not computable") for text in result.staging.values())  # v1.1 record: all six
+    assert all(text.startswith("not computable") for text in result.staging.values())  # no clinical record here
     assert row["models_trained"] is False and any("untrained" in w for w in result.warnings)
     sources = {"t2wi": case.load_image("t2wi"), "dwi": case.load_image("dwi"), "us": case.load_image("us")}
     for key in ("ta", "sr"):
@@ -273,3 +281,24 @@ def test_a_b_value_scheme_that_cannot_be_resampled_is_refused_for_the_ivim_model
     exact_only = {k: v for k, v in IVIM_PREPROCESSING.items() if k != "bvalue_resampling"}
     with pytest.raises(InputError, match="are not the 9 the IVIM model was trained on"):
         ivim_inputs(case, exact_only, "cpu")
+
+
+def test_survival_crops_cover_a_fixed_field_so_a_pixel_is_one_length_on_every_grid(tmp_path):
+    """The same patient acquired by two centres (profile A: 1 mm T2WI pixels; B: 0.75 mm, flipped):
+    each crop spans its modality's field in mm, so the tumour covers as many crop pixels in both
+    (its size is part of the image, whatever the grid)."""
+    from HEROVisionLib.phantom import generate_case, write_case
+    from HEROVisionLib.transforms.network_inputs import SURVIVAL_PREPROCESSING, survival_inputs
+
+    from conftest import COHORT_SEED
+
+    fields, size = SURVIVAL_PREPROCESSING["fields_mm"], SURVIVAL_PREPROCESSING["image_size"]
+    tumour_pixels = []
+    for profile in ("A", "B"):
+        inputs = survival_inputs(Case(write_case(generate_case(COHORT_SEED, 3, profile), tmp_path / profile)))
+        for modality in ("t2wi", "dwi", "ceus"):
+            for crop in inputs.crops[modality]:
+                assert crop.image.GetSpacing()[0] * size == pytest.approx(fields[modality])
+        assert inputs.crops["us"][0].image.GetSpacing()[0] * size == pytest.approx(fields["us"][0])
+        tumour_pixels.append(int((sitk.GetArrayViewFromImage(inputs.crops["t2wi"][1].roi) == 1).sum()))
+    assert tumour_pixels[1] == pytest.approx(tumour_pixels[0], rel=0.1)

@@ -118,13 +118,22 @@ def test_advice_far_from_the_threshold_is_firm_and_reproducible(predicted):
 
 
 def test_advice_on_the_threshold_is_called_borderline(predicted):
-    from HEROVisionLib.clinical.treatment import advise
+    """A 2-year PFS at the threshold is not below it (low risk); and a threshold in the middle of the
+    re-scorings' PFS splits them, so the advice is borderline."""
+    import numpy as np
+
+    from HEROVisionLib.clinical.treatment import _perturbed, _pfs_2y, advise
+    from HEROVisionLib.predict.case_prediction import survival_scores
 
     case, result, models = predicted
     result = _with_baselines(result, models, 0.6, 50.0, 0.5)
-    result = _with_baselines(result, models, 0.6, 50.0, result.survival["ta"].pfs[24])  # TA exactly on it, SR high
-    advice = advise(case, result, models, planned="TA", draws=24, seed=4)
-    assert advice.recommendation.category == "keep"  # a PFS at the threshold is not below it: low
+    on_it = _with_baselines(result, models, 0.6, 50.0, result.survival["ta"].pfs[24])  # TA exactly on it, SR high
+    assert advise(case, on_it, models, planned="TA", draws=4, seed=4).recommendation.category == "keep"
+    batch = _perturbed(result.survival_inputs["ta"], 24, 4)  # the re-scorings advise makes with this seed
+    drawn = {key: survival_scores(getattr(models, key), result.survival_inputs[key], "cpu", batch).numpy()
+             for key in ("ta", "sr")}
+    middle = float(np.median(_pfs_2y(models, drawn, False, {})["TA"]))
+    advice = advise(case, _with_baselines(result, models, 0.6, 50.0, middle), models, planned="TA", draws=24, seed=4)
     assert 0 < advice.stability < 0.8 and advice.borderline
     assert "borderline" in advice.words and "of 24 re-scorings (24 perturbed images)" in advice.words
 

@@ -10,8 +10,9 @@ and ``results.csv``. The models still run: the warning tells the reader how far 
 Measures (from the images the networks read, so training and prediction agree by construction):
 in-plane spacing and slice thickness (mm), in-plane matrix, an SNR estimate (median signal inside
 the ROI over the noise SD of the whole image, by Immerkær's Laplacian estimator), the mean of the
-normalised network input; for IVIM the b-value count and largest b-value; for CEUS the frame count
-and the last frame's time.
+normalised network input; for IVIM the b-value count and largest b-value; for CEUS the last frame's
+time (the networks read three phase frames chosen by time, so the number of frames is not a measure
+of what they see; packages that recorded it keep it unused).
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def survival_measures(inputs) -> dict[str, dict[str, float]]:
                               "mean normalised input": float(inputs.images[modality].float().mean())}
     if "ceus" in measures:
         times = inputs.ceus_times
-        measures["ceus"].update({"CEUS frame count": float(len(times)), "last CEUS frame (s)": float(times[-1])})
+        measures["ceus"]["last CEUS frame (s)"] = float(times[-1])
     return measures
 
 

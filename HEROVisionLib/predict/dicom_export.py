@@ -4,7 +4,12 @@
 * the tumour VOIs of each MR series as a DICOM Segmentation (label *k* → segment *k*);
 * the IVIM maps D, D*, f and ADC as Parametric Maps with real-world value mappings in their units
   (mm²/s; f a ratio), on the source IVIM geometry;
-* the attention maps of the MR inputs as Parametric Maps (unitless, 0–1) on their source series.
+* the attention maps of the MR inputs as Parametric Maps (unitless, 0–1) on their source series;
+* the numbers of ``results.csv`` — each model's risk score, risk group and PFS at 1, 2 and 3 years,
+  the early-recurrence probabilities, tumour size and volume, the IVIM medians, the advice — as a
+  DICOM SR measurement report (TID 1500), one measurement group per model. Codes come from SNOMED
+  CT and UCUM where they exist (diameter, volume, neoplasm, units); the rest are private codes of
+  the coding scheme ``99HEROVISION``, listed in :data:`PRIVATE_CODES`.
 
 Every object references its source series' instances and carries the source's patient and study, so
 it files beside them. The source series are found in ``--source`` by geometry: the series whose
@@ -34,6 +39,22 @@ IVIM_MAPS = {"D": ("ivim_D", "IVIM diffusion coefficient D", "mm2/s", "square mi
 #: Case modality → the attention maps drawn on it.
 ATTENTION = {"ivim": ("attention_er_bvalues", "attention_er_maps"), "t2wi": ("attention_ta_t2wi", "attention_sr_t2wi"),
              "dwi": ("attention_ta_dwi", "attention_sr_dwi")}
+#: The private codes of the SR (coding scheme 99HEROVISION): code value → meaning.
+PRIVATE_CODES = {
+    "HV001": "HEROVision risk score (Cox log-hazard)", "HV002": "Risk group by the model's cutoff",
+    "HV003": "High risk", "HV004": "Low risk", "HV012": "Progression-free survival probability at 12 months",
+    "HV024": "Progression-free survival probability at 24 months",
+    "HV036": "Progression-free survival probability at 36 months",
+    "HV101": "Early recurrence probability, IVIM deep model",
+    "HV102": "Early recurrence probability, IVIM combined model",
+    "HV201": "IVIM diffusion coefficient D, tumour median", "HV202": "IVIM pseudo-diffusion coefficient D*, tumour median",
+    "HV203": "IVIM perfusion fraction f, tumour median", "HV204": "Apparent diffusion coefficient, tumour median",
+    "HV300": "HEROVision prediction", "HV301": "Treatment advice", "HV311": "Switch treatment",
+    "HV312": "Either treatment", "HV313": "Both treatments high risk", "HV314": "Keep the planned treatment",
+    "HV315": "Favours one treatment",
+}
+#: Advice category (``results.csv``) → its code.
+ADVICE_CODES = {"switch": "HV311", "either": "HV312", "both high": "HV313", "keep": "HV314", "favours": "HV315"}
 _EQUIPMENT = dict(manufacturer="HEROVision", manufacturer_model_name="HEROVision", software_versions=__version__,
                   device_serial_number="none")
 
@@ -150,6 +171,78 @@ def _parametric_map(source: SourceSlices, values: np.ndarray, number: int, label
             voi_lut_function="LINEAR_EXACT")], **_EQUIPMENT)
 
 
+def _code(value: str):
+    from highdicom.sr.coding import CodedConcept
+
+    return CodedConcept(value=value, scheme_designator="99HEROVISION", meaning=PRIVATE_CODES[value])
+
+
+def _unit(value: str, meaning: str):
+    from highdicom.sr.coding import CodedConcept
+
+    return CodedConcept(value=value, scheme_designator="UCUM", meaning=meaning)
+
+
+def _measurement_report(row: dict, source: SourceSlices, number: int):
+    """The results row as a TID 1500 measurement report referencing the source series."""
+    import math
+
+    import highdicom
+    from highdicom.sr.coding import CodedConcept
+    from pydicom.sr.codedict import codes
+
+    def group(identifier: str, measurements, evaluations=()):
+        items = [highdicom.sr.Measurement(name=name, value=float(value), unit=unit)
+                 for name, value, unit in measurements if value is not None and math.isfinite(float(value))]
+        return highdicom.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=highdicom.sr.TrackingIdentifier(uid=highdicom.UID(), identifier=identifier),
+            finding_type=codes.SCT.Neoplasm, measurements=items or None,
+            qualitative_evaluations=[highdicom.sr.QualitativeEvaluation(name, value) for name, value in evaluations]
+            or None)
+
+    probability = _unit("1", "no units")
+    groups = []
+    for key, name in (("ta", "HEROVision-TA"), ("sr", "HEROVision-SR")):
+        evaluations = ([(_code("HV002"), _code("HV003" if row[f"{key}_risk_group"] == "high" else "HV004"))]
+                       if row.get(f"{key}_risk_group") in ("high", "low") else [])
+        groups.append(group(name, [(_code("HV001"), row.get(f"{key}_risk_score"), _unit("1", "no units"))]
+                            + [(_code(f"HV0{12 * years}"), row.get(f"{key}_pfs_{years}y"), probability)
+                               for years in (1, 2, 3)], evaluations))
+    groups.append(group("IVIM-ER", [(_code("HV101"), row.get("er_probability"), probability),
+                                    (_code("HV102"), row.get("er_probability_combined"), probability)]))
+    diameter = CodedConcept(value="81827009", scheme_designator="SCT", meaning="Diameter")
+    volume = CodedConcept(value="118565006", scheme_designator="SCT", meaning="Volume")
+    square_mm = _unit("mm2/s", "square millimeter per second")
+    advice = ([(_code("HV301"), _code(ADVICE_CODES[row["advice_category"]]))]
+              if row.get("advice_category") in ADVICE_CODES else [])
+    groups.append(group("tumour", [(diameter, row.get("tumor_size_cm"), _unit("cm", "centimeter")),
+                                   (volume, row.get("tumor_volume_ml"), _unit("ml", "milliliter")),
+                                   (_code("HV201"), row.get("ivim_D_median"), square_mm),
+                                   (_code("HV202"), row.get("ivim_Dstar_median"), square_mm),
+                                   (_code("HV203"), row.get("ivim_f_median"), probability),
+                                   (_code("HV204"), row.get("ivim_ADC_median"), square_mm)], advice))
+    device = highdicom.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=highdicom.sr.DeviceObserverIdentifyingAttributes(
+            uid=highdicom.UID(), name="HEROVision", manufacturer_name="HEROVision", model_name=__version__))
+    report = highdicom.sr.MeasurementReport(
+        observation_context=highdicom.sr.ObservationContext(observer_device_context=device),
+        procedure_reported=_code("HV300"), imaging_measurements=groups)
+    return highdicom.sr.Comprehensive3DSR(
+        evidence=source.datasets, content=report[0], series_instance_uid=highdicom.UID(), series_number=number,
+        sop_instance_uid=highdicom.UID(), instance_number=1, manufacturer="HEROVision",
+        series_description="HEROVision measurement report")
+
+
+def _results_row(prediction_folder: Path) -> dict:
+    """The prediction's results.csv row, numbers as numbers (blank: None)."""
+    import pandas as pd
+
+    table = pd.read_csv(prediction_folder / "results.csv", dtype={"case_id": str}, keep_default_na=False)
+    row = table.iloc[0].to_dict()
+    return {key: (None if value == "" else value) for key, value in row.items()}
+
+
 def export_dicom(prediction_folder, source_study, out, case_folder=None) -> list[Path]:
     """Write the prediction's DICOM objects into ``out``; returns their paths."""
     import json
@@ -159,6 +252,7 @@ def export_dicom(prediction_folder, source_study, out, case_folder=None) -> list
     if not results.is_file():
         raise InputError(prediction_folder, "holds no results.json: give a folder written by `herovision predict`")
     record = json.loads(results.read_text(encoding="utf-8"))
+    row = _results_row(prediction_folder)
     case = Case(Path(case_folder or record.get("case_folder") or ""))
     series, _ = study_series(source_study)
     written = []
@@ -189,6 +283,9 @@ def export_dicom(prediction_folder, source_study, out, case_folder=None) -> list
                     objects.append((f"pm_{stem}.dcm", _parametric_map(
                         source, _on_slices(read_image(path), source, sitk.sitkLinear), number, "attention",
                         f"HEROVision attention ({stem.removeprefix('attention_')})", ("1", "no units"))))
+            if modality == "ivim":
+                number += 1
+                objects.append(("sr_measurements.dcm", _measurement_report(row, source, number)))
             for name, dataset in objects:
                 # A liver study: saying so settles General Series' laterality condition (the liver is not paired).
                 dataset.BodyPartExamined = source.datasets[0].get("BodyPartExamined") or "LIVER"
