@@ -162,3 +162,15 @@ def test_a_multiframe_ceus_cine_keeps_one_time_per_frame(tmp_path):
     for written, imported in zip(frames, vector_to_frames(cine)):
         values = sitk.GetArrayFromImage(written)
         assert np.abs(sitk.GetArrayFromImage(imported) - values).max() <= 2e-5 * np.ptp(values)
+
+
+def test_a_patient_id_that_is_a_path_never_leaves_the_output_folder(tmp_path):
+    """The case folder is named by the DICOM Patient ID unless --case-id is given: an ID such as
+    '../outside' is refused before anything is written, and the study is left as it was."""
+    Study(tmp_path / "study", "../outside").mr_series([_volume(ORIENTATIONS["axial"])], "t2_tse")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(InputError, match="not a plain name"):
+        import_study(tmp_path / "study", tmp_path / "cases")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    case, _ = import_study(tmp_path / "study", tmp_path / "cases", case_id="P-1")
+    assert case == (tmp_path / "cases" / "P-1").resolve() and (case / "t2wi.nii.gz").is_file()
