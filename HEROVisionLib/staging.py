@@ -61,10 +61,6 @@ class Stage:
         return self.score if self.system in SCORED_SYSTEMS else self.rank
 
     @property
-    def computable(self) -> bool:
-        return self.stage is not None
-
-    @property
     def text(self) -> str:
         """The stage as a reader sees it beside the system's name: "IIIA", "B1, score 4", or why not."""
         if self.stage is None:
@@ -79,6 +75,8 @@ class Stage:
 
 
 class _Missing(Exception):
+    """Raised by a rule that lacks an input: the fields to name in its "not computable"."""
+
     def __init__(self, fields):
         self.fields = tuple(fields)
 

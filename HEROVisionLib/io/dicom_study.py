@@ -83,9 +83,14 @@ def read_rules(path=None) -> dict:
         given = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise InputError(path, f"not a readable JSON rules file ({error})") from None
+    if not isinstance(given, dict):
+        raise InputError(path, f"must hold one JSON object of rules ({', '.join(DEFAULT_RULES)})")
     unknown = sorted(set(given) - set(DEFAULT_RULES))
-    if not isinstance(given, dict) or unknown:
+    if unknown:
         raise InputError(path, f"unknown rule(s) {', '.join(unknown)}; known: {', '.join(DEFAULT_RULES)}")
+    if "ivim" in given and not (isinstance(given["ivim"], dict)
+                                and isinstance(given["ivim"].get("min_bvalues"), int) and given["ivim"]["min_bvalues"] >= 2):
+        raise InputError(path, 'rule "ivim" must be {"min_bvalues": N} with N ≥ 2')
     for key in ("ignore", "dwi", "t2wi", "ceus"):
         if key in given:
             patterns = given[key]
@@ -95,7 +100,8 @@ def read_rules(path=None) -> dict:
                 try:
                     re.compile(pattern)
                 except re.error as error:
-                    raise InputError(path, f"rule {key!r}: pattern {pattern!r} is not a regular expression ({error})")
+                    raise InputError(path, f"rule {key!r}: pattern {pattern!r} is not a regular expression "
+                                           f"({error})") from None
     rules.update(given)
     return rules
 
