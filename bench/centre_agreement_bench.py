@@ -7,7 +7,7 @@ of the scores of the same patients across the two centres, and on each centre th
 discrimination over the oracle's on the same patients (C-index for the survival models, AUC of the
 combined model for early recurrence) — the ratio the bundled models' cards quote.
 
-    python bench/centre_agreement_bench.py MODELS_FOLDER COHORT_1 COHORT_2
+    python bench/centre_agreement_bench.py MODELS_FOLDER COHORT_1 COHORT_2 [--packages IVIM-ER …]
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from HEROVisionLib.train.data import prepare
 from HEROVisionLib.train.early_recurrence import fused_features
 from HEROVisionLib.train.survival_training import risk_scores
 
+CPU = torch.device("cpu")
+
 
 def scores(package, cohort_folder: Path) -> pd.DataFrame:
     """Per patient (by index within the cohort): the score, the outcome and the oracle's score."""
@@ -37,13 +39,13 @@ def scores(package, cohort_folder: Path) -> pd.DataFrame:
     truth = read_case_table(cohort.folder / "truth.csv").set_index("case_id")
     if block["kind"] == "survival":
         data = prepare(cohort, f"pfs-{block['treatment'].lower()}", block["preprocessing"], progress=False)
-        score = risk_scores(package.network, data, "cpu")
+        score = risk_scores(package.network, data, CPU)
         oracle = truth.loc[data.case_ids, f"lp_{block['treatment']}"].to_numpy()
         outcome = {"time": data.labels["time"].numpy(), "event": data.labels["event"].numpy().astype(bool)}
     else:
         data = prepare(cohort, "er", block["preprocessing"], progress=False)
         head = EarlyRecurrenceHead.from_dict(block["early_recurrence"])
-        features = torch.as_tensor(fused_features(package.network, data, "cpu"))
+        features = torch.as_tensor(fused_features(package.network, data, CPU))
         score = head.probabilities(features, data.labels["tumor_size_cm"], data.labels["tumor_D"])[1].numpy()
         oracle = truth.loc[data.case_ids, "lp_SR"].to_numpy()
         outcome = {"er": data.labels["er"].numpy().astype(int)}
@@ -62,10 +64,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", type=Path)
     parser.add_argument("cohorts", type=Path, nargs=2)
+    parser.add_argument("--packages", nargs="+", default=list(PACKAGE_NAMES.values()), help="packages to compare")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     print(f"{'model':16} {'patients':>8} {'Pearson r':>9} {'Spearman':>9}   discrimination / oracle's on each cohort")
-    for name in PACKAGE_NAMES.values():
+    for name in args.packages:
         package = load_package(args.models / name, "cpu")
         first, second = (scores(package, cohort) for cohort in args.cohorts)
         common = first.index.intersection(second.index)
