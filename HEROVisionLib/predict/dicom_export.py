@@ -184,7 +184,8 @@ def _unit(value: str, meaning: str):
 
 
 def _measurement_report(row: dict, source: SourceSlices, number: int):
-    """The results row as a TID 1500 measurement report referencing the source series."""
+    """The results row as a TID 1500 measurement report referencing the source series (IVIM's when
+    the case has it)."""
     import math
 
     import highdicom
@@ -255,18 +256,19 @@ def export_dicom(prediction_folder, source_study, out, case_folder=None) -> list
     row = _results_row(prediction_folder)
     case = Case(Path(case_folder or record.get("case_folder") or ""))
     series, _ = study_series(source_study)
-    written = []
     with output_folder(out, "export-dicom", inputs=(prediction_folder, source_study, case.folder)) as claimed:
+        objects, sources = [], []  # (file name, dataset, its source): all built before any is written
         number = 900  # series numbers after the scanner's
         for modality in ("ivim", "t2wi", "dwi"):
             if modality not in case.available:
                 continue
             image = vector_to_frames(case.load_ivim().image)[0] if modality == "ivim" else case.load_image(modality)
             source = _source_for(image, series, modality, source_study)
+            sources.append(source)
             roi = case.load_roi(modality, image)
             number += 1
-            objects = [(f"seg_{modality}.dcm", _segmentation(source, _on_slices(roi, source, sitk.sitkNearestNeighbor),
-                                                              number, modality))]
+            labels = _on_slices(roi, source, sitk.sitkNearestNeighbor)
+            objects.append((f"seg_{modality}.dcm", _segmentation(source, labels, number, modality), source))
             maps = ({name: prediction_folder / f"{stem}.nrrd" for name, (stem, *_) in IVIM_MAPS.items()}
                     if modality == "ivim" else {})
             for name, path in maps.items():
@@ -275,23 +277,24 @@ def export_dicom(prediction_folder, source_study, out, case_folder=None) -> list
                     _, explanation, unit, meaning = IVIM_MAPS[name]
                     objects.append((f"pm_{path.stem}.dcm", _parametric_map(
                         source, _on_slices(read_image(path), source, sitk.sitkLinear), number, name, explanation,
-                        (unit, meaning))))
+                        (unit, meaning)), source))
             for stem in ATTENTION[modality]:
                 path = prediction_folder / f"{stem}.nrrd"
                 if path.is_file():
                     number += 1
                     objects.append((f"pm_{stem}.dcm", _parametric_map(
                         source, _on_slices(read_image(path), source, sitk.sitkLinear), number, "attention",
-                        f"HEROVision attention ({stem.removeprefix('attention_')})", ("1", "no units"))))
-            if modality == "ivim":
-                number += 1
-                objects.append(("sr_measurements.dcm", _measurement_report(row, source, number)))
-            for name, dataset in objects:
-                # A liver study: saying so settles General Series' laterality condition (the liver is not paired).
-                dataset.BodyPartExamined = source.datasets[0].get("BodyPartExamined") or "LIVER"
-                target = claimed.path / name
-                partial = atomic_target(target)
-                dataset.save_as(partial)
-                partial.replace(target)  # complete or not at all
-                written.append(target)
+                        f"HEROVision attention ({stem.removeprefix('attention_')})", ("1", "no units")), source))
+        if not sources:
+            raise InputError(case.folder, "has no MR image (IVIM, T2WI or DWI) to export on")
+        objects.append(("sr_measurements.dcm", _measurement_report(row, sources[0], number + 1), sources[0]))
+        written = []
+        for name, dataset, source in objects:
+            # A liver study: saying so settles General Series' laterality condition (the liver is not paired).
+            dataset.BodyPartExamined = source.datasets[0].get("BodyPartExamined") or "LIVER"
+            target = claimed.path / name
+            partial = atomic_target(target)
+            dataset.save_as(partial)
+            partial.replace(target)  # complete or not at all
+            written.append(target)
     return written
