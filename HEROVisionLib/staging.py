@@ -190,7 +190,9 @@ def hklc(record: Mapping) -> str:
     intermediate without / IIb with venous invasion; IIIa locally advanced without / IIIb with it;
     IVa extrahepatic. ECOG 0–1, Child–Pugh B: IIb early; IIIb intermediate; IVb locally advanced or
     extrahepatic. ECOG 2–4, Child–Pugh A/B: IVb, Vb when extrahepatic. Child–Pugh C: Va early,
-    Vb otherwise."""
+    Vb otherwise. The tumour-status definitions are the paper's; this grid is the one reviews
+    reproduce from its figure, not checked here against the original — confirm it before relying
+    on an HKLC stage at a site."""
     number, size, invasion, spread = _tumour(record)
     ecog, child_pugh = _values(record, "ecog", "child_pugh_score")
     status = hklc_tumour_status(number, size, invasion)
