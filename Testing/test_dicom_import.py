@@ -174,3 +174,16 @@ def test_a_patient_id_that_is_a_path_never_leaves_the_output_folder(tmp_path):
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
     case, _ = import_study(tmp_path / "study", tmp_path / "cases", case_id="P-1")
     assert case == (tmp_path / "cases" / "P-1").resolve() and (case / "t2wi.nii.gz").is_file()
+
+
+def test_a_file_that_claims_to_be_a_segmentation_but_is_not_is_refused_naming_it(tmp_path):
+    import pydicom
+
+    study = Study(tmp_path / "study", "P3")
+    study.mr_series([_volume(ORIENTATIONS["axial"])], "t2_tse")
+    fake = pydicom.dcmread(next((tmp_path / "study").rglob("*.dcm")))
+    fake.Modality, fake.SOPInstanceUID = "SEG", pydicom.uid.generate_uid()
+    fake.save_as(tmp_path / "study" / "fake_seg.dcm")
+    with pytest.raises(InputError, match=r"fake_seg\.dcm: is not a DICOM SEG HEROVision can read"):
+        import_study(tmp_path / "study", tmp_path / "cases")
+    assert not (tmp_path / "cases").exists()

@@ -176,8 +176,11 @@ def _us_image(series: Series) -> tuple[sitk.Image, tuple[float, ...]]:
                                                  f"(one image or one cine), found {len(series.files)}")
     from pydicom.pixels import apply_modality_lut
 
-    dataset = pydicom.dcmread(series.files[0])
-    pixels = np.asarray(apply_modality_lut(dataset.pixel_array, dataset), dtype=np.float32)
+    try:
+        dataset = pydicom.dcmread(series.files[0])
+        pixels = np.asarray(apply_modality_lut(dataset.pixel_array, dataset), dtype=np.float32)
+    except Exception as error:  # a compression without its decoder, a truncated pixel block…
+        raise InputError(series.files[0], f"{series.label}: its pixels cannot be read ({error})") from None
     if dataset.get("PhotometricInterpretation", "MONOCHROME2").startswith(("RGB", "YBR")):
         pixels = pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # luminance
     frames = pixels if series.frames > 1 else pixels[None]
@@ -220,12 +223,15 @@ def _segmentation_roi(path: Path) -> tuple[str, sitk.Image]:
     """(the UID of the series a DICOM SEG segments, its label map on the SEG's own frames' grid)."""
     import highdicom
 
-    segmentation = highdicom.seg.segread(path)
-    source = segmentation.get_source_image_uids()
+    try:
+        segmentation = highdicom.seg.segread(path)
+        source = segmentation.get_source_image_uids()
+        volume = segmentation.get_volume(combine_segments=True, relabel=False)
+    except Exception as error:  # not a readable segmentation, or frames without a regular 3-D grid
+        raise InputError(path, f"is not a DICOM SEG HEROVision can read ({error})") from None
     referenced = {series_uid for _, series_uid, _ in source}
     if len(referenced) != 1:
         raise InputError(path, f"segments {len(referenced)} series; HEROVision reads a SEG of one series")
-    volume = segmentation.get_volume(combine_segments=True, relabel=False)
     array = np.asarray(volume.array, dtype=np.uint8)  # (slices, rows, columns)
     image = sitk.GetImageFromArray(array)
     affine = np.asarray(volume.affine)  # LPS, (slice, row, column) index order

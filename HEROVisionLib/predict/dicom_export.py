@@ -254,7 +254,10 @@ def export_dicom(prediction_folder, source_study, out, case_folder=None) -> list
         raise InputError(prediction_folder, "holds no results.json: give a folder written by `herovision predict`")
     record = json.loads(results.read_text(encoding="utf-8"))
     row = _results_row(prediction_folder)
-    case = Case(Path(case_folder or record.get("case_folder") or ""))
+    folder = case_folder or record.get("case_folder")
+    if not folder:
+        raise InputError(prediction_folder, "does not say which case folder it came from: give --case")
+    case = Case(Path(folder))
     series, _ = study_series(source_study)
     with output_folder(out, "export-dicom", inputs=(prediction_folder, source_study, case.folder)) as claimed:
         objects, sources = [], []  # (file name, dataset, its source): all built before any is written
