@@ -1,16 +1,20 @@
 """DICOM studies written by the tests themselves (pydicom, highdicom): a case's images as a scanner
-would store them — MR as single-frame slices (b-values in the standard or a vendor's tag), US as one
-frame, CEUS as a multi-frame cine with its frame times, ROIs as DICOM SEG."""
+would store them — MR as single-frame slices (b-values in the standard or a vendor's tag), as one
+enhanced multi-frame object, or as Siemens mosaics with their CSA header; US as one frame, CEUS as a
+multi-frame cine with its frame times, ROIs as DICOM SEG."""
 
 from __future__ import annotations
 
+import math
+import struct
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import SimpleITK as sitk
 from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, UltrasoundImageStorage, \
+from pydicom.dataset import Dataset
+from pydicom.uid import EnhancedMRImageStorage, ExplicitVRLittleEndian, MRImageStorage, UltrasoundImageStorage, \
     UltrasoundMultiFrameImageStorage, generate_uid
 
 #: Where each vendor writes a slice's b-value (the standard tag first), and the manufacturer name
@@ -19,6 +23,27 @@ BVALUE_TAGS = {"standard": (0x00189087, "FD"), "siemens": (0x0019100C, "IS"), "g
                "philips": (0x20011003, "FL")}
 MANUFACTURERS = {"standard": "HEROVision test scanner", "siemens": "SIEMENS", "ge": "GE MEDICAL SYSTEMS",
                  "philips": "Philips Medical Systems"}
+
+
+def csa_header(tags: dict[str, tuple[str, list]]) -> bytes:
+    """A Siemens CSA2 ("SV10") header: name → (VR, values), each value an item of text, as the
+    scanner writes (0029,1010); the layout nibabel's and dcm2niix's readers parse."""
+    out = b"SV10\x04\x03\x02\x01" + struct.pack("<2I", len(tags), 77)
+    for name, (vr, values) in tags.items():
+        out += struct.pack("<64si4s3i", name.encode(), len(values), vr.encode(), 0, len(values), 77)
+        for value in values:
+            text = f"{value}".encode() + b"\0"
+            out += struct.pack("<4i", len(text), len(text), 77, len(text)) + text + b"\0" * (-len(text) % 4)
+    return out
+
+
+def _position(point) -> list[str]:
+    return [f"{x:.6f}" for x in point]
+
+
+def _orientation(direction: np.ndarray) -> list[str]:
+    """Image Orientation (Patient): the row and column direction cosines (the first two axes)."""
+    return [f"{x:.8f}" for x in (*direction[:, 0], *direction[:, 1])]
 
 
 class Study:
@@ -75,8 +100,8 @@ class Study:
                 instance += 1
                 ds = self._dataset(MRImageStorage, series_uid, description, "MR")
                 ds.InstanceNumber = instance
-                ds.ImagePositionPatient = [f"{x:.6f}" for x in origin + direction[:, 2] * spacing[2] * k]
-                ds.ImageOrientationPatient = [f"{x:.8f}" for x in (*direction[:, 0], *direction[:, 1])]
+                ds.ImagePositionPatient = _position(origin + direction[:, 2] * spacing[2] * k)
+                ds.ImageOrientationPatient = _orientation(direction)
                 ds.PixelSpacing = [f"{spacing[1]:.6f}", f"{spacing[0]:.6f}"]
                 ds.SliceThickness, ds.PatientPosition = f"{spacing[2]:.6f}", "HFS"
                 ds.ImageType = ["ORIGINAL", "PRIMARY", "DIFFUSION" if bvalues is not None else "M", "NONE"]
@@ -93,6 +118,105 @@ class Study:
                     ds.Manufacturer = MANUFACTURERS[vendor]
                 self._pixels(ds, array[k], (low, high))  # one scale for the series, as scanners do
                 self._save(ds, series_uid)
+        return series_uid
+
+    def enhanced_mr_series(self, volumes: list[sitk.Image], description: str, bvalues=None) -> str:
+        """One enhanced MR object (multi-frame, functional groups) holding every slice of every
+        volume, b-values in each frame's MR Diffusion sequence — as Philips scanners write them."""
+        self.number += 1
+        series_uid = generate_uid()
+        self.datasets[series_uid] = []
+        reference = volumes[0]
+        direction = np.asarray(reference.GetDirection()).reshape(3, 3)
+        spacing, origin = reference.GetSpacing(), np.asarray(reference.GetOrigin())
+        arrays = np.stack([sitk.GetArrayFromImage(v) for v in volumes]).astype(np.float64)
+        ds = self._dataset(EnhancedMRImageStorage, series_uid, description, "MR")
+        ds.InstanceNumber, ds.NumberOfFrames = 1, arrays.shape[0] * arrays.shape[1]
+        ds.Manufacturer = MANUFACTURERS["philips"]
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "DIFFUSION" if bvalues is not None else "M", "NONE"]
+        ds.ContentDate, ds.ContentTime, ds.AcquisitionDateTime = "20260101", "120000", "20260101120000"
+        ds.PresentationLUTShape, ds.ImageComments = "IDENTITY", ""
+        ds.BurnedInAnnotation, ds.LossyImageCompression = "NO", "00"
+        shared, measures, plane, transform = Dataset(), Dataset(), Dataset(), Dataset()
+        measures.PixelSpacing = [f"{spacing[1]:.6f}", f"{spacing[0]:.6f}"]
+        measures.SliceThickness, measures.SpacingBetweenSlices = f"{spacing[2]:.6f}", f"{spacing[2]:.6f}"
+        plane.ImageOrientationPatient = _orientation(direction)
+        self._pixels(ds, arrays.reshape(-1, *arrays.shape[2:]))
+        transform.RescaleIntercept, transform.RescaleSlope, transform.RescaleType = (ds.RescaleIntercept,
+                                                                                   ds.RescaleSlope, "US")
+        del ds.RescaleIntercept, ds.RescaleSlope  # enhanced objects keep them in the functional groups
+        shared.PixelMeasuresSequence, shared.PlaneOrientationSequence = [measures], [plane]
+        shared.PixelValueTransformationSequence = [transform]
+        ds.SharedFunctionalGroupsSequence = [shared]
+        frames = []
+        for v in range(arrays.shape[0]):
+            for k in range(arrays.shape[1]):
+                frame, content, position = Dataset(), Dataset(), Dataset()
+                content.StackID, content.InStackPositionNumber = "1", k + 1
+                content.DimensionIndexValues = [v + 1, k + 1]
+                position.ImagePositionPatient = _position(origin + direction[:, 2] * spacing[2] * k)
+                frame.FrameContentSequence, frame.PlanePositionSequence = [content], [position]
+                if bvalues is not None:  # one gradient direction per b-value (Philips marks ISOTROPIC
+                    diffusion = Dataset()  # frames as derived maps, which dcm2niix then leaves out)
+                    diffusion.DiffusionBValue = float(bvalues[v])
+                    diffusion.DiffusionDirectionality = "DIRECTIONAL" if bvalues[v] else "NONE"
+                    if bvalues[v]:
+                        gradient = Dataset()
+                        gradient.DiffusionGradientOrientation = [0.0, 0.0, 1.0]
+                        diffusion.DiffusionGradientDirectionSequence = [gradient]
+                    frame.MRDiffusionSequence = [diffusion]
+                frames.append(frame)
+        ds.PerFrameFunctionalGroupsSequence = frames
+        organisation, stack, in_stack = Dataset(), Dataset(), Dataset()
+        organisation.DimensionOrganizationUID = generate_uid()
+        ds.DimensionOrganizationSequence = [organisation]
+        for item, pointer, group in ((stack, 0x00189087 if bvalues is not None else 0x00209056, 0x00189117
+                                      if bvalues is not None else 0x00209111),
+                                     (in_stack, 0x00209057, 0x00209111)):
+            item.DimensionOrganizationUID = organisation.DimensionOrganizationUID
+            item.DimensionIndexPointer, item.FunctionalGroupPointer = pointer, group
+        ds.DimensionIndexSequence = [stack, in_stack]
+        self._save(ds, series_uid)
+        return series_uid
+
+    def mosaic_series(self, volumes: list[sitk.Image], description: str, bvalues) -> str:
+        """Siemens mosaics: each volume's slices tiled into one frame (row by row), geometry and
+        b-value in the CSA header, the position that of the whole mosaic frame as the scanner
+        writes it (the first slice's corner moved by half the extra rows and columns)."""
+        self.number += 1
+        series_uid = generate_uid()
+        self.datasets[series_uid] = []
+        reference = volumes[0]
+        direction = np.asarray(reference.GetDirection()).reshape(3, 3)
+        spacing, origin = reference.GetSpacing(), np.asarray(reference.GetOrigin())
+        columns, rows, slices = reference.GetSize()
+        side = math.ceil(math.sqrt(slices))
+        arrays = np.stack([sitk.GetArrayFromImage(v) for v in volumes]).astype(np.float64)
+        low, high = arrays.min(), arrays.max()
+        corner = origin - (direction[:, 1] * spacing[1] * rows * (side - 1) / 2
+                           + direction[:, 0] * spacing[0] * columns * (side - 1) / 2)
+        for v, array in enumerate(arrays):
+            mosaic = np.zeros((side * rows, side * columns))
+            for k in range(slices):
+                mosaic[(k // side) * rows:(k // side + 1) * rows, (k % side) * columns:(k % side + 1) * columns] = array[k]
+            ds = self._dataset(MRImageStorage, series_uid, description, "MR")
+            ds.Manufacturer, ds.InstanceNumber, ds.AcquisitionNumber = "SIEMENS", v + 1, v + 1
+            ds.ImageType = ["ORIGINAL", "PRIMARY", "DIFFUSION", "NONE", "ND", "MOSAIC"]
+            ds.ImagePositionPatient, ds.ImageOrientationPatient = _position(corner), _orientation(direction)
+            ds.PixelSpacing = [f"{spacing[1]:.6f}", f"{spacing[0]:.6f}"]
+            ds.SliceThickness, ds.PatientPosition = f"{spacing[2]:.6f}", "HFS"
+            ds.ScanningSequence, ds.SequenceVariant, ds.MRAcquisitionType = "EP", "SK", "2D"
+            ds.AcquisitionMatrix = [0, columns, rows, 0]
+            ds.private_block(0x0019, "SIEMENS MR HEADER", create=True).add_new(0x0A, "US", slices)
+            ds.private_block(0x0019, "SIEMENS MR HEADER").add_new(0x0C, "IS", str(int(bvalues[v])))
+            csa = ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True)
+            csa.add_new(0x10, "OB", csa_header({
+                "NumberOfImagesInMosaic": ("US", [slices]),
+                "B_value": ("IS", [int(bvalues[v])]),
+                "SliceNormalVector": ("FD", [f"{x:.8f}" for x in direction[:, 2]]),
+                "DiffusionDirectionality": ("CS", ["NONE" if bvalues[v] == 0 else "ISOTROPIC"])}))
+            self._pixels(ds, mosaic, (low, high))
+            self._save(ds, series_uid)
         return series_uid
 
     def us_series(self, image: sitk.Image, description: str = "B-mode liver") -> str:

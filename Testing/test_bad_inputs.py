@@ -250,7 +250,8 @@ def _dicom_series(folder: Path, patient: str, study: str, series: str, z0: float
         writer = sitk.ImageFileWriter()
         writer.KeepOriginalImageUIDOn()
         for tag, value in (("0010|0020", patient), ("0020|000d", study), ("0020|000e", series),
-                           ("0020|0013", str(k + 1)), ("0008|0060", "MR"),
+                           ("0020|0013", str(k + 1)), ("0008|0060", "MR"), ("0008|0020", "20260101"),
+                           ("0008|0030", "120000"),
                            ("0020|0032", f"0\\0\\{z0 + 3.0 * k}"), ("0020|0037", "1\\0\\0\\0\\1\\0")):
             image.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"{patient}-{series}-{k}.dcm"))

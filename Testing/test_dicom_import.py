@@ -1,5 +1,5 @@
-"""``herovision import``: DICOM studies written by the tests (every vendor's b-value tag, oblique and
-flipped orientations, US and a CEUS cine, ROIs as DICOM SEG) and the real Siemens mosaic DWI files
+"""``herovision import``: DICOM studies written by the tests (every vendor's b-value tag, enhanced
+multi-frame objects, Siemens mosaics with their CSA header, oblique and flipped orientations, US and a CEUS cine, ROIs as DICOM SEG) and the real Siemens mosaic DWI files
 nibabel ships become case folders with the right shape, geometry and b-values; a phantom case
 round-trips through DICOM to the same prediction; a study of two patients is refused."""
 
@@ -64,14 +64,28 @@ def _same_image(written: sitk.Image, imported: sitk.Image) -> None:
     assert np.abs(sitk.GetArrayFromImage(on_written) - values).max() <= 2e-5 * np.ptp(values)
 
 
+def _diffusion_series(study: Study, storage: str, volumes, bvalues) -> None:
+    """Single-frame slices with the b-value in the standard or a vendor's tag, one enhanced
+    multi-frame object, or Siemens mosaics with their CSA header."""
+    if storage == "enhanced":
+        study.enhanced_mr_series(volumes, "ep2d_ivim_4b", bvalues=bvalues)
+    elif storage == "mosaic":
+        study.mosaic_series(volumes, "ep2d_ivim_4b", bvalues=bvalues)
+    else:
+        study.mr_series(volumes, "ep2d_ivim_4b", bvalues=bvalues, vendor=storage)
+
+
+STORAGES = ["standard", "siemens", "ge", "philips", "enhanced", "mosaic"]
+
+
 @pytest.mark.parametrize("orientation", ORIENTATIONS)
-@pytest.mark.parametrize("vendor", ["standard", "siemens", "ge", "philips"])
-def test_a_diffusion_series_keeps_its_geometry_and_b_values_whatever_the_vendor_and_orientation(tmp_path, vendor,
-                                                                                               orientation):
+@pytest.mark.parametrize("storage", STORAGES)
+def test_a_diffusion_series_keeps_its_geometry_and_b_values_whatever_the_vendor_storage_and_orientation(
+        tmp_path, storage, orientation):
     bvalues = (0.0, 50.0, 300.0, 800.0)
     volumes = [_volume(ORIENTATIONS[orientation], seed=k) for k in range(len(bvalues))]
     study = Study(tmp_path / "study", "P7")
-    study.mr_series(volumes, "ep2d_ivim_4b", bvalues=bvalues, vendor=vendor)
+    _diffusion_series(study, storage, volumes, bvalues)
     t2wi = _volume(ORIENTATIONS[orientation], size=(20, 16, 6), spacing=(0.9, 0.8, 4.0), seed=9)
     study.mr_series([t2wi], "t2_tse_tra")
     case, assignment = import_study(tmp_path / "study", tmp_path / "cases")
@@ -83,16 +97,21 @@ def test_a_diffusion_series_keeps_its_geometry_and_b_values_whatever_the_vendor_
     _same_image(t2wi, read_image(case / "t2wi.nii.gz"))
 
 
+def _siemens_mosaic_files(folder: Path) -> None:
+    """The two real Siemens mosaic files the nibabel wheel ships, unpacked into ``folder``."""
+    data = Path(nibabel.__file__).parent / "nicom" / "tests" / "data"
+    folder.mkdir()
+    for name in ("siemens_dwi_0", "siemens_dwi_1000"):
+        with gzip.open(data / f"{name}.dcm.gz") as packed:
+            (folder / f"{name}.dcm").write_bytes(packed.read())
+
+
 def test_the_siemens_mosaic_files_nibabel_ships_import_as_a_48_slice_dwi(tmp_path):
     """Two real Siemens files (b = 0 and 1000), each 48 slices tiled in one 896 × 896 mosaic frame:
     one volume of 128 × 128 × 48 at b = 1000, at the world positions nibabel's own decoder gives."""
     from nibabel.nicom import dicomwrappers
 
-    data = Path(nibabel.__file__).parent / "nicom" / "tests" / "data"
-    (tmp_path / "study").mkdir()
-    for name in ("siemens_dwi_0", "siemens_dwi_1000"):
-        with gzip.open(data / f"{name}.dcm.gz") as packed:
-            (tmp_path / "study" / f"{name}.dcm").write_bytes(packed.read())
+    _siemens_mosaic_files(tmp_path / "study")
     case, assignment = import_study(tmp_path / "study", tmp_path / "cases", case_id="mosaic")
     assert assignment.used["dwi.nii.gz"].endswith("b = 1000")
     image = read_image(case / "dwi.nii.gz")
@@ -102,6 +121,25 @@ def test_the_siemens_mosaic_files_nibabel_ships_import_as_a_48_slice_dwi(tmp_pat
     theirs = np.array(sorted(np.round([(wrapper.affine @ [r, c, s, 1])[:3] for r in (0, rows - 1)
                                        for c in (0, columns - 1) for s in (0, slices - 1)], 3).tolist()))
     assert np.abs(_corners(image) - theirs).max() < 0.01
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_a_per_modality_dicom_folder_reads_through_the_same_converter(tmp_path, storage):
+    """A case may name a DICOM folder per modality: a mosaic or an enhanced object is tiled into its
+    slices there too, with its b-values (a reader of single slices would see one tiled slice)."""
+    bvalues = (0.0, 100.0, 800.0, 1000.0)
+    volumes = [_volume(ORIENTATIONS["oblique"], seed=k) for k in range(len(bvalues))]
+    _diffusion_series(Study(tmp_path / "ivim", "P8"), storage, volumes, bvalues)
+    series = read_diffusion_series(tmp_path / "ivim" / "series01")
+    assert series.bvalues == pytest.approx(bvalues)
+    for written, imported in zip(volumes, vector_to_frames(series.image)):
+        _same_image(written, imported)
+
+
+def test_the_siemens_mosaic_files_as_a_dwi_folder_read_as_two_48_slice_volumes(tmp_path):
+    _siemens_mosaic_files(tmp_path / "dwi")
+    series = read_diffusion_series(tmp_path / "dwi")
+    assert series.bvalues == (0.0, 1000.0) and series.image.GetSize() == (128, 128, 48)
 
 
 def test_a_phantom_case_round_trips_through_dicom_to_the_same_prediction(phantom_cohort, untrained_models, tmp_path):

@@ -179,6 +179,8 @@ def test_bvalues_from_dicom_tags(tmp_path, case1):
             number += 1
             piece = volume[:, :, z]
             piece.SetMetaData("0008|0060", "MR")
+            piece.SetMetaData("0008|0020", "20260101")  # one study date and time, as a scanner writes
+            piece.SetMetaData("0008|0030", "120000")
             piece.SetMetaData("0020|000d", "1.2.826.0.1.3680043.2.1125.1")
             piece.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.1.2")
             piece.SetMetaData("0008|0018", f"1.2.826.0.1.3680043.2.1125.1.2.{number}")

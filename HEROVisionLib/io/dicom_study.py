@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +31,8 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from .case import check_case_id
-from .diffusion import DiffusionSeries, read_diffusion_series, write_diffusion_series
+from .dicom_folder import bvalues_beside, run_dcm2niix
+from .diffusion import read_diffusion_series, write_diffusion_series
 from .images import frames_to_vector, read_image, vector_to_frames, write_image, write_multiframe, write_text_atomic
 from .output_folder import output_folder, remove_within
 
@@ -149,22 +149,11 @@ def study_series(folder) -> tuple[list[Series], list[Path]]:
 
 def _convert_mr(study: Path, work: Path) -> dict[str, list[Path]]:
     """dcm2niix on the study: series UID → the NIfTI files it made (``.bval`` beside diffusion ones)."""
-    from dcm2niix import bin as dcm2niix
-
     work.mkdir()
-    result = subprocess.run([dcm2niix, "-b", "n", "-z", "y", "-f", "%j", "-o", str(work), str(study)],
-                            capture_output=True, text=True)
-    if result.returncode not in (0, 8):  # 8: some files were not images (SEG, reports): converted the rest
-        raise InputError(study, f"dcm2niix failed (exit {result.returncode}): {result.stderr.strip()[-300:]}")
     converted: dict[str, list[Path]] = {}
-    for image in sorted(work.glob("*.nii.gz")):  # named by series UID (digits and dots), "_…" for splits
+    for image in run_dcm2niix(study, work):  # named by series UID (digits and dots), "_…" for splits
         converted.setdefault(image.name[:-7].split("_")[0], []).append(image)
     return converted
-
-
-def _bvalues(image: Path) -> list[float]:
-    bval = image.with_name(image.name[:-7] + ".bval")
-    return [float(b) for b in bval.read_text().split()] if bval.is_file() else []
 
 
 def _us_image(series: Series) -> tuple[sitk.Image, tuple[float, ...]]:
@@ -294,7 +283,7 @@ def _write_case(study, series, segmentations, rules, work: Path, case: Path, ass
                 assignment.ignored[item.label] = ("dcm2niix made no volume of it" if not images else
                                                   f"dcm2niix split it into {len(images)} volumes")
                 continue
-            distinct = sorted(set(_bvalues(images[0])))
+            distinct = sorted(set(bvalues_beside(images[0]) or ()))
             modality = ("ivim" if len(distinct) >= rules["ivim"]["min_bvalues"] else
                         "dwi" if (distinct and max(distinct) > 0) or _matches(rules["dwi"], item.description) else
                         "t2wi" if _matches(rules["t2wi"], item.description) else None)
@@ -310,7 +299,7 @@ def _write_case(study, series, segmentations, rules, work: Path, case: Path, ass
         write_diffusion_series(read_diffusion_series(nifti["ivim"]), case / "ivim.nii.gz")
         assignment.used["ivim.nii.gz + ivim.bval"] = chosen["ivim"].label
     if "dwi" in nifti:
-        bvalues = _bvalues(nifti["dwi"])
+        bvalues = bvalues_beside(nifti["dwi"]) or ()
         if len(bvalues) > 1:  # b = 0 and the diffusion weighting(s): the largest is the DWI
             diffusion = read_diffusion_series(nifti["dwi"])
             largest = int(np.argmax(diffusion.bvalues))

@@ -5,14 +5,13 @@ b-values come from, in this order of preference:
 1. an FSL ``.bval`` file beside the image (whitespace separated, in volume order);
 2. the NRRD header: ``DWMRI_b-value`` with ``DWMRI_gradient_NNNN`` (b = b_max·|g|², the NA-MIC
    DWI convention) or a Slicer multi-volume's ``MultiVolume.FrameLabels``;
-3. DICOM: the standard Diffusion b-value (0018,9087), or the vendor tags Siemens (0019,100C),
-   GE (0043,1039, first value; GE adds 10⁹ on some releases) and Philips (2001,1003).
+3. a DICOM folder: what dcm2niix reads from its diffusion attributes (the standard (0018,9087) and
+   every vendor's convention; see :mod:`.dicom_folder`).
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +19,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import InputError
-from .images import (check_finite, check_geometry, check_slice_positions, dicom_headers, frames_to_vector,
-                     read_multiframe, slice_position, write_multiframe, write_text_atomic)
-
-#: DICOM tags that carry the b-value, standard first (SimpleITK "gggg|eeee" keys).
-DICOM_BVALUE_TAGS = ("0018|9087", "0019|100c", "0043|1039", "2001|1003")
-_GE_BVALUE_OFFSET = 1_000_000_000
+from .dicom_folder import read_dicom_folder
+from .images import frames_to_vector, read_multiframe, write_multiframe, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -100,52 +95,15 @@ def bvalues_from_header(path) -> tuple[float, ...] | None:
     return None
 
 
-def _dicom_bvalue(reader: sitk.ImageFileReader) -> float | None:
-    for tag in DICOM_BVALUE_TAGS:
-        if reader.HasMetaDataKey(tag):
-            text = reader.GetMetaData(tag).strip()
-            if not text:
-                continue
-            value = float(text.replace("\\", " ").split()[0])
-            if tag == "0043|1039" and value >= _GE_BVALUE_OFFSET:
-                value -= _GE_BVALUE_OFFSET
-            return value
-    return None
-
-
 def read_dicom_diffusion(folder) -> DiffusionSeries:
-    """Read a diffusion DICOM series (all b-values in one folder) as a vector volume."""
-    folder = Path(folder)
-    by_bvalue: dict[float, list[tuple[float, str]]] = defaultdict(list)
-    for file, reader in dicom_headers(folder):
-        bvalue = _dicom_bvalue(reader)
-        if bvalue is None:
-            raise InputError(file, "no b-value in DICOM tags (0018,9087) or the Siemens, GE, "
-                                   "Philips private tags; give a .bval file instead")
-        by_bvalue[bvalue].append((slice_position(reader), str(file)))
-    counts = {b: len(v) for b, v in by_bvalue.items()}
-    if len(set(counts.values())) != 1:
-        raise InputError(folder, f"b-values have different slice counts {counts}: incomplete series")
-    volumes = []
-    for bvalue in sorted(by_bvalue):
-        slices = sorted(by_bvalue[bvalue])
-        positions = [p for p, _ in slices]
-        if len(set(np.round(positions, 3))) != len(positions):
-            raise InputError(folder, f"several images share a slice position at b = {bvalue:g}: "
-                                     "export one trace-weighted image per slice and b-value")
-        check_slice_positions(positions, folder)
-        series_reader = sitk.ImageSeriesReader()
-        series_reader.SetFileNames([f for _, f in slices])
-        volumes.append(series_reader.Execute())
-    reference = volumes[0]
-    for volume in volumes[1:]:
-        if volume.GetSize() != reference.GetSize() or not np.allclose(volume.GetOrigin(), reference.GetOrigin()):
-            raise InputError(folder, "the b-value volumes do not share one grid")
-        volume.CopyInformation(reference)
-    image = frames_to_vector(volumes)
-    check_geometry(image, folder)
-    check_finite(image, folder)
-    return DiffusionSeries(image, tuple(sorted(by_bvalue)), str(folder))
+    """A diffusion DICOM series (every b-value's images in one folder) as a vector volume."""
+    series = read_dicom_folder(folder)
+    if not series.bvalues:
+        raise InputError(folder, "no b-values in its DICOM diffusion attributes; give the series as an image "
+                                 "with a .bval file instead")
+    image = series.image if series.image.GetNumberOfComponentsPerPixel() > 1 else frames_to_vector([series.image])
+    bvalues = validate_bvalues(series.bvalues, image.GetNumberOfComponentsPerPixel(), folder)
+    return DiffusionSeries(image, bvalues, str(folder))
 
 
 def read_diffusion_series(path, bval_path=None) -> DiffusionSeries:

@@ -56,7 +56,9 @@ def _require_file(path) -> Path:
 def _sitk_read(path: Path) -> sitk.Image:
     try:
         if path.is_dir():
-            image = read_dicom_volume(path)
+            from .dicom_folder import read_dicom_folder
+
+            image = read_dicom_folder(path).image
         elif compound_suffix(path) in (".nii", ".nii.gz"):
             image = _read_nifti(path)
         else:
@@ -171,66 +173,6 @@ def _check_nifti_header(header, path: Path) -> None:
             if not np.allclose(unit.T @ unit, np.eye(3), atol=1e-4):
                 raise InputError(path, "the image's axes are not perpendicular (a sheared orientation in its "
                                        "header); resample it onto a regular grid first")
-
-
-def _dicom_identity(reader: sitk.ImageFileReader) -> tuple[str, str, str]:
-    """(patient id, study UID, series UID) of a DICOM file whose header ``reader`` has read."""
-    return tuple(reader.GetMetaData(tag).strip(" \x00") if reader.HasMetaDataKey(tag) else "?"
-                 for tag in ("0010|0020", "0020|000d", "0020|000e"))
-
-
-def dicom_headers(folder: Path) -> list[tuple[Path, sitk.ImageFileReader]]:
-    """The DICOM image files of ``folder`` with their headers read, private tags included (other
-    files skipped), all of one patient, study and series: a folder that mixes them is refused naming
-    what it found."""
-    found = []
-    identities: dict[str, set] = {"patient": set(), "study": set(), "series": set()}
-    for file in sorted(p for p in folder.iterdir() if p.is_file()):
-        reader = sitk.ImageFileReader()
-        reader.LoadPrivateTagsOn()
-        reader.SetFileName(str(file))
-        try:
-            reader.ReadImageInformation()
-        except RuntimeError:
-            continue  # not a DICOM image (DICOMDIR, notes…)
-        for key, value in zip(identities, _dicom_identity(reader)):
-            identities[key].add(value)
-        found.append((file, reader))
-    if not found:
-        raise InputError(folder, "no DICOM images found in this folder")
-    mixed = {key: sorted(values) for key, values in identities.items() if len(values) > 1}
-    if mixed:
-        raise InputError(folder, "holds more than one " + "; ".join(
-            f"{key} ({len(v)}: {', '.join(v[:4])})" for key, v in mixed.items())
-            + ": put each series of one patient in its own folder")
-    return found
-
-
-def slice_position(reader: sitk.ImageFileReader) -> float:
-    """A slice's position along the normal of its plane (mm)."""
-    normal = np.cross(*np.array(reader.GetDirection()).reshape(3, 3).T[:2])
-    return float(np.dot(normal, reader.GetOrigin()))
-
-
-def check_slice_positions(positions, source) -> None:
-    """One slice per position, evenly spaced: a gap or a repeat would make a volume of wrong depth."""
-    steps = np.diff(np.sort(np.asarray(positions, dtype=float)))
-    if np.any(steps < 1e-3):
-        raise InputError(source, "several slices share one position: more than one volume in this folder")
-    if len(steps) and not np.allclose(steps, steps[0], rtol=0.01, atol=0.01):
-        raise InputError(source, f"slices are not evenly spaced (gaps from {steps.min():.3g} to {steps.max():.3g} mm): "
-                                 "missing or extra slices")
-
-
-def read_dicom_volume(folder) -> sitk.Image:
-    """Read the single DICOM series in ``folder`` as one volume (slices sorted by position)."""
-    folder = Path(folder)
-    headers = dicom_headers(folder)
-    slices = sorted((slice_position(reader), str(file)) for file, reader in headers)
-    check_slice_positions([p for p, _ in slices], folder)
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames([file for _, file in slices])
-    return reader.Execute()
 
 
 def join_along_new_axis(images) -> sitk.Image:

@@ -1,0 +1,115 @@
+"""A folder holding one DICOM series → an image and its b-values, converted by **dcm2niix**.
+
+dcm2niix is the field's reference converter: it tiles Siemens mosaics into slices (geometry from
+the CSA header), reads enhanced multi-frame objects, and knows every vendor's b-value convention
+(the standard (0018,9087), Siemens CSA, GE's offsets, Philips' tags). HEROVision keeps no vendor
+code of its own. What a converter would mend or split silently is refused first, naming the
+folder: a folder that mixes patients, studies or series (naming them), single-frame slices that
+are missing or repeated, and a series that dcm2niix still has to split into several volumes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class DicomSeries:
+    """A converted series: a scalar volume, or a vector volume of one component per b-value."""
+
+    image: sitk.Image
+    bvalues: tuple[float, ...] | None  # from the DICOM diffusion attributes; None when it has none
+
+
+def run_dcm2niix(source: Path, work: Path) -> list[Path]:
+    """dcm2niix on ``source`` (a folder, searched recursively) into the empty folder ``work``, NIfTI
+    files named by series UID (``.bval`` beside diffusion ones); returns the NIfTI files."""
+    from dcm2niix import bin as dcm2niix
+
+    result = subprocess.run([dcm2niix, "-b", "n", "-z", "y", "-f", "%j", "-o", str(work), str(source)],
+                            capture_output=True, text=True)
+    if result.returncode not in (0, 8):  # 8: some files were not images (SEG, reports): converted the rest
+        raise InputError(source, f"dcm2niix failed (exit {result.returncode}): {result.stderr.strip()[-300:]}")
+    return sorted(work.glob("*.nii.gz"))
+
+
+def bvalues_beside(image: Path) -> tuple[float, ...] | None:
+    """The b-values dcm2niix wrote beside a NIfTI file it made, or None."""
+    bval = image.with_name(image.name[: -len(".nii.gz")] + ".bval")
+    return tuple(float(b) for b in bval.read_text().split()) if bval.is_file() else None
+
+
+def series_headers(folder: Path) -> list:
+    """The DICOM headers (pydicom, no pixels) of ``folder``'s files, all of one patient, study and
+    series: a folder that mixes them is refused naming what it found."""
+    import pydicom
+
+    headers = []
+    identities: dict[str, set] = {"patient": set(), "study": set(), "series": set()}
+    for file in sorted(p for p in folder.iterdir() if p.is_file()):
+        try:
+            header = pydicom.dcmread(file, stop_before_pixels=True)
+        except (pydicom.errors.InvalidDicomError, OSError, ValueError):
+            continue  # not DICOM (DICOMDIR indexes, notes…)
+        if "Rows" not in header or header.get("Modality") == "SEG":
+            continue  # not an image (a report, a segmentation)
+        for key, tag in zip(identities, ("PatientID", "StudyInstanceUID", "SeriesInstanceUID")):
+            identities[key].add(str(header.get(tag, "?")).strip() or "?")
+        headers.append(header)
+    if not headers:
+        raise InputError(folder, "no DICOM images found in this folder")
+    mixed = {key: sorted(values) for key, values in identities.items() if len(values) > 1}
+    if mixed:
+        raise InputError(folder, "holds more than one " + "; ".join(
+            f"{key} ({len(v)}: {', '.join(v[:4])})" for key, v in mixed.items())
+            + ": put each series of one patient in its own folder")
+    return headers
+
+
+def check_slice_positions(headers, source) -> None:
+    """Single-frame slices: the same number of images at every position (one per b-value), and
+    evenly spaced positions — a gap or a stray slice would make a volume of the wrong depth.
+    Mosaics and multi-frame objects carry their slices inside and are checked by the converter."""
+    single = [h for h in headers if int(h.get("NumberOfFrames", 1) or 1) == 1
+              and "MOSAIC" not in [str(v).upper() for v in h.get("ImageType", [])]
+              and "ImagePositionPatient" in h and "ImageOrientationPatient" in h]
+    if len(single) != len(headers) or len(single) < 2:
+        return
+    orientation = np.asarray(single[0].ImageOrientationPatient, dtype=float)
+    normal = np.cross(orientation[:3], orientation[3:])
+    positions = np.round([float(np.dot(normal, np.asarray(h.ImagePositionPatient, dtype=float))) for h in single], 3)
+    levels, counts = np.unique(positions, return_counts=True)
+    if len(set(counts)) > 1:
+        raise InputError(source, f"slice positions hold {counts.min()} to {counts.max()} images each: "
+                                 "missing or extra slices, or more than one volume of different extent")
+    steps = np.diff(levels)
+    if len(steps) and not np.allclose(steps, steps[0], rtol=0.01, atol=0.01):
+        raise InputError(source, f"slices are not evenly spaced (gaps from {steps.min():.3g} to {steps.max():.3g} mm): "
+                                 "missing or extra slices")
+
+
+def read_dicom_folder(folder) -> DicomSeries:
+    """The one series in ``folder``, converted by dcm2niix: a scalar volume, or with several
+    b-values a vector volume with them."""
+    from .images import read_image, read_multiframe
+
+    folder = Path(folder)
+    check_slice_positions(series_headers(folder), folder)
+    with tempfile.TemporaryDirectory(prefix="herovision-dicom-") as work:
+        images = run_dcm2niix(folder, Path(work))
+        if not images:
+            raise InputError(folder, "dcm2niix found no image it could convert in this folder")
+        if len(images) > 1:
+            raise InputError(folder, f"dcm2niix splits this series into {len(images)} volumes (different echoes, "
+                                     "orientations or slice sets): put one volume (or one diffusion series) per folder")
+        bvalues = bvalues_beside(images[0])
+        image = read_multiframe(images[0]) if bvalues and len(bvalues) > 1 else read_image(images[0])
+    return DicomSeries(image, bvalues)
