@@ -235,6 +235,9 @@ def _add_predict(commands):
                                                     "attention overlays, IVIM maps",
                                "folder for results.csv, results.json, advice.json and NRRD files", _run_predict)
     _add_advice_option(parser)
+    parser.add_argument("--dicom", type=Path, metavar="STUDY",
+                        help="the DICOM study the case was imported from: also write the results as DICOM SEG, "
+                             "Parametric Maps and SR of that study into OUT/dicom")
 
 
 def _print_result(result, case) -> None:
@@ -259,9 +262,11 @@ def _print_result(result, case) -> None:
 
 
 def _run_predict(args) -> int:
+    from .io.dicom_study import study_series
     from .io.images import staged_outputs
     from .io.output_folder import refuse_overlap
     from .predict import load_models, predict_case, write_case_outputs
+    from .predict.dicom_export import add_dicom_outputs
     from .clinical.treatment import case_advice
 
     with _writing(args, "predict", args.case, args.models) as out:
@@ -270,8 +275,12 @@ def _run_predict(args) -> int:
         refuse_overlap(out.path, models.paths, args.out)
         result = predict_case(case, models, args.device)
         advice = case_advice(case, result, models, args.advice_draws, args.device)
+        if args.dicom:
+            study_series(args.dicom)  # not a study: refused before any work
         with staged_outputs(out.path) as stage:
             write_case_outputs(result, stage, advice)
+            if args.dicom:
+                add_dicom_outputs(stage, args.dicom, case)
     _print_result(result, case)
     if advice:
         print(f"  advice            {advice['words']}")
@@ -302,6 +311,9 @@ def _add_batch(commands):
     parser.add_argument("--out", type=Path, required=True, help="folder for one sub-folder per case and results.csv")
     parser.add_argument("--shard", default="1/1", help="i/n: predict every n-th case from the i-th (default 1/1)")
     parser.add_argument("--resume", action="store_true", help="skip cases already predicted without error")
+    parser.add_argument("--dicom", type=Path, metavar="STUDIES",
+                        help="a folder of the cases' DICOM studies, one sub-folder per case id: also write each "
+                             "case's results as DICOM SEG, Parametric Maps and SR into its dicom/ folder")
     _add_model_options(parser)
     _add_advice_option(parser)
     parser.set_defaults(run=_run_batch)
@@ -315,7 +327,8 @@ def _run_batch(args) -> int:
     with _writing(args, "batch", args.cohort, args.models):
         models = load_models(args.models, args.device)
         table = predict_cohort(args.cohort, models, args.out, shard=shard, resume=args.resume, device=args.device,
-                               advice=cohort_advice(models, args.advice_draws, args.device))
+                               advice=cohort_advice(models, args.advice_draws, args.device),
+                               dicom_studies=args.dicom)
     failed = table[table["status"] != "ok"] if len(table) else table
     print(f"{len(table) - len(failed)} case(s) predicted, {len(failed)} failed; table: {args.out / 'results.csv'}")
     for row in failed.itertuples():

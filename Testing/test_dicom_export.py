@@ -1,6 +1,7 @@
-"""``herovision export-dicom``: a prediction of an imported study goes back as DICOM SEG and Parametric
-Maps that reference the source series, read back with highdicom to the VOIs and maps the prediction
-holds, and pass dicom3tools' ``dciodvfy`` without errors."""
+"""``herovision export-dicom`` (and ``--dicom`` of predict and batch): a prediction of an imported
+study goes back as DICOM SEG and Parametric Maps that reference the source series, read back with
+highdicom to the VOIs and maps the prediction holds, and pass dicom3tools' ``dciodvfy`` without
+errors."""
 
 import shutil
 import subprocess
@@ -30,7 +31,7 @@ def exported(phantom_cohort, untrained_models, tmp_path_factory):
     for name in ("us_roi.nrrd", "ceus_roi.nii.gz"):
         shutil.copy(source.folder / name, case / name)
     assert main(["predict", str(case), "--out", str(folder / "predicted"), "--models", str(untrained_models),
-                 "--device", "cpu", "--advice-draws", "0"]) == 0
+                 "--device", "cpu", "--advice-draws", "0", "--dicom", str(folder / "study")]) == 0
     prediction = folder / "predicted"
     assert main(["export-dicom", str(prediction), "--source", str(folder / "study"), "--out",
                  str(folder / "dicom")]) == 0
@@ -134,3 +135,46 @@ def test_the_measurement_report_holds_the_numbers_of_results_csv(exported):
     assert found[("tumour", "Diameter")] == pytest.approx(row["tumor_size_cm"], rel=1e-9)
     assert found[("tumour", "Volume")] == pytest.approx(row["tumor_volume_ml"], rel=1e-9)
     assert report.PatientID == row["case_id"]
+
+
+def _content(path) -> tuple:
+    """What an object says, without the UIDs and times of its writing."""
+    dataset = pydicom.dcmread(path)
+    values = dataset.pixel_array.tobytes() if "PixelData" in dataset else b""
+    numbers: dict = {}
+    if dataset.Modality == "SR":
+        _report_items(dataset.ContentSequence, numbers)
+    return dataset.Modality, dataset.SeriesDescription, values, sorted(numbers.items())
+
+
+def test_predict_with_dicom_writes_the_same_objects_into_its_dicom_folder(exported):
+    _, prediction, dicom, _ = exported
+    names = sorted(p.name for p in dicom.glob("*.dcm"))
+    assert names == sorted(p.name for p in (prediction / "dicom").glob("*.dcm")) and "sr_measurements.dcm" in names
+    for name in names:
+        assert _content(prediction / "dicom" / name) == _content(dicom / name), name
+
+
+def test_batch_with_dicom_exports_each_case_with_a_study_and_names_those_without(exported, phantom_cohort,
+                                                                                 untrained_models, tmp_path):
+    import json
+
+    import pandas as pd
+
+    case, _, _, study = exported
+    cohort = tmp_path / "cohort"
+    shutil.copytree(case.folder, cohort / case.case_id)
+    shutil.copytree(phantom_cohort / "A0004", cohort / "A0004")
+    (tmp_path / "studies").mkdir()
+    shutil.copytree(study, tmp_path / "studies" / case.case_id)
+    assert main(["batch", str(cohort), "--out", str(tmp_path / "batch"), "--models", str(untrained_models),
+                 "--device", "cpu", "--advice-draws", "0", "--dicom", str(tmp_path / "studies")]) == 0
+    assert (tmp_path / "batch" / case.case_id / "dicom" / "sr_measurements.dcm").is_file()
+    assert not (tmp_path / "batch" / "A0004" / "dicom").exists()
+    table = pd.read_csv(tmp_path / "batch" / "results.csv", dtype={"case_id": str})
+    assert (table["status"] == "ok").all()
+    warnings = {name: json.loads((tmp_path / "batch" / name / "results.json").read_text())["warnings"]
+                for name in (case.case_id, "A0004")}
+    assert any(w.startswith("DICOM objects not written: ") and "studies/A0004: not a folder" in w
+               for w in warnings["A0004"])
+    assert not any("DICOM" in w for w in warnings[case.case_id])

@@ -86,11 +86,15 @@ def collect_table(out: Path, known: dict | None = None) -> pd.DataFrame:
 
 
 def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume: bool = False, device="auto",
-                   progress: bool = True, advice=None) -> pd.DataFrame:
+                   progress: bool = True, advice=None, dicom_studies=None) -> pd.DataFrame:
     """Predict every case of the cohort's shard into ``out``; returns the merged table. ``advice``,
     when given, maps (case, result) to the case's treatment advice dict (or None), stored with it
     (``HEROVisionLib.clinical.treatment.cohort_advice``: prediction does not depend on the treatment layer); a
-    case whose advice fails keeps its prediction, with the reason among its warnings."""
+    case whose advice fails keeps its prediction, with the reason among its warnings. With
+    ``dicom_studies`` (one study folder per case id) each case's results are also written as DICOM
+    objects of its study; a case whose export fails keeps its prediction, with the reason."""
+    if dicom_studies is not None and not Path(dicom_studies).is_dir():
+        raise InputError(dicom_studies, "not a folder of DICOM studies (one sub-folder per case id)")
     from tqdm import tqdm
 
     cohort = Cohort(cohort_folder, strict=False)  # a case with a bad row fails alone
@@ -103,12 +107,27 @@ def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume
                 case = cohort.case(case_id)
                 result = predict_case(case, models, device)
                 advised = _advice_or_warning(advice, case, result)
-                _publish(owner, case_id, lambda folder: write_case_outputs(result, folder, advised))
+                _publish(owner, case_id, lambda folder: _write_case(result, folder, advised, case, dicom_studies))
             except Exception as error:  # noqa: BLE001 — one bad case must never stop the batch
                 row = error_row(case_id, _describe(error))
                 _publish(owner, case_id, lambda folder: write_text_atomic(table_text([row]), folder / CASE_TABLE))
             _write_merged_table(owner.path, known)
         return _write_merged_table(owner.path, known)
+
+
+def _write_case(result, folder: Path, advised, case, dicom_studies) -> None:
+    """The case's outputs, and its DICOM objects when asked; an export that fails is reported among
+    the case's warnings (the outputs written again to say so)."""
+    write_case_outputs(result, folder, advised)
+    if dicom_studies is None:
+        return
+    from .dicom_export import add_dicom_outputs
+
+    try:
+        add_dicom_outputs(folder, Path(dicom_studies) / result.case_id, case)
+    except Exception as error:  # noqa: BLE001 — as for the advice: the prediction stands
+        result.warnings.append(f"DICOM objects not written: {_describe(error)}")
+        write_case_outputs(result, folder, advised)
 
 
 def _advice_or_warning(advice, case, result) -> dict | None:

@@ -12,7 +12,8 @@
   the coding scheme ``99HEROVISION``, listed in :data:`PRIVATE_CODES`.
 
 Every object references its source series' instances and carries the source's patient and study, so
-it files beside them. The source series are found in ``--source`` by geometry: the series whose
+it files beside them. ``predict --dicom STUDY`` and ``batch --dicom STUDIES`` write the same objects
+into each prediction's ``dicom/`` folder. The source series are found in ``--source`` by geometry: the series whose
 slices lie exactly on the case image's grid (for a diffusion series, the slices of one volume).
 """
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
@@ -30,6 +32,9 @@ from ..io.case import Case
 from ..io.dicom_study import study_series
 from ..io.images import atomic_target, read_image, vector_to_frames
 from ..io.output_folder import output_folder
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
 
 #: IVIM map → (file stem, what it is, UCUM unit code, its meaning).
 IVIM_MAPS = {"D": ("ivim_D", "IVIM diffusion coefficient D", "mm2/s", "square millimeter per second"),
@@ -244,60 +249,88 @@ def _results_row(prediction_folder: Path) -> dict:
     return {key: (None if value == "" else value) for key, value in row.items()}
 
 
-def export_dicom(prediction_folder, source_study, out, case_folder=None) -> list[Path]:
-    """Write the prediction's DICOM objects into ``out``; returns their paths."""
+def dicom_objects(prediction_folder, source_study, case: Case) -> list[tuple[str, Dataset]]:
+    """The prediction's DICOM objects (file name, dataset), all built before any is written: a SEG
+    per MR modality, Parametric Maps of the IVIM and attention maps, and the measurement report."""
+    prediction_folder, source_study = Path(prediction_folder), Path(source_study)
+    row = _results_row(prediction_folder)
+    series, _ = study_series(source_study)
+    objects, sources = [], []  # (file name, dataset, its source)
+    number = 900  # series numbers after the scanner's
+    for modality in ("ivim", "t2wi", "dwi"):
+        if modality not in case.available:
+            continue
+        image = vector_to_frames(case.load_ivim().image)[0] if modality == "ivim" else case.load_image(modality)
+        source = _source_for(image, series, modality, source_study)
+        sources.append(source)
+        roi = case.load_roi(modality, image)
+        number += 1
+        labels = _on_slices(roi, source, sitk.sitkNearestNeighbor)
+        objects.append((f"seg_{modality}.dcm", _segmentation(source, labels, number, modality), source))
+        maps = ({name: prediction_folder / f"{stem}.nrrd" for name, (stem, *_) in IVIM_MAPS.items()}
+                if modality == "ivim" else {})
+        for name, path in maps.items():
+            if path.is_file():
+                number += 1
+                _, explanation, unit, meaning = IVIM_MAPS[name]
+                objects.append((f"pm_{path.stem}.dcm", _parametric_map(
+                    source, _on_slices(read_image(path), source, sitk.sitkLinear), number, name, explanation,
+                    (unit, meaning)), source))
+        for stem in ATTENTION[modality]:
+            path = prediction_folder / f"{stem}.nrrd"
+            if path.is_file():
+                number += 1
+                objects.append((f"pm_{stem}.dcm", _parametric_map(
+                    source, _on_slices(read_image(path), source, sitk.sitkLinear), number, "attention",
+                    f"HEROVision attention ({stem.removeprefix('attention_')})", ("1", "no units")), source))
+    if not sources:
+        raise InputError(case.folder, "has no MR image (IVIM, T2WI or DWI) to export on")
+    objects.append(("sr_measurements.dcm", _measurement_report(row, sources[0], number + 1), sources[0]))
+    for _, dataset, source in objects:
+        # A liver study: saying so settles General Series' laterality condition (the liver is not paired).
+        dataset.BodyPartExamined = source.datasets[0].get("BodyPartExamined") or "LIVER"
+    return [(name, dataset) for name, dataset, _ in objects]
+
+
+def write_dicom_objects(objects, folder: Path) -> list[Path]:
+    """Each object into ``folder`` (which the caller owns), complete or not at all."""
+    folder.mkdir(exist_ok=True)
+    written = []
+    for name, dataset in objects:
+        target = folder / name
+        partial = atomic_target(target)
+        dataset.save_as(partial)
+        partial.replace(target)
+        written.append(target)
+    return written
+
+
+def _case_of(prediction_folder: Path, case_folder=None) -> Case:
+    """The case a prediction came from: ``case_folder``, or the one its results.json names."""
     import json
 
-    prediction_folder, source_study = Path(prediction_folder), Path(source_study)
     results = prediction_folder / "results.json"
     if not results.is_file():
         raise InputError(prediction_folder, "holds no results.json: give a folder written by `herovision predict`")
-    record = json.loads(results.read_text(encoding="utf-8"))
-    row = _results_row(prediction_folder)
-    folder = case_folder or record.get("case_folder")
+    folder = case_folder or json.loads(results.read_text(encoding="utf-8")).get("case_folder")
     if not folder:
         raise InputError(prediction_folder, "does not say which case folder it came from: give --case")
-    case = Case(Path(folder))
-    series, _ = study_series(source_study)
+    return Case(Path(folder))
+
+
+def export_dicom(prediction_folder, source_study, out, case_folder=None) -> list[Path]:
+    """``herovision export-dicom``: the prediction's DICOM objects into the new folder ``out``."""
+    prediction_folder, source_study = Path(prediction_folder), Path(source_study)
+    case = _case_of(prediction_folder, case_folder)
+    study_series(source_study)  # a study that is not one, refused before the output folder is claimed
     with output_folder(out, "export-dicom", inputs=(prediction_folder, source_study, case.folder)) as claimed:
-        objects, sources = [], []  # (file name, dataset, its source): all built before any is written
-        number = 900  # series numbers after the scanner's
-        for modality in ("ivim", "t2wi", "dwi"):
-            if modality not in case.available:
-                continue
-            image = vector_to_frames(case.load_ivim().image)[0] if modality == "ivim" else case.load_image(modality)
-            source = _source_for(image, series, modality, source_study)
-            sources.append(source)
-            roi = case.load_roi(modality, image)
-            number += 1
-            labels = _on_slices(roi, source, sitk.sitkNearestNeighbor)
-            objects.append((f"seg_{modality}.dcm", _segmentation(source, labels, number, modality), source))
-            maps = ({name: prediction_folder / f"{stem}.nrrd" for name, (stem, *_) in IVIM_MAPS.items()}
-                    if modality == "ivim" else {})
-            for name, path in maps.items():
-                if path.is_file():
-                    number += 1
-                    _, explanation, unit, meaning = IVIM_MAPS[name]
-                    objects.append((f"pm_{path.stem}.dcm", _parametric_map(
-                        source, _on_slices(read_image(path), source, sitk.sitkLinear), number, name, explanation,
-                        (unit, meaning)), source))
-            for stem in ATTENTION[modality]:
-                path = prediction_folder / f"{stem}.nrrd"
-                if path.is_file():
-                    number += 1
-                    objects.append((f"pm_{stem}.dcm", _parametric_map(
-                        source, _on_slices(read_image(path), source, sitk.sitkLinear), number, "attention",
-                        f"HEROVision attention ({stem.removeprefix('attention_')})", ("1", "no units")), source))
-        if not sources:
-            raise InputError(case.folder, "has no MR image (IVIM, T2WI or DWI) to export on")
-        objects.append(("sr_measurements.dcm", _measurement_report(row, sources[0], number + 1), sources[0]))
-        written = []
-        for name, dataset, source in objects:
-            # A liver study: saying so settles General Series' laterality condition (the liver is not paired).
-            dataset.BodyPartExamined = source.datasets[0].get("BodyPartExamined") or "LIVER"
-            target = claimed.path / name
-            partial = atomic_target(target)
-            dataset.save_as(partial)
-            partial.replace(target)  # complete or not at all
-            written.append(target)
-    return written
+        return write_dicom_objects(dicom_objects(prediction_folder, source_study, case), claimed.path)
+
+
+#: Where ``predict --dicom`` and ``batch --dicom`` put a case's DICOM objects, inside its prediction folder.
+DICOM_FOLDER = "dicom"
+
+
+def add_dicom_outputs(prediction_folder: Path, source_study, case: Case) -> list[Path]:
+    """``--dicom`` of predict and batch: the objects into the prediction folder being written."""
+    return write_dicom_objects(dicom_objects(prediction_folder, source_study, case), prediction_folder / DICOM_FOLDER)
