@@ -226,36 +226,6 @@ def test_model_selection_judges_an_epoch_with_its_neighbours_not_a_lucky_first_e
     assert stopped == 9  # judged at epoch 5, epoch 4 stays best through the 4 judgements that follow
 
 
-def test_model_selection_can_keep_the_mean_of_the_judged_windows_weights():
-    """With ``average`` the kept weights are the mean over the best window (epochs 3–5 here), integer
-    buffers come from its middle epoch, and a window cut short by the end of training averages the
-    epochs it has."""
-    from torch import nn
-
-    from HEROVisionLib.train.loop import EarlyStopping
-
-    network = nn.BatchNorm1d(1)
-    metrics = [0.80, 0.60, 0.62, 0.70, 0.72, 0.71, 0.60, 0.58, 0.57, 0.56, 0.55]
-    stopping = EarlyStopping(patience=4, average=True)
-    for epoch, metric in enumerate(metrics):
-        with torch.no_grad():
-            network.weight.fill_(epoch ** 2)
-        network.num_batches_tracked.fill_(epoch)
-        if stopping.update(epoch, metric, network):
-            break
-    assert stopping.restore_best(network, epoch) == 4
-    assert network.weight.item() == pytest.approx((9 + 16 + 25) / 3)
-    assert network.num_batches_tracked.item() == 4
-
-    stopping = EarlyStopping(patience=4, half_window=2, average=True)
-    for epoch, metric in enumerate([0.5, 0.5, 0.5, 0.6, 0.9]):
-        with torch.no_grad():
-            network.weight.fill_(epoch)
-        stopping.update(epoch, metric, network)
-    assert stopping.restore_best(network, 4) == 4  # judged by epochs 2–4, the last ones
-    assert network.weight.item() == pytest.approx(3.0)
-
-
 def test_model_selection_with_no_computable_metric_keeps_the_last_epoch():
     from torch import nn
 

@@ -87,7 +87,7 @@ def train_feature_network(training: CohortTensors, validation: CohortTensors, co
 
     history, best_epoch = train_epochs(
         network, model, optimiser, distributed, epochs=config.epochs, patience=config.patience,
-        smoothing=config.smoothing, average_window=config.average_window,
+        smoothing=config.smoothing,
         batches=lambda epoch: list(torch.randperm(len(training), generator=generator).split(config.batch_size)),
         batch_loss=batch_loss, validate=lambda: _validation_auc(network, validation, device), metric="auc",
         log_folder=log_folder, progress=progress)

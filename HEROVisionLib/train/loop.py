@@ -27,7 +27,6 @@ class TrainingConfig:
     weight_decay: float = 1e-4
     patience: int = 6
     smoothing: int = 1  # early stopping judges an epoch with this many neighbours each side
-    average_window: bool = False  # keep the mean of the judged window's weights, not its middle epoch
     seed: int = 0
     augment: bool = True
     network: dict = field(default_factory=dict)  # the network's keyword arguments
@@ -103,52 +102,41 @@ class EarlyStopping:
     epochs* — epoch k is judged by the mean of epochs k − h … k + h (``half_window`` h; fewer at the
     ends) — and stop after ``patience`` epochs without improvement. On a validation set of a few
     dozen patients the C-index of one epoch moves by ±0.05 by chance, and the raw maximum picked a
-    lucky first epoch; the smoothed one picks a model that stays good. With ``average`` the state
-    kept is the mean of the window's weights (as stochastic weight averaging does), the model the
-    smoothed metric actually describes, rather than the middle epoch alone. A metric that cannot be
+    lucky first epoch; the smoothed one picks a model that stays good. A metric that cannot be
     computed (NaN: a validation set without the pairs or classes it needs) is left out of the mean;
     if no epoch ever had one, the last is kept."""
 
     patience: int
     half_window: int = 1
-    average: bool = False
     best_metric: float = -np.inf
     best_epoch: int = -1
     best_state: dict = field(default_factory=dict)
     metrics: list = field(default_factory=list)  # every epoch's metric
-    recent: dict = field(default_factory=dict)  # epoch → state, for the epochs a window still needs
+    pending: dict = field(default_factory=dict)  # epoch → state, for the epochs not judged yet
 
     def update(self, epoch: int, metric: float, network: torch.nn.Module) -> bool:
         """Record the epoch; True when training should stop."""
         self.metrics.append(metric)
-        self.recent[epoch] = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        self.pending[epoch] = {k: v.detach().clone() for k, v in network.state_dict().items()}
         if epoch - self.half_window >= 0:  # that epoch's window is now complete
             self._judge(epoch - self.half_window)
-        self.recent.pop(epoch - 2 * self.half_window, None)  # no window left to judge needs it
         return epoch - max(self.best_epoch, 0) >= self.patience + self.half_window
 
     def _judge(self, epoch: int) -> None:
-        first, last = max(epoch - self.half_window, 0), epoch + self.half_window
-        finite = [m for m in self.metrics[first:last + 1] if np.isfinite(m)]
+        window = self.metrics[max(epoch - self.half_window, 0):epoch + self.half_window + 1]
+        finite = [m for m in window if np.isfinite(m)]
+        state = self.pending.pop(epoch)
         if finite and np.mean(finite) > self.best_metric:
-            self.best_metric, self.best_epoch = float(np.mean(finite)), epoch
-            window = [self.recent[k] for k in range(first, min(last, len(self.metrics) - 1) + 1)]
-            self.best_state = _mean_state(window, self.recent[epoch]) if self.average else self.recent[epoch]
+            self.best_metric, self.best_epoch, self.best_state = float(np.mean(finite)), epoch, state
 
     def restore_best(self, network: torch.nn.Module, last_epoch: int) -> int:
-        """Load the best state into ``network``; returns the epoch it comes from (the window's middle)."""
-        for epoch in range(max(last_epoch - self.half_window + 1, 0), last_epoch + 1):
-            self._judge(epoch)  # the last epochs, judged with the neighbours they have
+        """Load the best state into ``network``; returns the epoch it comes from."""
+        for epoch in sorted(self.pending):  # the last epochs, judged with the neighbours they have
+            self._judge(epoch)
         if not self.best_state:
             return last_epoch
         network.load_state_dict(self.best_state)
         return self.best_epoch
-
-
-def _mean_state(states: list[dict], middle: dict) -> dict:
-    """The element-wise mean of floating-point weights; counters (integer buffers) from ``middle``."""
-    return {name: torch.stack([state[name] for state in states]).mean(0) if value.is_floating_point() else value
-            for name, value in middle.items()}
 
 
 class TrainingLog:
@@ -208,17 +196,14 @@ class TrainingRun:
 
 
 def train_epochs(network, model, optimiser, distributed: Distributed, *, epochs: int, patience: int, batches,
-                 batch_loss, validate, metric: str, smoothing: int = 1, average_window: bool = False,
-                 log_folder=None,
+                 batch_loss, validate, metric: str, smoothing: int = 1, log_folder=None,
                  progress: bool = True) -> tuple[list[dict], int]:
     """The epoch loop every task shares: this rank's share of ``batches(epoch)``, ``batch_loss(index,
     epoch)`` minimised, ``validate()`` (higher is better) after each epoch, early stopping on it
-    smoothed over ``smoothing`` epochs each side, the CSV log and curves. Returns (history rows, best
-    epoch); ``network`` is left with the best epoch's weights (the mean of its window's with
-    ``average_window``)."""
+    smoothed over ``smoothing`` epochs each side, the CSV log and curves. Returns (history rows, best epoch); ``network`` is left with the best epoch's weights."""
     from tqdm import tqdm
 
-    stopping = EarlyStopping(patience, smoothing, average_window)
+    stopping = EarlyStopping(patience, smoothing)
     log = TrainingLog(log_folder if distributed.main else None, ["epoch", "train_loss", metric, "seconds"])
     for epoch in tqdm(range(epochs), desc="epochs", unit="epoch", disable=not (progress and distributed.main)):
         start = time.perf_counter()

@@ -28,7 +28,7 @@ from .survival_training import SurvivalConfig, survival_model_package, train_sur
 
 PRESETS = {
     "default": {
-        "survival": dict(epochs=100, batch_size=32, patience=20, smoothing=2, average_window=True,
+        "survival": dict(epochs=100, batch_size=32, patience=20, smoothing=2,
                          network=dict(encoder=dict(image_size=64, stem_channels=16, patch_grid=8, embed_dim=48,
                                                    depth=2, num_heads=4, out_features=128))),
         "er": dict(epochs=25, batch_size=8, patience=6,

@@ -95,7 +95,7 @@ def train_survival(training: CohortTensors, validation: CohortTensors, config: S
 
     history, best_epoch = train_epochs(
         network, model, optimiser, distributed, epochs=config.epochs, patience=config.patience,
-        smoothing=config.smoothing, average_window=config.average_window,
+        smoothing=config.smoothing,
         batches=lambda epoch: event_balanced_batches(event, config.batch_size, generator), batch_loss=batch_loss,
         validate=lambda: _validation_c(network, validation, device), metric="c_index", log_folder=log_folder,
         progress=progress)
