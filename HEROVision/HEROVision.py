@@ -146,6 +146,7 @@ class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.inspectButton.connect("clicked(bool)", self.onInspectButton)
         self.ui.loadCaseButton.connect("clicked(bool)", self.onLoadCase)
         self.ui.reportButton.connect("clicked(bool)", self.onReport)
+        self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicom)
         self.ui.modelsFolderPathLineEdit.connect("currentPathChanged(QString)", lambda _: self.updateModels())
         self.initializeParameterNode()
         self.updateModels()
@@ -289,6 +290,7 @@ class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             summary, nodes = self.logic.finishPrediction(running, self._inputs, self._plannedTreatment())
             self.ui.resultSummaryLabel.setText(summary)
             self.ui.reportButton.setEnabled(True)
+            self.ui.exportDicomButton.setEnabled(True)
             self.logic.showOverlay(nodes, self._inputs)
         except Cancelled:
             self.ui.resultSummaryLabel.setText("Prediction cancelled; the scene is as it was.")
@@ -303,6 +305,15 @@ class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Cannot write the report.", waitCursor=True):
             written = self.logic.writeReport(path, self._plannedTreatment(), self._modelsFolder())
             slicer.util.showStatusMessage(f"Report written to {written}", 5000)
+
+    def onExportDicom(self) -> None:
+        folder = qt.QFileDialog.getExistingDirectory(self.parent, "Folder to create for the DICOM objects")
+        if not folder:
+            return
+        with slicer.util.tryWithErrorDisplay("Cannot export the prediction as DICOM.", waitCursor=True):
+            out = pathlib.Path(folder) / f"{self._inputs.case_id}-herovision-dicom"
+            written = self.logic.exportDicom(out)
+            slicer.util.showStatusMessage(f"{len(written)} DICOM objects written to {out}", 5000)
 
     def _plannedTreatment(self):
         planned = self._parameterNode.plannedTreatment
@@ -346,10 +357,12 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
         from HEROVisionLib.slicer.panel_inputs import (bvalues_from_nodes, ceus_phase_volumes_from_sequence, parse_bvalues,
                                                sequence_bvalues, sequence_volumes)
 
+        fileForInstance = self.dicomFileForInstance()
         if parameters.ivimSequence:
-            volumes, bvalues = sequence_volumes(parameters.ivimSequence), sequence_bvalues(parameters.ivimSequence)
+            volumes = sequence_volumes(parameters.ivimSequence)
+            bvalues = sequence_bvalues(parameters.ivimSequence, fileForInstance)
         else:
-            volumes, bvalues = list(ivimVolumes), bvalues_from_nodes(ivimVolumes)
+            volumes, bvalues = list(ivimVolumes), bvalues_from_nodes(ivimVolumes, fileForInstance)
         if volumes and bvalues is None:
             bvalues = parse_bvalues(parameters.bvaluesText or "", "b-values (s/mm²)")
         if parameters.ceusSequence:
@@ -362,6 +375,12 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
         return SceneInputs(self.caseId(parameters.segmentation), parameters.segmentation, segments, volumes,
                            list(bvalues or []), {"t2wi": parameters.t2wi, "dwi": parameters.dwi, "us": parameters.us},
                            ceus, parse_clinical_values(parameters.clinicalText or "", "Clinical values"))
+
+    @staticmethod
+    def dicomFileForInstance():
+        """Slicer's DICOM database lookup (SOP Instance UID → file), or None without an open database."""
+        database = getattr(slicer, "dicomDatabase", None)
+        return database.fileForInstance if database is not None and database.isOpen else None
 
     @staticmethod
     def caseId(node) -> str:
@@ -480,7 +499,7 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
 
         result = running.result()
         nodes = add_result_to_scene(slicer.mrmlScene, result, inputs)
-        self.lastPrediction = (result, running.case, running.models)
+        self.lastPrediction, self.lastInputs = (result, running.case, running.models), inputs
         return summary_line(result, plannedTreatment), nodes
 
     def writeReport(self, path, plannedTreatment=None, modelsFolder=None):
@@ -496,6 +515,20 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
         advice = advise(case, result, models, plannedTreatment) if {"ta", "sr"} <= set(result.survival) else None
         return write_report(result.to_record(), advice.to_dict() if advice else None, case,
                             {**result.overlays, **result.maps}, path, modelsFolder)
+
+    def exportDicom(self, outDir, inputs=None):
+        """The last prediction as DICOM SEG, Parametric Maps and SR of the study its MR volumes were
+        loaded from (Slicer's DICOM module), into the new folder ``outDir``; returns the files."""
+        from HEROVisionLib.errors import InputError
+        from HEROVisionLib.slicer.dicom_sources import export_scene_prediction
+
+        if not getattr(self, "lastPrediction", None):
+            raise InputError("DICOM export", "predict a case first")
+        result, case, _ = self.lastPrediction
+        fileForInstance = self.dicomFileForInstance()
+        if fileForInstance is None:
+            raise InputError("DICOM export", "Slicer's DICOM database is not open")
+        return export_scene_prediction(result, case, inputs or self.lastInputs, fileForInstance, pathlib.Path(outDir))
 
     def showOverlay(self, nodes, inputs) -> None:
         """The TA attention map over T2WI (else the first overlay over its input), at partial opacity."""

@@ -25,6 +25,7 @@ from .geometry import resample_roi_to
 from .images import IMAGE_SUFFIXES, read_image, read_multiframe
 
 MODALITIES = ("ivim", "t2wi", "dwi", "us", "ceus")
+MR_MODALITIES = MODALITIES[:3]  # one MR study (and DICOM series of one study)
 #: Modalities stored as several frames per voxel (vector images).
 MULTIFRAME = {"ivim", "ceus"}
 

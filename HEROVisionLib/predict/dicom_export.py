@@ -28,7 +28,7 @@ import SimpleITK as sitk
 
 from .. import __version__
 from ..errors import InputError
-from ..io.case import Case
+from ..io.case import MR_MODALITIES, Case
 from ..io.dicom_study import study_series
 from ..io.images import atomic_target, read_image, vector_to_frames
 from ..io.output_folder import output_folder
@@ -249,16 +249,17 @@ def _results_row(prediction_folder: Path) -> dict:
     return {key: (None if value == "" else value) for key, value in row.items()}
 
 
-def dicom_objects(prediction_folder, source_study, case: Case) -> list[tuple[str, Dataset]]:
+def dicom_objects(prediction_folder, source_study, case: Case, modalities=MR_MODALITIES) -> list[tuple[str, Dataset]]:
     """The prediction's DICOM objects (file name, dataset), all built before any is written: a SEG
-    per MR modality, Parametric Maps of the IVIM and attention maps, and the measurement report."""
+    per MR modality of ``modalities`` the case has, Parametric Maps of the IVIM and attention maps,
+    and the measurement report."""
     prediction_folder, source_study = Path(prediction_folder), Path(source_study)
     row = _results_row(prediction_folder)
     series, _ = study_series(source_study)
     objects, sources = [], []  # (file name, dataset, its source)
     number = 900  # series numbers after the scanner's
-    for modality in ("ivim", "t2wi", "dwi"):
-        if modality not in case.available:
+    for modality in MR_MODALITIES:
+        if modality not in case.available or modality not in modalities:
             continue
         image = vector_to_frames(case.load_ivim().image)[0] if modality == "ivim" else case.load_image(modality)
         source = _source_for(image, series, modality, source_study)

@@ -20,20 +20,33 @@ from ..io.ceus import select_phase_frames
 from ..io.diffusion import validate_bvalues
 from ..io.geometry import same_grid
 from ..io.measure import largest_axial_diameter_cm, volume_ml
+from .dicom_sources import bvalues_from_dicom_sources
 from .nodes import (BVALUE_ATTRIBUTE, SceneInputs, image_from_volume_node, label_image_from_segment,
                    volume_node_from_image)
 
 
-def _is_bvalue_index(name: str) -> bool:
-    return re.sub(r"[^a-z]", "", name.lower()) in {"bvalue", "diffusionbvalue", "b"}
+#: What Slicer's DICOM multi-volume import writes on the node it loads: the tag its frames differ
+#: by (e.g. "Standard.B-value") and the frames' values of that tag, comma separated.
+MULTIVOLUME_TAG_ATTRIBUTE = "MultiVolume.FrameIdentifyingDICOMTagName"
+MULTIVOLUME_LABELS_ATTRIBUTE = "MultiVolume.FrameLabels"
 
 
-def bvalues_from_nodes(nodes) -> list[float] | None:
-    """The b-values of IVIM volumes from their ``DiffusionBValue`` attributes, or None when any
-    volume lacks one (the panel then asks for them)."""
+def _is_bvalue_index(name: str, unit: str = "") -> bool:
+    """A sequence index that counts b-values: "b-value", "DiffusionBValue", or the names Slicer's
+    DICOM import (MultiVolumeImporter) gives it — "Standard.B-value", "Siemens.B-value", … in sec/mm2."""
+    key = re.sub(r"[^a-z]", "", name.lower())
+    return key == "b" or key.endswith("bvalue") or re.sub(r"[^a-z0-9]", "", unit.lower()) in {"smm2", "smm", "secmm2"}
+
+
+def bvalues_from_nodes(nodes, file_for_instance=None) -> list[float] | None:
+    """The b-values of IVIM volumes from their ``DiffusionBValue`` attributes, else — for volumes
+    loaded through Slicer's DICOM module, given its database's ``file_for_instance`` — from their
+    DICOM files; None when some volume has neither (the panel then asks for them)."""
     values = [node.GetAttribute(BVALUE_ATTRIBUTE) for node in nodes]
-    if not values or any(v is None for v in values):
+    if not values:
         return None
+    if any(v is None for v in values):
+        return bvalues_from_dicom_sources(nodes, file_for_instance) if file_for_instance else None
     try:
         return [float(v) for v in values]
     except ValueError as error:
@@ -48,15 +61,24 @@ def sequence_volumes(sequence_node) -> list:
     return volumes
 
 
-def sequence_bvalues(sequence_node) -> list[float] | None:
-    """A diffusion sequence's b-values: its index values when its index is a b-value, else the items'
-    ``DiffusionBValue`` attributes, else None."""
-    if _is_bvalue_index(sequence_node.GetIndexName() or ""):
-        try:
-            return [float(sequence_node.GetNthIndexValue(k)) for k in range(sequence_node.GetNumberOfDataNodes())]
-        except ValueError:
-            raise InputError(sequence_node.GetName(), "its b-value index holds a value that is not a number") from None
-    return bvalues_from_nodes(sequence_volumes(sequence_node))
+def sequence_bvalues(sequence_node, file_for_instance=None) -> list[float] | None:
+    """A diffusion sequence's b-values: its index values when its index is a b-value, else the
+    frame labels of a DICOM multi-volume import identified by a b-value tag, else its volumes'
+    (:func:`bvalues_from_nodes`), else None."""
+    count = sequence_node.GetNumberOfDataNodes()
+    if _is_bvalue_index(sequence_node.GetIndexName() or "", sequence_node.GetIndexUnit() or ""):
+        labels, what = [sequence_node.GetNthIndexValue(k) for k in range(count)], "its b-value index"
+    elif _is_bvalue_index(sequence_node.GetAttribute(MULTIVOLUME_TAG_ATTRIBUTE) or ""):
+        labels, what = (sequence_node.GetAttribute(MULTIVOLUME_LABELS_ATTRIBUTE) or "").split(","), "its frame labels"
+    else:
+        return bvalues_from_nodes(sequence_volumes(sequence_node), file_for_instance)
+    try:
+        values = [float(v) for v in labels]
+    except ValueError:
+        raise InputError(sequence_node.GetName(), f"{what} holds a value that is not a number") from None
+    if len(values) != count:
+        raise InputError(sequence_node.GetName(), f"{what} gives {len(values)} b-value(s) for {count} volumes")
+    return values
 
 
 def ceus_phase_volumes_from_sequence(sequence_node) -> list:
