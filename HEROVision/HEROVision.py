@@ -83,6 +83,11 @@ class HEROVisionParameterNode:
     plannedTreatment - the treatment the recommendation is read against.
     device - where the networks run.
     caseFolder - a case folder in the HEROVision layout (see README) to inspect or load.
+    cohortFolder - the training cohort *Add to cohort* writes into (made if new).
+    cohortCaseId - the case id to add under (empty: the patient's name).
+    outcomeText - the outcome values of the added case, as NAME=VALUE pairs.
+    replaceCase - whether *Add to cohort* may replace a case of the same id.
+    cohortOutput - the folder a cohort run writes its predictions into.
     """
 
     ivimSequence: slicer.vtkMRMLSequenceNode
@@ -106,6 +111,11 @@ class HEROVisionParameterNode:
     plannedTreatment: Annotated[str, Choice(["undecided", "TA", "SR"])] = "undecided"
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     caseFolder: pathlib.Path
+    cohortFolder: pathlib.Path
+    cohortCaseId: str
+    outcomeText: str
+    replaceCase: bool = False
+    cohortOutput: pathlib.Path
 
 
 class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -147,6 +157,13 @@ class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.loadCaseButton.connect("clicked(bool)", self.onLoadCase)
         self.ui.reportButton.connect("clicked(bool)", self.onReport)
         self.ui.exportDicomButton.connect("clicked(bool)", self.onExportDicom)
+        self.ui.addToCohortButton.connect("clicked(bool)", self.onAddToCohort)
+        self.ui.runCohortButton.connect("clicked(bool)", self.onRunCohort)
+        self.ui.cancelCohortButton.connect("clicked(bool)", self.onCancelCohort)
+        self._cohortTimer = qt.QTimer()
+        self._cohortTimer.setInterval(250)
+        self._cohortTimer.connect("timeout()", self.onCohortPoll)
+        self._cohortRun = None
         self.ui.modelsFolderPathLineEdit.connect("currentPathChanged(QString)", lambda _: self.updateModels())
         self.initializeParameterNode()
         self.updateModels()
@@ -305,6 +322,55 @@ class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Cannot write the report.", waitCursor=True):
             written = self.logic.writeReport(path, self._plannedTreatment(), self._modelsFolder())
             slicer.util.showStatusMessage(f"Report written to {written}", 5000)
+
+    def onAddToCohort(self) -> None:
+        with slicer.util.tryWithErrorDisplay("The case was not added to the cohort.", waitCursor=True):
+            inputs = self.sceneInputs()
+            if self._parameterNode.cohortCaseId:
+                inputs.case_id = self._parameterNode.cohortCaseId.strip()
+            folder = self.logic.addToCohort(inputs, self._parameterNode.cohortFolder, self._parameterNode.outcomeText,
+                                            self._parameterNode.replaceCase)
+            self.ui.cohortStatusLabel.setText(f"Case {inputs.case_id} written to {folder} and added to cohort.csv")
+
+    def onRunCohort(self) -> None:
+        with slicer.util.tryWithErrorDisplay("The cohort run did not start.", waitCursor=True):
+            if not self.logic.ensureDependencies():
+                return
+            self._cohortRun = self.logic.startCohort(self._parameterNode.cohortFolder, self._parameterNode.cohortOutput,
+                                                     resume=True, modelsFolder=self._modelsFolder(),
+                                                     device=self._parameterNode.device)
+            self.ui.runCohortButton.setEnabled(False)
+            self.ui.cancelCohortButton.setEnabled(True)
+            self.ui.cohortProgressBar.setVisible(True)
+            self._cohortTimer.start()
+
+    def onCancelCohort(self) -> None:
+        if self._cohortRun:
+            self._cohortRun.cancel()
+            self.ui.cohortStatusLabel.setText("Cancelling after the current case …")
+
+    def onCohortPoll(self) -> None:
+        run = self._cohortRun
+        self.ui.cohortProgressBar.setValue(int(100 * run.fraction))
+        self.ui.cohortProgressBar.setFormat(f"{run.done_cases} / {run.total or '?'} cases %p%")
+        if not run.done():
+            return
+        self._cohortTimer.stop()
+        self._cohortRun = None
+        self.ui.runCohortButton.setEnabled(True)
+        self.ui.cancelCohortButton.setEnabled(False)
+        self.ui.cohortProgressBar.setVisible(False)
+        from HEROVisionLib.errors import Cancelled
+
+        try:
+            table = run.result()
+            failed = int((table["status"] != "ok").sum()) if len(table) else 0
+            self.ui.cohortStatusLabel.setText(f"{len(table) - failed} case(s) predicted, {failed} failed; "
+                                              f"table: {self._parameterNode.cohortOutput / 'results.csv'}")
+        except Cancelled as cancelled:
+            self.ui.cohortStatusLabel.setText(str(cancelled))
+        except Exception as error:
+            slicer.util.errorDisplay(f"The cohort run failed.\n\n{error}")
 
     def onExportDicom(self) -> None:
         folder = qt.QFileDialog.getExistingDirectory(self.parent, "Folder to create for the DICOM objects")
@@ -549,15 +615,43 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
         return result, nodes, summary_line(result, plannedTreatment)
 
     def processCohort(self, cohortDir, outDir, shard="1/1", resume=False, modelsFolder=None, device="auto",
-                      adviceDraws=32):
+                      adviceDraws=32, onCase=None, cancel=None):
         """Predict every case of a cohort folder into ``outDir`` with its treatment advice (as
-        ``herovision batch``); returns the table."""
+        ``herovision batch``); returns the table. ``onCase(done, total, caseId)`` hears of each
+        finished case (default: a line on the console); setting ``cancel`` (a ``threading.Event``)
+        stops the run between cases, keeping the finished ones (``resume=True`` goes on)."""
         from HEROVisionLib.predict import load_models, parse_shard, predict_cohort
         from HEROVisionLib.clinical.treatment import cohort_advice
 
+        def printProgress(done, total, caseId):
+            if caseId:
+                print(f"{done}/{total} {caseId}")
+
         models = load_models(modelsFolder, device)
+        onCase = onCase or printProgress
         return predict_cohort(cohortDir, models, outDir, shard=parse_shard(shard), resume=resume, device=device,
-                              advice=cohort_advice(models, adviceDraws, device))
+                              advice=cohort_advice(models, adviceDraws, device), progress=False, on_case=onCase,
+                              cancel=cancel)
+
+    def startCohort(self, cohortDir, outDir, resume=False, modelsFolder=None, device="auto", adviceDraws=32):
+        """:meth:`processCohort` on a worker thread; returns a ``HEROVisionLib.predict.BackgroundCohort``
+        to poll (``done_cases`` of ``total``) or cancel."""
+        from HEROVisionLib.predict import BackgroundCohort, load_models
+        from HEROVisionLib.clinical.treatment import cohort_advice
+
+        models = load_models(modelsFolder, device)
+        return BackgroundCohort(cohortDir, models, outDir, resume=resume, device=device,
+                                advice=cohort_advice(models, adviceDraws, device))
+
+    def addToCohort(self, inputs, cohortDir, outcomeText="", replace=False):
+        """Write the scene's case (``inputs``, as Predict reads them) and the outcome values typed as
+        NAME=VALUE pairs (treatment, pfs_months, pfs_event, er_2y) as one case of the training cohort
+        ``cohortDir``, its row appended to cohort.csv; returns the case folder. The scene is not changed."""
+        from HEROVisionLib.io.case import parse_clinical_values
+        from HEROVisionLib.slicer.add_to_cohort import add_scene_to_cohort
+
+        outcome = parse_clinical_values(outcomeText or "", "Outcome values")
+        return add_scene_to_cohort(slicer.mrmlScene, inputs, pathlib.Path(cohortDir), outcome, replace=replace)
 
     def inspectCase(self, caseFolder) -> str:
         """Read every modality of a case folder with all input checks and describe it."""

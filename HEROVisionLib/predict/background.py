@@ -1,11 +1,12 @@
-"""A prediction that runs in a worker thread, so an interactive caller (Slicer's panel) keeps its
-event loop turning: it polls :meth:`BackgroundPrediction.done`, shows :attr:`stage` and
+"""A prediction (or a cohort run) that runs in a worker thread, so an interactive caller (Slicer's
+panel) keeps its event loop turning: it polls :meth:`BackgroundPrediction.done`, shows :attr:`stage` and
 :attr:`fraction`, and may :meth:`cancel`. torch releases the interpreter lock while it computes, so
 the caller stays responsive. Only plain data crosses threads: the case was read from the scene
 before, and the caller adds the result to the scene after, on its own thread.
 
 Cancelling takes effect when the next stage begins (:data:`~HEROVisionLib.predict.case_prediction.STAGES`);
-the result is then discarded and :meth:`result` raises :class:`~HEROVisionLib.errors.Cancelled`.
+the result is then discarded and :meth:`result` raises :class:`~HEROVisionLib.errors.Cancelled`. A
+cohort run is cancelled between cases, keeping the finished ones.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..errors import Cancelled
+from .batch import predict_cohort
 from .case_prediction import predict_case
 from .result import PredictionResult
 
@@ -50,3 +52,34 @@ class BackgroundPrediction:
             raise Cancelled("prediction cancelled")
         self.stage, self.fraction = "done", 1.0
         return result
+
+
+class BackgroundCohort:
+    """``predict_cohort(cohort, models, out, **options)`` started at construction on a worker thread;
+    :attr:`done_cases` of :attr:`total` finished, the last one :attr:`case_id`."""
+
+    def __init__(self, cohort, models, out, **options):
+        self.done_cases, self.total, self.case_id = 0, None, ""
+        self._cancel = threading.Event()
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="herovision-cohort")
+        self._future: Future = executor.submit(predict_cohort, cohort, models, out, progress=False,
+                                               on_case=self._case_done, cancel=self._cancel, **options)
+        executor.shutdown(wait=False)
+
+    def _case_done(self, done: int, total: int, case_id: str) -> None:
+        self.done_cases, self.total, self.case_id = done, total, case_id
+
+    @property
+    def fraction(self) -> float:
+        return self.done_cases / self.total if self.total else 0.0
+
+    def cancel(self) -> None:
+        """Stop before the next case (the one running finishes)."""
+        self._cancel.set()
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self, timeout: float | None = None):
+        """The cohort's table; raises what the run raised (:class:`Cancelled` when cancelled)."""
+        return self._future.result(timeout)

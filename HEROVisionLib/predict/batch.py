@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import HEROVisionError, InputError
+from ..errors import Cancelled, HEROVisionError, InputError
 from ..io.case import Cohort
 from ..io.images import write_text_atomic
 from ..io.output_folder import OutputFolder, output_folder, remove_within
@@ -86,13 +86,16 @@ def collect_table(out: Path, known: dict | None = None) -> pd.DataFrame:
 
 
 def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume: bool = False, device="auto",
-                   progress: bool = True, advice=None, dicom_studies=None) -> pd.DataFrame:
+                   progress: bool = True, advice=None, dicom_studies=None, on_case=None, cancel=None) -> pd.DataFrame:
     """Predict every case of the cohort's shard into ``out``; returns the merged table. ``advice``,
     when given, maps (case, result) to the case's treatment advice dict (or None), stored with it
     (``HEROVisionLib.clinical.treatment.cohort_advice``: prediction does not depend on the treatment layer); a
     case whose advice fails keeps its prediction, with the reason among its warnings. With
     ``dicom_studies`` (one study folder per case id) each case's results are also written as DICOM
-    objects of its study; a case whose export fails keeps its prediction, with the reason."""
+    objects of its study; a case whose export fails keeps its prediction, with the reason.
+    ``on_case(done, total, case_id)`` is told of the start (0 done) and of each finished case; ``cancel`` (a
+    ``threading.Event``) stops the run between cases: the finished cases stay, the merged table is
+    written and :class:`~HEROVisionLib.errors.Cancelled` is raised (``resume`` goes on from there)."""
     if dicom_studies is not None and not Path(dicom_studies).is_dir():
         raise InputError(dicom_studies, "not a folder of DICOM studies (one sub-folder per case id)")
     from tqdm import tqdm
@@ -102,7 +105,13 @@ def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume
     known = {}  # the case tables already read, for the merges after each case
     with output_folder(out, "batch", inputs=(cohort.folder, *models.paths)) as owner:
         todo = [c for c in case_ids if not (resume and _finished(owner.path / c))]
-        for case_id in tqdm(todo, desc="cases", unit="case", disable=not progress):
+        if on_case is not None:
+            on_case(0, len(todo), "")
+        for done, case_id in enumerate(tqdm(todo, desc="cases", unit="case", disable=not progress)):
+            if cancel is not None and cancel.is_set():
+                _write_merged_table(owner.path, known)
+                raise Cancelled(f"cohort run cancelled after {done} of {len(todo)} case(s); the finished ones are "
+                                f"in {owner.path} (resume goes on from there)")
             try:
                 case = cohort.case(case_id)
                 result = predict_case(case, models, device)
@@ -112,6 +121,8 @@ def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume
                 row = error_row(case_id, _describe(error))
                 _publish(owner, case_id, lambda folder: write_text_atomic(table_text([row]), folder / CASE_TABLE))
             _write_merged_table(owner.path, known)
+            if on_case is not None:
+                on_case(done + 1, len(todo), case_id)
         return _write_merged_table(owner.path, known)
 
 
