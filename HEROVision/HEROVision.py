@@ -279,7 +279,8 @@ class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if not self.logic.ensureDependencies():
                 return
             self._inputs = self.sceneInputs()
-            self._running = self.logic.startPrediction(self._inputs, self._modelsFolder(), self._parameterNode.device)
+            self._running = self.logic.startPrediction(self._inputs, self._modelsFolder(), self._parameterNode.device,
+                                                       self._plannedTreatment())
             self.ui.predictButton.setEnabled(False)
             self.ui.cancelButton.setEnabled(True)
             self.ui.progressBar.setVisible(True)
@@ -548,25 +549,34 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
             return False
         return True
 
-    def startPrediction(self, inputs, modelsFolder=None, device="auto"):
-        """Read the case from the nodes (here, on Slicer's thread) and predict it on a worker thread;
-        returns a ``HEROVisionLib.predict.BackgroundPrediction`` to poll or cancel."""
+    def startPrediction(self, inputs, modelsFolder=None, device="auto", plannedTreatment=None, adviceDraws=32):
+        """Read the case from the nodes (here, on Slicer's thread) and predict it, with the treatment
+        advice against ``plannedTreatment``, on a worker thread; returns a
+        ``HEROVisionLib.predict.BackgroundPrediction`` to poll or cancel."""
         from HEROVisionLib.slicer.nodes import case_from_scene
         from HEROVisionLib.predict import BackgroundPrediction, load_models
+        from HEROVisionLib.clinical.treatment import advise
+
+        def advice(case, result):
+            if adviceDraws and {"ta", "sr"} <= set(result.survival):
+                return advise(case, result, models, plannedTreatment, draws=adviceDraws).to_dict()
+            return None
 
         case = case_from_scene(slicer.mrmlScene, inputs)
-        return BackgroundPrediction(case, load_models(modelsFolder, device), device)
+        models = load_models(modelsFolder, device)
+        return BackgroundPrediction(case, models, device, then=advice)
 
     def finishPrediction(self, running, inputs, plannedTreatment=None):
-        """Add a finished prediction's tables, maps and overlays to the scene; returns (summary, nodes).
-        The prediction is kept for :meth:`writeReport`."""
+        """Add a finished prediction's tables, maps and overlays to the scene; returns (summary, nodes):
+        the summary leads with the probability of benefit. The prediction and its advice are kept for
+        :meth:`writeReport` and :meth:`exportDicom`."""
         from HEROVisionLib.slicer.nodes import add_result_to_scene
         from HEROVisionLib.clinical.treatment import summary_line
 
         result = running.result()
         nodes = add_result_to_scene(slicer.mrmlScene, result, inputs)
-        self.lastPrediction, self.lastInputs = (result, running.case, running.models), inputs
-        return summary_line(result, plannedTreatment), nodes
+        self.lastPrediction, self.lastInputs = (result, running.case, running.models, running.follow_up), inputs
+        return summary_line(result, plannedTreatment, running.follow_up), nodes
 
     def writeReport(self, path, plannedTreatment=None, modelsFolder=None):
         """The per-patient report (PDF or PNG) of the last prediction, with the recommendation's
@@ -577,10 +587,10 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
 
         if not getattr(self, "lastPrediction", None):
             raise InputError("report", "predict a case first")
-        result, case, models = self.lastPrediction
-        advice = advise(case, result, models, plannedTreatment) if {"ta", "sr"} <= set(result.survival) else None
-        return write_report(result.to_record(), advice.to_dict() if advice else None, case,
-                            {**result.overlays, **result.maps}, path, modelsFolder)
+        result, case, models, advice = self.lastPrediction
+        if (advice or {}).get("planned") != plannedTreatment and {"ta", "sr"} <= set(result.survival):
+            advice = advise(case, result, models, plannedTreatment).to_dict()  # the plan changed since Predict
+        return write_report(result.to_record(), advice, case, {**result.overlays, **result.maps}, path, modelsFolder)
 
     def exportDicom(self, outDir, inputs=None):
         """The last prediction as DICOM SEG, Parametric Maps and SR of the study its MR volumes were
@@ -590,7 +600,7 @@ class HEROVisionLogic(ScriptedLoadableModuleLogic):
 
         if not getattr(self, "lastPrediction", None):
             raise InputError("DICOM export", "predict a case first")
-        result, case, _ = self.lastPrediction
+        result, case, _, _ = self.lastPrediction
         fileForInstance = self.dicomFileForInstance()
         if fileForInstance is None:
             raise InputError("DICOM export", "Slicer's DICOM database is not open")

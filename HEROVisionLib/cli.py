@@ -240,7 +240,7 @@ def _add_predict(commands):
                              "Parametric Maps and SR of that study into OUT/dicom")
 
 
-def _print_result(result, case) -> None:
+def _print_result(result, case, advice: dict | None = None) -> None:
     from .clinical.treatment import planned_treatment, summary_line
 
     row = result.row()
@@ -256,7 +256,7 @@ def _print_result(result, case) -> None:
     print(f"  early recurrence  {row['er_probability']:.2f} (deep), {row['er_probability_combined']:.2f} (combined)")
     print(f"  tumour            {row['tumor_size_cm']:.1f} cm, {row['tumor_volume_ml']:.1f} mL; "
           f"IVIM D {1e3 * row['ivim_D_median']:.2f}e-3 mm²/s, f {row['ivim_f_median']:.3f}")
-    print(f"  summary           {summary_line(result, planned_treatment(case))}")
+    print(f"  summary           {summary_line(result, planned_treatment(case), advice)}")
     for warning in result.warnings:
         print(f"  warning: {warning}")
 
@@ -281,7 +281,7 @@ def _run_predict(args) -> int:
             write_case_outputs(result, stage, advice)
             if args.dicom:
                 add_dicom_outputs(stage, args.dicom, case)
-    _print_result(result, case)
+    _print_result(result, case, advice)
     if advice:
         print(f"  advice            {advice['words']}")
     print(f"Results, overlays and maps written to {args.out}; `herovision report {args.out} --out report.pdf` "
@@ -474,7 +474,7 @@ def _demo(args) -> int:
     advice = case_advice(case, result, models, device=args.device)
     with staged_outputs(args.out / "prediction" / case.case_id) as stage:
         write_case_outputs(result, stage, advice)
-    _print_result(result, case)
+    _print_result(result, case, advice)
     if advice:
         print(f"  advice            {advice['words']}")
     print(f"Results, overlays (attention_*.nrrd) and IVIM maps (ivim_*.nrrd) in {args.out / 'prediction' / case.case_id}")

@@ -108,8 +108,14 @@ def test_advice_far_from_the_threshold_is_firm_and_reproducible(predicted):
     result = _with_baselines(result, models, 50.0, 1e-3, 0.5)  # TA PFS ≈ 0, SR ≈ 1 whatever the perturbation
     advice = advise(case, result, models, planned="TA", draws=12, seed=4)
     assert advice.recommendation.category == "switch" and advice.stability == 1.0 and not advice.borderline
-    assert advice.words.startswith(advice.recommendation.words + " — firm: the same advice in 100 % of 12 re-scorings")
-    assert f"difference SR − TA {100 * advice.difference_2y:+.0f} points" in advice.words
+    assert advice.p_sr_better == advice.p_other_better == 1.0 and not advice.draws_disagree
+    assert advice.words.startswith("100 % probability that SR gives a longer 2-year PFS than the planned TA; "
+                                   f"2-year PFS SR − TA {100 * advice.difference_median:+.0f} points (median of 12 "
+                                   "re-scorings")
+    assert advice.words.endswith(f"Paper's category: {advice.recommendation.words} — firm: the same category in "
+                                 "100 % of the re-scorings")
+    low, high = advice.difference_interval
+    assert low <= advice.difference_median <= high
     assert advice.basis == "image risk score"  # placeholder packages carry no nomogram
     assert advice.to_dict()["risk_groups"] == {"TA": "high", "SR": "low"} and advice.threshold_2y == 0.5
     low, high = advice.difference_interval
@@ -135,7 +141,55 @@ def test_advice_on_the_threshold_is_called_borderline(predicted):
     middle = float(np.median(_pfs_2y(models, drawn, False, {})["TA"]))
     advice = advise(case, _with_baselines(result, models, 0.6, 50.0, middle), models, planned="TA", draws=24, seed=4)
     assert 0 < advice.stability < 0.8 and advice.borderline
-    assert "borderline" in advice.words and "of 24 re-scorings (24 perturbed images)" in advice.words
+    assert "borderline: the same category in" in advice.words and "median of 24 re-scorings: 24 perturbed images" in advice.words
+
+
+def test_a_balanced_case_has_a_probability_of_benefit_near_one_half(predicted):
+    """SR's baseline set so that half the re-scorings give SR the lower 2-year hazard: P(benefit)
+    is one half, the median difference sits inside its interval, and the unperturbed estimate is
+    placed among the draws."""
+    import numpy as np
+
+    from HEROVisionLib.clinical.treatment import _perturbed, _pfs_2y, advise
+    from HEROVisionLib.predict.case_prediction import survival_scores
+
+    case, result, models = predicted
+    result = _with_baselines(result, models, 0.6, 0.6, 0.5)
+    batch = _perturbed(result.survival_inputs["ta"], 24, 4)
+    drawn = {key: survival_scores(getattr(models, key), result.survival_inputs[key], "cpu", batch).numpy()
+             for key in ("ta", "sr")}
+    pfs = _pfs_2y(models, drawn, False, {})
+    log_ratio = np.log(-np.log(pfs["TA"])) - np.log(-np.log(pfs["SR"]))  # log hazard TA − SR per re-scoring
+    advice = advise(case, _with_baselines(result, models, 0.6, 0.6 * float(np.exp(np.median(log_ratio))), 0.5),
+                    models, planned="SR", draws=24, seed=4)
+    assert advice.p_sr_better == pytest.approx(0.5, abs=1 / 24) and advice.p_other_better == 1 - advice.p_sr_better
+    low, high = advice.difference_interval
+    assert low < advice.difference_median < high and abs(advice.difference_median) < 0.02
+    again = _pfs_2y(models, drawn, False, {})  # the same re-scorings, read with the baselines now set
+    differences = again["SR"] - again["TA"]
+    assert advice.p_sr_better == pytest.approx(np.mean(differences > 0) + 0.5 * np.mean(differences == 0))
+    assert advice.point_percentile == pytest.approx(np.mean(differences < advice.difference_2y))
+    assert f"{100 * (1 - advice.p_sr_better):.0f} % probability that TA gives a longer 2-year PFS than the planned SR" \
+        in advice.words
+
+
+def test_the_words_say_when_the_rescorings_disagree_with_the_papers_category():
+    from HEROVisionLib.clinical.treatment import TreatmentAdvice, recommend
+
+    switch = recommend("high", "low", "TA")  # the paper: switch to SR
+    advice = TreatmentAdvice(switch, "nomogram", {"TA": 0.40, "SR": 0.52}, 0.45, 0.12, (-0.21, 0.30), 0.26, 32,
+                             16, "TA", p_sr_better=0.38, difference_median=-0.03, point_percentile=0.97)
+    assert advice.draws_disagree and advice.p_other_better == 0.38
+    assert advice.words.startswith("38 % probability that SR gives a longer 2-year PFS than the planned TA; "
+                                   "2-year PFS SR − TA -3 points (median of 512 re-scorings")
+    assert "unperturbed estimate +12, above 97 % of them" in advice.words
+    assert advice.words.endswith("consider switching to SR — the re-scorings disagree with it (the same category "
+                                 "in 26 % of the re-scorings)")
+    agreeing = TreatmentAdvice(switch, "nomogram", {"TA": 0.40, "SR": 0.52}, 0.45, 0.12, (0.02, 0.30), 0.9, 32, 16,
+                               "TA", p_sr_better=0.93, difference_median=0.11, point_percentile=0.55)
+    assert not agreeing.draws_disagree and agreeing.words.endswith("firm: the same category in 90 % of the re-scorings")
+    row = agreeing.to_dict()
+    assert row["p_other_better"] == 0.93 and row["planned"] == "TA" and row["draws_disagree"] is False
 
 
 def test_case_advice_is_against_the_recorded_plan_and_refuses_a_negative_draw_count(predicted):

@@ -27,8 +27,15 @@ from re-scoring: the images are perturbed as in training (small rotations, scali
 and gain; :mod:`HEROVisionLib.transforms.augment`) and both models re-scored; with nomograms, each
 re-scoring is also drawn within each nomogram's estimation error (the standard error of its
 predicted log cumulative hazard: coefficients and baseline, as R's ``survfit.coxph``), which with a
-few hundred training patients per arm is the larger of the two. The share of re-scorings that keep
-the category, with the 95 % interval of the PFS difference, says whether the case is borderline.
+few hundred training patients per arm is the larger of the two.
+
+The re-scorings give what a clinician reads first: the probability of benefit — the share of
+re-scorings in which resection gives the longer 2-year PFS, and so the probability that the
+treatment not planned serves the patient better — with the PFS difference as the median and 95 %
+interval of the same draws, and where the unperturbed estimate lies among them (perturbation pulls
+an extreme score towards the cohort, so the point estimate can sit at the edge of its own draws).
+The paper's category follows, with the share of re-scorings that keep it (below
+:data:`STABLE_SHARE`: borderline), and it is said when the re-scorings disagree with it.
 """
 
 from __future__ import annotations
@@ -107,20 +114,21 @@ def cross_stratification(result) -> CrossStratification:
                                result.pfs_2y_threshold)
 
 
-def summary_line(result, planned: str | None = None) -> str:
-    """One line for a clinician: both treatments' 2-year PFS against the common threshold, the advice
-    (as :func:`advise` gives it, without the firmness), early recurrence when known, and the
-    guideline stages the clinical record allows."""
+def summary_line(result, planned: str | None = None, advice: dict | None = None) -> str:
+    """One line for a clinician: both treatments' 2-year PFS against the common threshold, the
+    probability of benefit when the advice (``TreatmentAdvice.to_dict``) was computed, the paper's
+    category, early recurrence when known, and the guideline stages the clinical record allows."""
     parts = []
     survival = result.survival
     if "ta" in survival and "sr" in survival:
         cross = cross_stratification(result)
         groups = cross.groups
-        advice = recommend(groups["TA"], groups["SR"], planned)
+        category = recommend(groups["TA"], groups["SR"], planned)
         basis = ", nomograms" if cross.basis == "nomogram" else ""
+        lead = f"{benefit_words(advice['p_sr_better'], planned)}; paper's category: " if advice else ""
         parts.append(f"2-year PFS TA {100 * cross.pfs_2y['TA']:.0f} % ({groups['TA']} risk), SR "
                      f"{100 * cross.pfs_2y['SR']:.0f} % ({groups['SR']} risk; high below "
-                     f"{100 * cross.threshold:.0f} %{basis}) — {advice.words}")
+                     f"{100 * cross.threshold:.0f} %{basis}) — {lead}{category.words}")
     else:
         parts.extend(f"{key.upper()} {s.risk_group} risk" for key, s in survival.items())
     if not math.isnan(result.er_probability_combined):
@@ -146,34 +154,74 @@ class TreatmentAdvice:
     basis: str  # "nomogram" or "image risk score"
     pfs_2y: dict[str, float]  # "TA" / "SR" → predicted 2-year PFS
     threshold_2y: float  # common 2-year PFS threshold: below it, high risk
-    difference_2y: float  # PFS(SR) − PFS(TA) at 2 years: > 0 favours resection
+    difference_2y: float  # PFS(SR) − PFS(TA) at 2 years, unperturbed: > 0 favours resection
     difference_interval: tuple[float, float]  # 95 % over the re-scorings
     stability: float  # share of re-scorings giving the same category
     draws: int  # image perturbations
     model_draws: int = 1  # draws of the nomograms' estimation error per perturbation (1: not drawn)
+    planned: str | None = None  # the treatment the advice is read against
+    p_sr_better: float = math.nan  # share of re-scorings with the longer 2-year PFS under SR (ties: half)
+    difference_median: float = math.nan  # median PFS(SR) − PFS(TA) over the re-scorings
+    point_percentile: float = math.nan  # share of the re-scorings' differences below the unperturbed one
 
     @property
     def borderline(self) -> bool:
         """Perturbed images, or the models' own estimation error, change the advice too often to rely on it."""
         return self.stability < STABLE_SHARE
 
+    @property
+    def p_other_better(self) -> float | None:
+        """P(the treatment not planned gives the longer 2-year PFS); None without a planned treatment."""
+        if self.planned is None:
+            return None
+        return self.p_sr_better if self.planned == "TA" else 1.0 - self.p_sr_better
+
+    @property
+    def draws_disagree(self) -> bool:
+        """The re-scorings contradict the paper's category: most of them give another category, or
+        the treatment it recommends is the less likely to give the longer PFS."""
+        recommended = self.recommendation.treatment
+        p_recommended = {"SR": self.p_sr_better, "TA": 1.0 - self.p_sr_better}.get(recommended, math.nan)
+        return self.stability < 0.5 or p_recommended < 0.5
+
     def to_dict(self) -> dict:
         return {"category": self.recommendation.category, "treatment": self.recommendation.treatment,
-                "words": self.words, "basis": self.basis, "pfs_2y": self.pfs_2y, "threshold_2y": self.threshold_2y,
-                "risk_groups": risk_groups(self.pfs_2y, self.threshold_2y), "difference_2y": self.difference_2y,
-                "difference_interval": list(self.difference_interval), "stability": self.stability,
-                "borderline": self.borderline, "draws": self.draws, "model_draws": self.model_draws}
+                "words": self.words, "basis": self.basis, "planned": self.planned, "pfs_2y": self.pfs_2y,
+                "threshold_2y": self.threshold_2y, "risk_groups": risk_groups(self.pfs_2y, self.threshold_2y),
+                "p_sr_better": self.p_sr_better, "p_other_better": self.p_other_better,
+                "difference_2y": self.difference_2y, "difference_median": self.difference_median,
+                "difference_interval": list(self.difference_interval), "point_percentile": self.point_percentile,
+                "stability": self.stability, "borderline": self.borderline, "draws_disagree": self.draws_disagree,
+                "draws": self.draws, "model_draws": self.model_draws}
 
     @property
     def words(self) -> str:
-        """The advice, how firm it is and the PFS difference with its interval: what a clinician weighs."""
+        """What a clinician weighs, the probability first: how likely the other (or, without a plan,
+        resection) is to give the longer 2-year PFS, the PFS difference over the re-scorings with the
+        unperturbed estimate placed among them, then the paper's category and whether the
+        re-scorings bear it out."""
         sources = f"{self.draws} perturbed images"
         if self.model_draws > 1:
             sources += f" × {self.model_draws} draws of the nomograms' estimation error"
-        return (f"{self.recommendation.words} — {'borderline' if self.borderline else 'firm'}: the same advice in "
-                f"{100 * self.stability:.0f} % of {self.draws * self.model_draws} re-scorings ({sources}); 2-year PFS "
-                f"difference SR − TA {100 * self.difference_2y:+.0f} points (95 % {100 * self.difference_interval[0]:+.0f} "
-                f"to {100 * self.difference_interval[1]:+.0f})")
+        rescorings = self.draws * self.model_draws
+        chance = benefit_words(self.p_sr_better, self.planned)
+        low, high = self.difference_interval
+        spread = (f"2-year PFS SR − TA {100 * self.difference_median:+.0f} points (median of {rescorings} re-scorings: "
+                  f"{sources}; 95 % {100 * low:+.0f} to {100 * high:+.0f}; unperturbed estimate "
+                  f"{100 * self.difference_2y:+.0f}, above {100 * self.point_percentile:.0f} % of them)")
+        kept = f"the same category in {100 * self.stability:.0f} % of the re-scorings"
+        verdict = (f"the re-scorings disagree with it ({kept})" if self.draws_disagree else
+                   f"{'borderline' if self.borderline else 'firm'}: {kept}")
+        return f"{chance}; {spread}. Paper's category: {self.recommendation.words} — {verdict}"
+
+
+def benefit_words(p_sr_better: float, planned: str | None) -> str:
+    """The probability of benefit in words: of the treatment not planned, or without a plan of SR."""
+    if planned is None:
+        return f"{100 * p_sr_better:.0f} % probability that SR gives a longer 2-year PFS than TA"
+    other = "SR" if planned == "TA" else "TA"
+    p_other = p_sr_better if planned == "TA" else 1.0 - p_sr_better
+    return f"{100 * p_other:.0f} % probability that {other} gives a longer 2-year PFS than the planned {planned}"
 
 
 def _with_model_error(pfs_2y: dict[str, float], log_hazard_se: dict[str, float], rng) -> list[dict[str, float]]:
@@ -241,11 +289,14 @@ def advise(case, result, models, planned: str | None = None, draws: int = 32, se
             groups = risk_groups(pfs, cross.threshold)
             categories.append(recommend(groups["TA"], groups["SR"], planned).category)
             differences.append(pfs["SR"] - pfs["TA"])
-    low, high = np.percentile(differences, [2.5, 97.5])
-    return TreatmentAdvice(recommendation, cross.basis, dict(cross.pfs_2y), cross.threshold,
-                           cross.pfs_2y["SR"] - cross.pfs_2y["TA"], (float(low), float(high)),
-                           float(np.mean([c == recommendation.category for c in categories])), draws,
-                           1 if spread is None else MODEL_DRAWS)
+    differences = np.asarray(differences)
+    point = cross.pfs_2y["SR"] - cross.pfs_2y["TA"]
+    low, median, high = np.percentile(differences, [2.5, 50, 97.5])
+    return TreatmentAdvice(recommendation, cross.basis, dict(cross.pfs_2y), cross.threshold, point,
+                           (float(low), float(high)), float(np.mean([c == recommendation.category for c in categories])),
+                           draws, 1 if spread is None else MODEL_DRAWS, planned,
+                           p_sr_better=float(np.mean(differences > 0) + 0.5 * np.mean(differences == 0)),
+                           difference_median=float(median), point_percentile=float(np.mean(differences < point)))
 
 
 def planned_treatment(case) -> str | None:

@@ -21,16 +21,26 @@ from .result import PredictionResult
 
 
 class BackgroundPrediction:
-    """``predict_case(case, models, device)`` started at construction on a worker thread."""
+    """``predict_case(case, models, device)`` started at construction on a worker thread, then
+    ``then(case, result)`` there too when given (the treatment advice: the prediction layer does not
+    know it), kept as :attr:`follow_up`."""
 
-    def __init__(self, case, models, device="auto"):
+    def __init__(self, case, models, device="auto", then=None):
         self.case, self.models = case, models  # what a report or advice needs afterwards
         self.stage = "starting"
         self.fraction = 0.0
+        self.follow_up = None
         self._cancel = threading.Event()
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="herovision-predict")
-        self._future: Future = executor.submit(predict_case, case, models, device, True, self._progress)
+        self._future: Future = executor.submit(self._run, device, then)
         executor.shutdown(wait=False)
+
+    def _run(self, device, then) -> PredictionResult:
+        result = predict_case(self.case, self.models, device, True, self._progress)
+        if then is not None:
+            self._progress("advice", 0.95)
+            self.follow_up = then(self.case, result)
+        return result
 
     def _progress(self, stage: str, fraction: float) -> None:
         if self._cancel.is_set():

@@ -50,8 +50,9 @@ RESULT_COLUMNS = ("case_id", "status", "error",
                   "er_probability", "er_probability_combined", "tumor_size_cm", "tumor_volume_ml",
                   "ivim_ADC_median", "ivim_D_median", "ivim_Dstar_median", "ivim_f_median",
                   "inputs_used", "inputs_missing", "out_of_distribution", "models_trained", "device", "seconds")
-ADVICE_COLUMNS = ("advice_category", "advice_treatment", "advice_difference_2y", "advice_difference_low",
-                  "advice_difference_high", "advice_stability", "advice_borderline")
+ADVICE_COLUMNS = ("advice_category", "advice_treatment", "advice_p_sr_better", "advice_p_other_better",
+                  "advice_difference_2y", "advice_difference_median", "advice_difference_low",
+                  "advice_difference_high", "advice_stability", "advice_borderline", "advice_draws_disagree")
 
 
 @dataclass
@@ -152,10 +153,12 @@ def advice_row(advice: dict | None) -> dict:
     if advice is None:
         return {column: "" for column in ADVICE_COLUMNS}
     low, high = advice["difference_interval"]
+    other = advice["p_other_better"]
     return {"advice_category": advice["category"], "advice_treatment": advice["treatment"] or "",
-            "advice_difference_2y": advice["difference_2y"], "advice_difference_low": low,
-            "advice_difference_high": high, "advice_stability": advice["stability"],
-            "advice_borderline": advice["borderline"]}
+            "advice_p_sr_better": advice["p_sr_better"], "advice_p_other_better": "" if other is None else other,
+            "advice_difference_2y": advice["difference_2y"], "advice_difference_median": advice["difference_median"],
+            "advice_difference_low": low, "advice_difference_high": high, "advice_stability": advice["stability"],
+            "advice_borderline": advice["borderline"], "advice_draws_disagree": advice["draws_disagree"]}
 
 
 def error_row(case_id: str, message: str) -> dict:
