@@ -110,6 +110,37 @@ def test_stored_advice_splits_the_flagged_into_firm_and_borderline(phantom_patie
     assert "flagged_firm" not in oracle_agreement(table, truth)
 
 
+def test_a_calibrated_probability_of_benefit_is_measured_as_calibrated_and_an_overconfident_one_is_not(
+        phantom_patients, tmp_path):
+    """P(SR better) drawn uniformly and the oracle's better treatment drawn with that probability:
+    slope near 1 and a small ECE; the same probabilities pushed to the extremes (logit × 3): slope
+    near 1/3 and a large ECE. Switches at P ≥ 0.8 agree as often as their probabilities say."""
+    from HEROVisionLib.clinical.cohort_analysis import benefit_calibration
+
+    cohort, truth = phantom_patients
+    table, _ = analysis_table(_results(truth), cohort)
+    rng = np.random.default_rng(8)
+    p = rng.uniform(0, 1, len(table))
+    drawn = truth.copy()
+    drawn["best_treatment"] = np.where(rng.uniform(0, 1, len(table)) < p, "SR", "TA")
+    table["advice_p_sr_better"] = p
+    calibrated = benefit_calibration(table, drawn, tmp_path)
+    assert 0.75 < calibrated["calibration_slope"] < 1.3 and calibrated["ece"] < 0.06
+    low, high = calibrated["calibration_slope_ci95"]
+    assert low < 1 < high and calibrated["targets_met"]["ece"]
+    switches = np.where(table["treatment"] == "TA", p, 1 - p) >= 0.8
+    assert calibrated["confident_switches"] == switches.sum() > 0
+    assert calibrated["confident_switch_agreement"] == pytest.approx(
+        np.mean(np.where(table["treatment"] == "TA", drawn["best_treatment"] == "SR",
+                         drawn["best_treatment"] == "TA")[switches]))
+    logit = np.log(p / (1 - p))
+    table["advice_p_sr_better"] = 1 / (1 + np.exp(-3 * logit))
+    overconfident = benefit_calibration(table, drawn, tmp_path)
+    assert 0.2 < overconfident["calibration_slope"] < 0.45 and overconfident["ece"] > 0.1
+    assert not overconfident["targets_met"]["ece"] and (tmp_path / "benefit_reliability.png").stat().st_size > 10_000
+    assert benefit_calibration(table.drop(columns="advice_p_sr_better"), drawn, tmp_path) is None
+
+
 def test_the_command_writes_balanced_matching_subgroups_and_figures(phantom_patients, tmp_path, capsys):
     cohort, truth = phantom_patients
     _results(truth).to_csv(tmp_path / "results.csv", index=False)

@@ -50,6 +50,19 @@ def test_hosmer_lemeshow_matches_hoslem_test():
     assert result.p == pytest.approx(reference["p"], rel=1e-8)
 
 
+def test_calibration_slope_and_expected_calibration_error_match_r():
+    """R: glm(outcome ~ qlogis(probability), binomial) for the slope; the ECE over ten equal-width bins
+    in base R (Testing/fixtures/r/make_fixtures.R)."""
+    from HEROVisionLib.stats.classification import calibration_slope, expected_calibration_error
+
+    reference = pd.read_csv(R_FIXTURES / "calibration_probability.csv").iloc[0]
+    assert calibration_slope(DATA["outcome"], DATA["probability"]) == pytest.approx(reference["slope"], rel=1e-6)
+    assert expected_calibration_error(DATA["outcome"], DATA["probability"]) == pytest.approx(reference["ece"],
+                                                                                           rel=1e-12)
+    with pytest.raises(InputError, match="both outcomes"):
+        calibration_slope(np.ones(5), np.full(5, 0.5))
+
+
 def test_calibration_of_calibrated_predictions_lies_on_the_diagonal():
     """Outcomes drawn with the predicted probabilities: each decile's event rate is its mean prediction
     within binomial error (2000 subjects per decile, SD < 0.012)."""

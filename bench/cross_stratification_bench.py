@@ -22,7 +22,17 @@ r = 0.986 for both). Prints the share flagged for switching and the share of tho
 the oracle agrees with (mean ± SD over repetitions), and the ratio of each rule's agreement to the own
 cutoffs'.
 
+With ``--benefit`` it compares instead the two ways of estimating the probability of benefit from the
+clinical record and the image scores: the per-arm nomograms (the paper's; P(SR better) from both
+models' estimation error, as the advice draws it) and the joint model of both arms
+(:mod:`HEROVisionLib.stats.joint_model`: shared terms, ridge-shrunk treatment interactions, both arms'
+image scores). Printed per method: overall agreement of the more probable treatment with the oracle's
+better one, the share of patients whose planned (received) treatment P(other better) ≥ 0.8 flags for
+switching and those switches' agreement, the calibration slope and the expected calibration error of
+P(SR better) against the oracle — mean ± SD over repetitions.
+
     python bench/cross_stratification_bench.py [--repetitions 6] [--rho 0.65] [--training-size 600]
+    python bench/cross_stratification_bench.py --benefit [--repetitions 6] [--training-size 2400]
 """
 
 from __future__ import annotations
@@ -37,6 +47,8 @@ import pandas as pd
 from HEROVisionLib.phantom.generate import draw_case_variables
 from HEROVisionLib.phantom.latents import z
 from HEROVisionLib.stats.cutpoint import optimal_cutpoint
+from HEROVisionLib.stats.classification import calibration_slope, expected_calibration_error
+from HEROVisionLib.stats.joint_model import fit_joint_model
 from HEROVisionLib.stats.nomogram_fit import build_nomogram, select_cox_model
 from HEROVisionLib.train.survival_training import NOMOGRAM_CANDIDATES
 from HEROVisionLib.clinical.treatment import STABLE_SHARE
@@ -123,13 +135,72 @@ def one_repetition(training: pd.DataFrame, evaluation: pd.DataFrame, model: str,
             "common, firm": flagged_agreement(evaluation, firm)}
 
 
+#: P(the treatment not received is better) from which a switch is advised in the benefit comparison.
+CONFIDENT = 0.8
+
+
+def p_sr_better_per_arm(training: pd.DataFrame, evaluation: pd.DataFrame) -> np.ndarray:
+    """Φ(Δ/se) of the two per-arm nomograms (clinical record + the arm's image score), as packaged."""
+    from scipy.stats import norm
+
+    log_hazard, spread = {}, {}
+    for arm in ARMS:
+        patients = training[training["treatment"] == arm]
+        cox = select_cox_model(patients, "pfs_months", "pfs_event", covariates("clinical + image score", arm))
+        nomogram = build_nomogram(cox, patients, "pfs_months", "pfs_event", horizons=(24,))
+        log_hazard[arm] = np.log(nomogram.baseline_cumulative_hazard[0]) + nomogram.linear_predictor(
+            nomogram.points(evaluation)["total"])
+        spread[arm] = nomogram.log_hazard_se(evaluation)[:, 0]
+    return norm.cdf((log_hazard["TA"] - log_hazard["SR"]) / np.hypot(spread["TA"], spread["SR"]))
+
+
+def p_sr_better_joint(training: pd.DataFrame, evaluation: pd.DataFrame) -> np.ndarray:
+    joint = fit_joint_model(training, "pfs_months", "pfs_event", "treatment", NOMOGRAM_CANDIDATES,
+                            {"image score": {arm: f"score_{arm}" for arm in ARMS}}, horizons=(24.0,))
+    return joint.p_sr_better(evaluation)
+
+
+def benefit_metrics(evaluation: pd.DataFrame, p_sr: np.ndarray) -> dict:
+    truth = evaluation["best_treatment"].to_numpy() == "SR"
+    planned_ta = evaluation["treatment"].to_numpy() == "TA"
+    p_other = np.where(planned_ta, p_sr, 1 - p_sr)
+    switch = p_other >= CONFIDENT
+    other_better = np.where(planned_ta, truth, ~truth)
+    return {"agreement": float(np.mean((p_sr > 0.5) == truth)), "switches": float(switch.mean()),
+            "switch agreement": float(other_better[switch].mean()) if switch.any() else math.nan,
+            "slope": calibration_slope(truth, p_sr), "ECE": expected_calibration_error(truth, p_sr)}
+
+
+def benefit_main(args) -> None:
+    rng = np.random.default_rng(1)
+    evaluation = draw_cohort(999, 4000)
+    add_image_scores(evaluation, args.rho, rng)
+    methods = {"per-arm nomograms": p_sr_better_per_arm, "joint model": p_sr_better_joint}
+    results = {name: [] for name in methods}
+    for repetition in range(args.repetitions):
+        training = draw_cohort(1000 + repetition, args.training_size)
+        add_image_scores(training, args.rho, rng)
+        for name, method in methods.items():
+            results[name].append(benefit_metrics(evaluation, method(training, evaluation)))
+    print(f"{args.repetitions} training cohorts of {args.training_size}, evaluation cohort of 4000 (image score "
+          f"correlation {args.rho}); P(SR better) against the oracle; switch: P(other than received) ≥ {CONFIDENT}")
+    for name, rows in results.items():
+        table = pd.DataFrame(rows)
+        cells = [f"{column} {table[column].mean():.3f} ± {table[column].std():.3f}" for column in table.columns]
+        print(f"{name:18s} " + " | ".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repetitions", type=int, default=6)
     parser.add_argument("--rho", type=float, default=0.65, help="correlation of the simulated image score with the truth")
     parser.add_argument("--training-size", type=int, default=600, help="patients per training cohort (both arms)")
+    parser.add_argument("--benefit", action="store_true", help="compare per-arm nomograms and the joint model instead")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")  # lifelines' convergence chatter on small arms
+    if args.benefit:
+        benefit_main(args)
+        return
     rng = np.random.default_rng(1)
     evaluation = draw_cohort(999, 4000)
     add_image_scores(evaluation, args.rho, rng)

@@ -17,7 +17,12 @@ received, PFS, clinical factors), with the treatment received taken as the plann
 - with the phantom's ``truth.csv``: how often the advice agrees with the oracle's better treatment,
   overall (the treatment with the higher predicted 2-year PFS) and among the patients flagged for
   switching; when the batch stored each case's advice (``advice_borderline``), also among the flagged
-  whose advice is firm and among those it calls borderline — whether the firmness means anything.
+  whose advice is firm and among those it calls borderline — whether the firmness means anything;
+  and when it stored the probability of benefit (``advice_p_sr_better``), how calibrated it is: the
+  more probable treatment's agreement, the switches it makes with P(other better) ≥ 0.8 and their
+  agreement, a reliability diagram of P(SR better) against the oracle, the calibration slope and the
+  expected calibration error with bootstrap intervals. Nothing is recalibrated with the oracle: real
+  cohorts have none.
 
 Risk groups are cross-stratification's: predicted 2-year PFS against the common threshold
 (``pfs_2y_threshold``), from the nomograms when every patient has both, else from the image scores.
@@ -44,7 +49,10 @@ from .treatment import recommend
 
 PROPENSITY_COVARIATES = ("age", "sex_male", "tumor_size_cm", "tumor_number", "cirrhosis", "ctp_b",
                          "portal_hypertension", "afp_high", "perivascular")
-TARGETS = {"flagged_agreement": 0.75, "overall_agreement": 0.70}
+TARGETS = {"overall_agreement": 0.70, "confident_switch_agreement": 0.80}  # at least
+ECE_TARGET = 0.10  # at most
+#: P(the other treatment is better) from which the probability of benefit advises switching.
+CONFIDENT_SWITCH = 0.8
 
 
 def analysis_table(results: pd.DataFrame, cohort: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -226,10 +234,11 @@ def oracle_agreement(table: pd.DataFrame, truth: pd.DataFrame) -> dict:
     merged = table.merge(truth[["case_id", "best_treatment"]], on="case_id", how="inner", validate="one_to_one")
     flagged = merged[merged["category"] == "switch"]
     flagged_agrees = np.where(flagged["treatment"] == "TA", "SR", "TA") == flagged["best_treatment"].to_numpy()
-    result = {"patients": int(len(merged)), "flagged_for_switching": int(len(flagged)), "targets": TARGETS}
+    result = {"patients": int(len(merged)), "flagged_for_switching": int(len(flagged)),
+              "targets": {"overall_agreement": TARGETS["overall_agreement"]}}
     result.update(_share("overall_agreement", merged["better_predicted"].to_numpy() == merged["best_treatment"].to_numpy()))
     result.update(_share("flagged_agreement", flagged_agrees))
-    result["targets_met"] = {name: bool(result[name] >= target) for name, target in TARGETS.items()}
+    result["targets_met"] = {name: bool(result[name] >= target) for name, target in result["targets"].items()}
     borderline = flagged.get("advice_borderline")
     stored = flagged.get("advice_category")
     if borderline is not None and borderline.notna().all() and len(flagged) and (stored == "switch").all():
@@ -238,6 +247,50 @@ def oracle_agreement(table: pd.DataFrame, truth: pd.DataFrame) -> dict:
             result[f"flagged_{name}"] = int(part.sum())
             result.update(_share(f"flagged_{name}_agreement", flagged_agrees[part]))
     return result
+
+
+def benefit_calibration(table: pd.DataFrame, truth: pd.DataFrame, folder: Path) -> dict | None:
+    """How the stored probability of benefit (``advice_p_sr_better``) meets the oracle's better
+    treatment; None when the batch stored none (run it with advice)."""
+    from ..stats.bootstrap import bootstrap_replicates, percentile_interval
+    from ..stats.classification import calibration_slope, expected_calibration_error
+
+    if "advice_p_sr_better" not in table.columns:
+        return None
+    merged = table.merge(truth[["case_id", "best_treatment"]], on="case_id", how="inner", validate="one_to_one")
+    p = pd.to_numeric(merged["advice_p_sr_better"], errors="coerce").to_numpy()
+    if not len(p) or np.isnan(p).any():
+        return None
+    sr_better = merged["best_treatment"].to_numpy() == "SR"
+    planned_ta = merged["treatment"].to_numpy() == "TA"
+    switch = np.where(planned_ta, p, 1 - p) >= CONFIDENT_SWITCH
+    result = {"patients": int(len(p)), "confident_switches": int(switch.sum())}
+    result.update(_share("probability_agreement", (p > 0.5) == sr_better))
+    result.update(_share("confident_switch_agreement", np.where(planned_ta, sr_better, ~sr_better)[switch]))
+    for name, statistic in (("calibration_slope", calibration_slope), ("ece", expected_calibration_error)):
+        result[name] = statistic(sr_better, p)
+        replicates = bootstrap_replicates(lambda y, q: statistic(y, q) if 0 < y.mean() < 1 else np.nan, sr_better, p)
+        result[f"{name}_ci95"] = list(percentile_interval(replicates[np.isfinite(replicates)]))
+    result["targets_met"] = {"confident_switch_agreement": bool(result["confident_switch_agreement"]
+                                                                >= TARGETS["confident_switch_agreement"]),
+                             "ece": bool(result["ece"] <= ECE_TARGET)}
+    _plot_reliability(sr_better, p, folder / "benefit_reliability.png")
+    return result
+
+
+def _plot_reliability(sr_better: np.ndarray, p: np.ndarray, path: Path) -> None:
+    """Observed share with SR better per tenth of P(SR better), dot size by count, against the diagonal."""
+    bins = np.minimum((p * 10).astype(int), 9)
+    counts = np.bincount(bins, minlength=10)
+    used = counts > 0
+    mean_p = np.bincount(bins, weights=p, minlength=10)[used] / counts[used]
+    observed = np.bincount(bins, weights=sr_better.astype(float), minlength=10)[used] / counts[used]
+    with figure(path, "Probability of benefit against the oracle", "P(resection gives the longer 2-year PFS)",
+                "share for whom it does (oracle)", diagonal=True) as axis:
+        axis.scatter(mean_p, observed, s=20 + 200 * counts[used] / counts.max(), color="tab:blue",
+                     label="patients per tenth of P (dot size: count)")
+        axis.set_xlim(0, 1)
+        axis.set_ylim(0, 1)
 
 
 def _share(name: str, agrees: np.ndarray) -> dict:
@@ -271,7 +324,9 @@ def _analyse(table, basis, out: Path, truth_csv) -> dict:
         subgroup_table = subgroups(table)
         subgroup_table.to_csv(stage / "subgroups.csv", index=False)
         if truth_csv is not None:
-            summary["oracle"] = oracle_agreement(table, _read_csv(truth_csv, "truth.csv"))
+            truth = _read_csv(truth_csv, "truth.csv")
+            summary["oracle"] = oracle_agreement(table, truth)
+            summary["benefit"] = benefit_calibration(table, truth, stage)
         table.to_csv(stage / "patients.csv", index=False)
         write_text_atomic(json.dumps(summary, indent=2, default=_plain, allow_nan=True), stage / "summary.json")
     return summary
@@ -304,6 +359,22 @@ def summary_lines(summary: dict) -> list[str]:
                 f"; target ≥ {_percent(target)} {'met' if oracle['targets_met'][name] else 'NOT met'}"
             lines.append(f"  oracle, {name.replace('_', ' ')}: {_percent(oracle[name])} of {patients} "
                          f"(95 % {_percent(low)}–{_percent(high)}{verdict})")
+    benefit = summary.get("benefit")
+    if benefit:
+        low, high = benefit["probability_agreement_ci95"]
+        lines.append(f"  probability of benefit: the more probable treatment is the oracle's for "
+                     f"{_percent(benefit['probability_agreement'])} of {benefit['patients']} (95 % {_percent(low)}–"
+                     f"{_percent(high)}; target ≥ {_percent(TARGETS['overall_agreement'])})")
+        low, high = benefit["confident_switch_agreement_ci95"]
+        met = "met" if benefit["targets_met"]["confident_switch_agreement"] else "NOT met"
+        lines.append(f"  switches with P(other better) ≥ {CONFIDENT_SWITCH}: {benefit['confident_switches']}, the oracle "
+                     f"agrees for {_percent(benefit['confident_switch_agreement'])} (95 % {_percent(low)}–{_percent(high)}; "
+                     f"target ≥ {_percent(TARGETS['confident_switch_agreement'])} {met})")
+        (slope_low, slope_high), (ece_low, ece_high) = benefit["calibration_slope_ci95"], benefit["ece_ci95"]
+        met = "met" if benefit["targets_met"]["ece"] else "NOT met"
+        lines.append(f"  calibration of P(SR better): slope {benefit['calibration_slope']:.2f} (95 % {slope_low:.2f}–"
+                     f"{slope_high:.2f}), ECE {benefit['ece']:.3f} (95 % {ece_low:.3f}–{ece_high:.3f}; target ≤ "
+                     f"{ECE_TARGET} {met})")
     return lines
 
 

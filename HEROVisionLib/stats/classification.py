@@ -88,6 +88,35 @@ def calibration(outcome, probability, n_bins: int = 10, strategy: str = "quantil
     return observed, predicted
 
 
+def expected_calibration_error(outcome, probability, n_bins: int = 10) -> float:
+    """ECE: over ``n_bins`` equal-width bins of the predicted probability, the mean absolute gap between
+    the bin's mean probability and its observed rate, weighted by the bin's share of patients."""
+    outcome, (probability,) = _classification_data(outcome, probability, names=("probability",))
+    _check_probability(probability)
+    bins = np.minimum((probability * n_bins).astype(int), n_bins - 1)
+    counts = np.bincount(bins, minlength=n_bins)
+    used = counts > 0
+    gap = (np.bincount(bins, weights=probability, minlength=n_bins)
+           - np.bincount(bins, weights=outcome.astype(float), minlength=n_bins))[used] / counts[used]
+    return float(np.sum(np.abs(gap) * counts[used]) / len(outcome))
+
+
+def calibration_slope(outcome, probability, floor: float = 1e-3) -> float:
+    """The slope of a logistic regression of the outcome on logit(probability) (1: calibrated; < 1:
+    predictions too extreme). Probabilities are kept within [floor, 1 − floor] so that 0 and 1 (every
+    re-scoring agreeing) stay finite."""
+    from sklearn.linear_model import LogisticRegression
+
+    outcome, (probability,) = _classification_data(outcome, probability, names=("probability",))
+    _check_probability(probability)
+    if outcome.min() == outcome.max():
+        raise InputError("outcome", "a calibration slope needs both outcomes")
+    clipped = np.clip(probability, floor, 1 - floor)
+    logit = np.log(clipped / (1 - clipped))
+    fitted = LogisticRegression(C=np.inf, tol=1e-10, max_iter=1000).fit(logit[:, None], outcome.astype(int))
+    return float(fitted.coef_[0, 0])
+
+
 def hosmer_lemeshow(outcome, probability, groups: int = 10) -> HosmerLemeshow:
     """The Hosmer–Lemeshow test as ``ResourceSelection::hoslem.test(outcome, probability, g = groups)``.
 
