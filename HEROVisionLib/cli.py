@@ -183,6 +183,8 @@ def _add_model_options(parser):
     parser.add_argument("--models", type=Path, help="folder of model packages (default: the bundled ones, "
                                                     "or HEROVISION_MODELS)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 …")
+    parser.add_argument("--threads", type=_count, help="CPU threads of this process (default: every core); "
+                                                       "processes side by side should share the cores")
 
 
 def _draw_count(text: str) -> int:
@@ -311,6 +313,8 @@ def _add_batch(commands):
     parser.add_argument("--out", type=Path, required=True, help="folder for one sub-folder per case and results.csv")
     parser.add_argument("--shard", default="1/1", help="i/n: predict every n-th case from the i-th (default 1/1)")
     parser.add_argument("--resume", action="store_true", help="skip cases already predicted without error")
+    parser.add_argument("--processes", type=_count, default=1,
+                        help="shards run side by side, the cores divided among them (default 1)")
     parser.add_argument("--dicom", type=Path, metavar="STUDIES",
                         help="a folder of the cases' DICOM studies, one sub-folder per case id: also write each "
                              "case's results as DICOM SEG, Parametric Maps and SR into its dicom/ folder")
@@ -324,13 +328,63 @@ def _run_batch(args) -> int:
     from .clinical.treatment import cohort_advice
 
     shard = parse_shard(args.shard)
+    if args.processes > 1:
+        return _run_batch_processes(args)
     with _writing(args, "batch", args.cohort, args.models):
         models = load_models(args.models, args.device)
         table = predict_cohort(args.cohort, models, args.out, shard=shard, resume=args.resume, device=args.device,
                                advice=cohort_advice(models, args.advice_draws, args.device),
                                dicom_studies=args.dicom)
+    return _report_batch(table, args.out)
+
+
+def _run_batch_processes(args) -> int:
+    """``batch --processes N``: N shards of this batch as child processes, each with its share of the
+    cores (``--threads``, and the OpenMP/BLAS pools told the same), merging into one results.csv."""
+    import os
+    import subprocess
+    import tempfile
+
+    from .devices import available_cores
+    from .predict.batch import collect_table
+
+    if args.shard != "1/1":
+        raise InputError("--processes", "runs every shard of the cohort itself: give --processes or --shard, not both")
+    threads = args.threads or max(1, available_cores() // args.processes)
+    with _writing(args, "batch", args.cohort, args.models):  # claimed (or refused) once, before any child starts
+        common = [str(args.cohort), "--out", str(args.out), "--threads", str(threads), "--device", str(args.device),
+                  "--advice-draws", str(args.advice_draws), *(["--resume"] if args.resume else []),
+                  *(["--models", str(args.models)] if args.models else []),
+                  *(["--dicom", str(args.dicom)] if args.dicom else [])]
+        environment = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        print(f"{args.processes} shards running, {threads} thread(s) each")
+        with tempfile.TemporaryDirectory(prefix="herovision-shards-") as logs:
+            errors = [Path(logs) / f"shard{k}.err" for k in range(1, args.processes + 1)]
+            handles = [open(log, "w") for log in errors]
+            children = [subprocess.Popen([sys.executable, "-m", "HEROVisionLib.cli", "batch", *common,
+                                          "--shard", f"{k}/{args.processes}"], env=environment,
+                                         stdout=subprocess.DEVNULL, stderr=handle)
+                        for k, handle in enumerate(handles, 1)]
+            codes = [child.wait() for child in children]
+            for handle in handles:
+                handle.close()
+            for k, log in enumerate(errors, 1):  # the shards' own messages, without their progress bars
+                for line in log.read_text(errors="replace").replace("\r", "\n").splitlines():
+                    if line.startswith("herovision:"):
+                        print(f"shard {k}/{args.processes}: {line}", file=sys.stderr)
+        table = collect_table(args.out)
+    status = _report_batch(table, args.out)
+    broken = [k for k, code in enumerate(codes, 1) if code not in (0, BATCH_FAILED_CASES)]
+    if broken:
+        print(f"herovision: error: shard(s) {', '.join(map(str, broken))} stopped early (exit "
+              f"{', '.join(str(codes[k - 1]) for k in broken)}); run again with --resume", file=sys.stderr)
+        return 2
+    return status
+
+
+def _report_batch(table, out) -> int:
     failed = table[table["status"] != "ok"] if len(table) else table
-    print(f"{len(table) - len(failed)} case(s) predicted, {len(failed)} failed; table: {args.out / 'results.csv'}")
+    print(f"{len(table) - len(failed)} case(s) predicted, {len(failed)} failed; table: {out / 'results.csv'}")
     for row in failed.itertuples():
         print(f"  {row.case_id}: {row.error}")
     return BATCH_FAILED_CASES if len(failed) else 0
@@ -500,6 +554,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.command_line = "herovision " + shlex.join(argv)  # recorded on model cards
     try:
+        if getattr(args, "threads", None) is not None:
+            from .devices import limit_threads
+
+            limit_threads(args.threads)
         if getattr(args, "device", None) is not None:  # resolved once for the whole run
             from .devices import resolve_device
 

@@ -1,6 +1,10 @@
-"""Where computation runs: ``auto`` picks CUDA, then Apple MPS, then the CPU; names are checked."""
+"""Where computation runs: ``auto`` picks CUDA, then Apple MPS, then the CPU; names are checked. And
+how many CPU threads a process may use: processes side by side must share the cores, or torch's
+thread pools oversubscribe them (three shards each using every core run many times slower)."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -26,3 +30,17 @@ def resolve_device(name="auto") -> torch.device:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise InputError("--device", f"{name}: Apple MPS is not available here (use --device cpu)")
     return device
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, where the system has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def limit_threads(threads: int) -> None:
+    """At most ``threads`` CPU threads for torch's operators in this process."""
+    if threads < 1:
+        raise InputError("--threads", f"must be at least 1, got {threads}")
+    torch.set_num_threads(threads)

@@ -53,6 +53,28 @@ def test_a_corrupt_case_is_reported_and_the_others_finish_then_resume_skips_them
     assert list(table["status"]) == ["ok", "error", "ok"]
 
 
+def test_processes_split_the_cohort_share_the_cores_and_give_one_table(small_cohort, untrained_models, tmp_path,
+                                                                        capsys):
+    """``--processes 2``: two shard processes with half the cores each write one merged table equal to
+    a single process's, the corrupt case an error row of it."""
+    single = predict_cohort(small_cohort, load_models(untrained_models, "cpu"), tmp_path / "single",
+                            progress=False).set_index("case_id")
+    code = main(["batch", str(small_cohort), "--out", str(tmp_path / "split"), "--processes", "2", "--models",
+                 str(untrained_models), "--device", "cpu", "--advice-draws", "0"])
+    printed = capsys.readouterr().out
+    from HEROVisionLib.devices import available_cores
+
+    assert code == 1 and f"2 shards running, {max(1, available_cores() // 2)} thread(s) each" in printed  # 1: a case failed
+    assert "2 case(s) predicted, 1 failed" in printed
+    split = pd.read_csv(tmp_path / "split" / "results.csv", dtype={"case_id": str}).set_index("case_id")
+    assert list(split["status"]) == ["ok", "error", "ok"]
+    for column in ("ta_risk_score", "sr_risk_score", "er_probability"):
+        assert split.loc[["A0001", "A0003"], column].to_numpy() == pytest.approx(
+            single.loc[["A0001", "A0003"], column].to_numpy(), abs=1e-6)
+    assert main(["batch", str(small_cohort), "--out", str(tmp_path / "both"), "--processes", "2", "--shard", "1/2"]) == 2
+    assert "give --processes or --shard, not both" in capsys.readouterr().err
+
+
 def test_a_case_whose_advice_fails_keeps_its_prediction(small_cohort, untrained_models, tmp_path):
     """The advice is an extra: when it fails (here A0003's, asked with an impossible draw count), the
     case's prediction is still written, the advice columns stay empty and the reason is in its warnings."""
