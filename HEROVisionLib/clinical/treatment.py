@@ -244,17 +244,18 @@ def _pfs_2y(models, scores: dict[str, np.ndarray], nomograms: bool, clinical: di
 
 
 def _perturbed(inputs, draws: int, seed: int) -> dict:
-    """``draws`` augmented variants of a case's survival inputs, stacked per modality (seeded)."""
+    """``draws`` augmented variants of a case's survival inputs, stacked per modality: each
+    modality's transforms seeded once, then drawn ``draws`` times (re-seeding every draw cost more
+    than the augmentation itself)."""
     import torch
 
     from ..transforms.augment import augment_survival_batch, modality_augmentation
 
     transforms = {m: modality_augmentation(m) for m in inputs.images}
-    variants = []
-    for draw in range(draws):
-        for k, transform in enumerate(transforms.values()):
-            transform.set_random_state(seed * 7919 + draw * 31 + k)
-        variants.append(augment_survival_batch({m: image[None] for m, image in inputs.images.items()}, transforms))
+    for k, transform in enumerate(transforms.values()):
+        transform.set_random_state(seed * 7919 + k)
+    variants = [augment_survival_batch({m: image[None] for m, image in inputs.images.items()}, transforms)
+                for _ in range(draws)]
     return {m: torch.cat([variant[m] for variant in variants]) for m in inputs.images}
 
 
