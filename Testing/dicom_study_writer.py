@@ -82,20 +82,22 @@ class Study:
         ds.Rows, ds.Columns = values.shape[-2:]
         ds.PixelData = stored.astype(np.uint16).tobytes()
 
-    def mr_series(self, volumes: list[sitk.Image], description: str, bvalues=None, vendor: str = "standard",
-                  direction_override=None) -> str:
-        """Single-frame MR slices of one or more volumes on one grid (a diffusion series: one per b-value)."""
+    def _new_series(self, volumes: list[sitk.Image]):
+        """A new series of this study: its UID, and the volumes' direction, spacing, origin and
+        voxels (volumes × z × y × x)."""
         self.number += 1
         series_uid = generate_uid()
         self.datasets[series_uid] = []
-        range_values = np.stack([sitk.GetArrayFromImage(v) for v in volumes]).astype(np.float64)
-        low, high = range_values.min(), range_values.max()
         reference = volumes[0]
-        direction = np.asarray(direction_override or reference.GetDirection()).reshape(3, 3)
-        spacing, origin = reference.GetSpacing(), np.asarray(reference.GetOrigin())
+        return (series_uid, np.asarray(reference.GetDirection()).reshape(3, 3), reference.GetSpacing(),
+                np.asarray(reference.GetOrigin()), np.stack([sitk.GetArrayFromImage(v) for v in volumes]).astype(np.float64))
+
+    def mr_series(self, volumes: list[sitk.Image], description: str, bvalues=None, vendor: str = "standard") -> str:
+        """Single-frame MR slices of one or more volumes on one grid (a diffusion series: one per b-value)."""
+        series_uid, direction, spacing, origin, arrays = self._new_series(volumes)
+        low, high = arrays.min(), arrays.max()
         instance = 0
-        for v, volume in enumerate(volumes):
-            array = sitk.GetArrayFromImage(volume).astype(np.float64)
+        for v, array in enumerate(arrays):
             for k in range(array.shape[0]):
                 instance += 1
                 ds = self._dataset(MRImageStorage, series_uid, description, "MR")
@@ -123,13 +125,7 @@ class Study:
     def enhanced_mr_series(self, volumes: list[sitk.Image], description: str, bvalues=None) -> str:
         """One enhanced MR object (multi-frame, functional groups) holding every slice of every
         volume, b-values in each frame's MR Diffusion sequence — as Philips scanners write them."""
-        self.number += 1
-        series_uid = generate_uid()
-        self.datasets[series_uid] = []
-        reference = volumes[0]
-        direction = np.asarray(reference.GetDirection()).reshape(3, 3)
-        spacing, origin = reference.GetSpacing(), np.asarray(reference.GetOrigin())
-        arrays = np.stack([sitk.GetArrayFromImage(v) for v in volumes]).astype(np.float64)
+        series_uid, direction, spacing, origin, arrays = self._new_series(volumes)
         ds = self._dataset(EnhancedMRImageStorage, series_uid, description, "MR")
         ds.InstanceNumber, ds.NumberOfFrames = 1, arrays.shape[0] * arrays.shape[1]
         ds.Manufacturer = MANUFACTURERS["philips"]
@@ -183,15 +179,9 @@ class Study:
         """Siemens mosaics: each volume's slices tiled into one frame (row by row), geometry and
         b-value in the CSA header, the position that of the whole mosaic frame as the scanner
         writes it (the first slice's corner moved by half the extra rows and columns)."""
-        self.number += 1
-        series_uid = generate_uid()
-        self.datasets[series_uid] = []
-        reference = volumes[0]
-        direction = np.asarray(reference.GetDirection()).reshape(3, 3)
-        spacing, origin = reference.GetSpacing(), np.asarray(reference.GetOrigin())
-        columns, rows, slices = reference.GetSize()
+        series_uid, direction, spacing, origin, arrays = self._new_series(volumes)
+        columns, rows, slices = volumes[0].GetSize()
         side = math.ceil(math.sqrt(slices))
-        arrays = np.stack([sitk.GetArrayFromImage(v) for v in volumes]).astype(np.float64)
         low, high = arrays.min(), arrays.max()
         corner = origin - (direction[:, 1] * spacing[1] * rows * (side - 1) / 2
                            + direction[:, 0] * spacing[0] * columns * (side - 1) / 2)
