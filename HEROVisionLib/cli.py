@@ -346,7 +346,7 @@ def _run_batch_processes(args) -> int:
     import tempfile
 
     from .devices import available_cores
-    from .predict.batch import collect_table
+    from .predict.batch import write_merged_table
 
     if args.shard != "1/1":
         raise InputError("--processes", "runs every shard of the cohort itself: give --processes or --shard, not both")
@@ -372,7 +372,7 @@ def _run_batch_processes(args) -> int:
                 for line in log.read_text(errors="replace").replace("\r", "\n").splitlines():
                     if line.startswith("herovision:"):
                         print(f"shard {k}/{args.processes}: {line}", file=sys.stderr)
-        table = collect_table(args.out)
+        table = write_merged_table(args.out)  # every shard's cases, whichever finished last
     status = _report_batch(table, args.out)
     broken = [k for k, code in enumerate(codes, 1) if code not in (0, BATCH_FAILED_CASES)]
     if broken:

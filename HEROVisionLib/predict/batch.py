@@ -77,10 +77,15 @@ def collect_table(out: Path, known: dict | None = None) -> pd.DataFrame:
     known = {} if known is None else known
     rows = []
     for path in sorted(out.glob(f"*/{CASE_TABLE}")):
-        status = path.stat()
-        stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
-        if path not in known or known[path][0] != stamp:
-            known[path] = (stamp, pd.read_csv(path, dtype={"case_id": str}).to_dict("records"))
+        if path.parent.name.startswith("."):
+            continue  # a case another shard is still writing (published by a rename when complete)
+        try:
+            status = path.stat()
+            stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
+            if path not in known or known[path][0] != stamp:
+                known[path] = (stamp, pd.read_csv(path, dtype={"case_id": str}).to_dict("records"))
+        except FileNotFoundError:
+            continue  # replaced by another shard a moment ago: its new table is read at the next merge
         rows.extend(known[path][1])
     return pd.DataFrame(rows)
 
@@ -109,7 +114,7 @@ def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume
             on_case(0, len(todo), "")
         for done, case_id in enumerate(tqdm(todo, desc="cases", unit="case", disable=not progress)):
             if cancel is not None and cancel.is_set():
-                _write_merged_table(owner.path, known)
+                write_merged_table(owner.path, known)
                 raise Cancelled(f"cohort run cancelled after {done} of {len(todo)} case(s); the finished ones are "
                                 f"in {owner.path} (resume goes on from there)")
             try:
@@ -120,10 +125,10 @@ def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume
             except Exception as error:  # noqa: BLE001 — one bad case must never stop the batch
                 row = error_row(case_id, _describe(error))
                 _publish(owner, case_id, lambda folder: write_text_atomic(table_text([row]), folder / CASE_TABLE))
-            _write_merged_table(owner.path, known)
+            write_merged_table(owner.path, known)
             if on_case is not None:
                 on_case(done + 1, len(todo), case_id)
-        return _write_merged_table(owner.path, known)
+        return write_merged_table(owner.path, known)
 
 
 def _write_case(result, folder: Path, advised, case, dicom_studies) -> None:
@@ -160,7 +165,8 @@ def _describe(error: Exception) -> str:
     return f"internal error {type(error).__name__}: {error} (at {Path(where.filename).name}:{where.lineno})"
 
 
-def _write_merged_table(out: Path, known: dict) -> pd.DataFrame:
+def write_merged_table(out: Path, known: dict | None = None) -> pd.DataFrame:
+    """``results.csv`` of every case finished under ``out`` (written atomically), and the table."""
     table = collect_table(out, known)
     write_text_atomic(table.to_csv(index=False, float_format="%.6g"), out / CASE_TABLE)
     return table
