@@ -183,6 +183,10 @@ def _add_model_options(parser):
     parser.add_argument("--models", type=Path, help="folder of model packages (default: the bundled ones, "
                                                     "or HEROVISION_MODELS)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 …")
+    _add_threads_option(parser)
+
+
+def _add_threads_option(parser):
     parser.add_argument("--threads", type=_count, help="CPU threads of this process (default: every core); "
                                                        "processes side by side should share the cores")
 
@@ -393,6 +397,7 @@ def _report_batch(table, out) -> int:
 def _add_cohort_run_options(parser):
     parser.add_argument("--workers", type=_count, help="processes preparing the inputs (default: all cores)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda …")
+    _add_threads_option(parser)
 
 
 def _add_train(commands):

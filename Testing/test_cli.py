@@ -61,3 +61,19 @@ def test_a_case_command_takes_the_clinical_record_from_the_cohort_and_from_the_c
     assert case.clinical["afp_high"] == "1" and case.clinical["tumor_number"] == "3"  # overridden
     with pytest.raises(InputError, match="--clinical: 'afp_high' is not NAME=VALUE"):
         _load_case(argparse.Namespace(case=phantom_cohort / "A0003", clinical="afp_high"))
+
+
+def test_threads_limit_this_process_and_zero_is_refused(phantom_cohort, untrained_models, tmp_path, capsys):
+    import pytest
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["predict", str(phantom_cohort / "A0001"), "--out", str(tmp_path / "p"), "--models",
+                     str(untrained_models), "--device", "cpu", "--advice-draws", "0", "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(SystemExit) as refused:
+        main(["predict", str(phantom_cohort / "A0001"), "--out", str(tmp_path / "q"), "--threads", "0"])
+    assert refused.value.code == 2 and "--threads" in capsys.readouterr().err
