@@ -121,6 +121,11 @@ def test_a_case_is_replaced_only_when_asked_and_only_over_case_files(phantom_coh
     with pytest.raises(InputError, match=r"holds file\(s\) that are not the case layout's \(notes.txt\)"):
         add_scene_to_cohort(scene, inputs, tmp_path / "cohort", outcome, replace=True)
     assert (tmp_path / "cohort" / "A0004" / "notes.txt").is_file()
+    (tmp_path / "cohort" / "A0004").rename(tmp_path / "kept")
+    (tmp_path / "cohort" / "A0004").symlink_to(tmp_path / "kept")  # a link to a folder outside the cohort
+    with pytest.raises(InputError, match="is not a plain case folder"):
+        add_scene_to_cohort(scene, inputs, tmp_path / "cohort", outcome, replace=True)
+    assert (tmp_path / "kept" / "notes.txt").is_file() and (tmp_path / "cohort" / "A0004").is_symlink()
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "thesis.tex").write_text("")
     with pytest.raises(InputError, match="is not a cohort"):

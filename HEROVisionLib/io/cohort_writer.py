@@ -133,6 +133,8 @@ def _table_text(header: list[str], rows: list[dict]) -> str:
 
 
 def _refuse_foreign_files(folder: Path) -> None:
+    if folder.is_symlink() or not folder.is_dir():
+        raise InputError(folder, "is not a plain case folder (a link or a file): move it before replacing the case")
     foreign = sorted(p.name for p in folder.iterdir() if p.name not in CASE_LAYOUT)
     if foreign:
         raise InputError(folder, f"holds file(s) that are not the case layout's ({', '.join(foreign[:3])}): "
