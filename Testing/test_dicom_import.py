@@ -225,3 +225,18 @@ def test_a_file_that_claims_to_be_a_segmentation_but_is_not_is_refused_naming_it
     with pytest.raises(InputError, match=r"fake_seg\.dcm: is not a DICOM SEG HEROVision can read"):
         import_study(tmp_path / "study", tmp_path / "cases")
     assert not (tmp_path / "cases").exists()
+
+
+@pytest.mark.parametrize("cut", ["in its pixels", "in its header"])
+def test_a_dicom_file_cut_short_is_refused_naming_it_in_a_folder_and_in_a_study(tmp_path, cut):
+    """A converter fills or drops what is missing; HEROVision refuses the file by name, and writes nothing."""
+    study = Study(tmp_path / "study", "P9")
+    study.mr_series([_volume(ORIENTATIONS["axial"], seed=k) for k in range(4)], "ep2d_ivim", bvalues=(0, 50, 300, 800))
+    file = sorted((tmp_path / "study" / "series01").glob("*.dcm"))[3]
+    data = file.read_bytes()
+    file.write_bytes(data[:-100] if cut == "in its pixels" else data[:len(data) // 2])
+    with pytest.raises(InputError, match=rf"{file.name}: (truncated|cannot be read as DICOM: truncated)"):
+        read_diffusion_series(tmp_path / "study" / "series01")
+    with pytest.raises(InputError, match=rf"{file.name}: (truncated|cannot be read as DICOM: truncated)"):
+        import_study(tmp_path / "study", tmp_path / "cases")
+    assert not (tmp_path / "cases").exists()

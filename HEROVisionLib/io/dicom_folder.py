@@ -47,20 +47,38 @@ def bvalues_beside(image: Path) -> tuple[float, ...] | None:
     return tuple(float(b) for b in bval.read_text().split()) if bval.is_file() else None
 
 
-def series_headers(folder: Path) -> list:
-    """The DICOM headers (pydicom, no pixels) of ``folder``'s files, all of one patient, study and
-    series: a folder that mixes them is refused naming what it found."""
+def read_dicom_file(file: Path):
+    """``file``'s DICOM dataset, or None when it is not DICOM (notes, DICOMDIR indexes); a DICOM file
+    that is damaged, or an image whose uncompressed pixel data are cut short, is refused naming it
+    (a converter would fill the gap or drop the slice)."""
     import pydicom
 
+    try:
+        dataset = pydicom.dcmread(file)
+    except (pydicom.errors.InvalidDicomError, OSError, ValueError, EOFError) as error:
+        if _looks_like_dicom(file):
+            raise InputError(file, f"cannot be read as DICOM: truncated or damaged ({error})") from None
+        return None
+    if is_image(dataset):
+        _check_pixel_data(dataset, file)
+    return dataset
+
+
+def is_image(dataset) -> bool:
+    """An object that holds pixels: an image storage class (or image rows), a segmentation."""
+    name = getattr(dataset.get("SOPClassUID"), "name", "")
+    return "Rows" in dataset or ("Storage" in name and ("Image" in name or "Segmentation" in name))
+
+
+def series_headers(folder: Path) -> list:
+    """The DICOM datasets of ``folder``'s image files, all of one patient, study and series: a folder
+    that mixes them is refused naming what it found, and a file cut short naming the file."""
     headers = []
     identities: dict[str, set] = {"patient": set(), "study": set(), "series": set()}
     for file in sorted(p for p in folder.iterdir() if p.is_file()):
-        try:
-            header = pydicom.dcmread(file, stop_before_pixels=True)
-        except (pydicom.errors.InvalidDicomError, OSError, ValueError):
-            continue  # not DICOM (DICOMDIR indexes, notes…)
-        if "Rows" not in header or header.get("Modality") == "SEG":
-            continue  # not an image (a report, a segmentation)
+        header = read_dicom_file(file)
+        if header is None or not is_image(header) or header.get("Modality") == "SEG":
+            continue  # not an image (a report, a segmentation, an index)
         for key, tag in zip(identities, ("PatientID", "StudyInstanceUID", "SeriesInstanceUID")):
             identities[key].add(str(header.get(tag, "?")).strip() or "?")
         headers.append(header)
@@ -72,6 +90,28 @@ def series_headers(folder: Path) -> list:
             f"{key} ({len(v)}: {', '.join(v[:4])})" for key, v in mixed.items())
             + ": put each series of one patient in its own folder")
     return headers
+
+
+def _looks_like_dicom(file: Path) -> bool:
+    """A file with DICOM's "DICM" marker after its 128-byte preamble."""
+    with open(file, "rb") as handle:
+        handle.seek(128)
+        return handle.read(4) == b"DICM"
+
+
+def _check_pixel_data(dataset, file: Path) -> None:
+    """Uncompressed pixel data must hold every bit its header declares (rows × columns × samples ×
+    frames × bits allocated)."""
+    if "PixelData" not in dataset or "Rows" not in dataset:
+        raise InputError(file, "truncated: an image without its pixel data (or the header that describes them)")
+    syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
+    if syntax is not None and syntax.is_compressed:
+        return  # the decoder checks a compressed stream
+    bits = (int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("SamplesPerPixel", 1) or 1)
+            * int(dataset.get("NumberOfFrames", 1) or 1) * int(dataset.BitsAllocated))
+    expected, held = -(-bits // 8), len(dataset.PixelData)
+    if held < expected:
+        raise InputError(file, f"truncated: its pixel data hold {held} bytes, its header declares {expected}")
 
 
 def check_slice_positions(headers, source) -> None:

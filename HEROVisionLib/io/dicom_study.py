@@ -31,7 +31,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from .case import check_case_id
-from .dicom_folder import bvalues_beside, run_dcm2niix
+from .dicom_folder import bvalues_beside, read_dicom_file, run_dcm2niix
 from .diffusion import read_diffusion_series, write_diffusion_series
 from .images import frames_to_vector, read_image, vector_to_frames, write_image, write_multiframe, write_text_atomic
 from .output_folder import output_folder, remove_within
@@ -112,21 +112,16 @@ def _matches(patterns, text: str) -> bool:
 
 def study_series(folder) -> tuple[list[Series], list[Path]]:
     """The study's image series and its DICOM SEG files; refused when it holds more than one
-    patient or study, or nothing DICOM."""
-    import pydicom
-
+    patient or study, nothing DICOM, or a DICOM file that is damaged or cut short."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(folder, "not a folder")
     series: dict[str, Series] = {}
     segmentations, patients, studies = [], {}, {}
     for file in sorted(p for p in folder.rglob("*") if p.is_file()):
-        try:
-            header = pydicom.dcmread(file, stop_before_pixels=True)
-        except (pydicom.errors.InvalidDicomError, OSError, ValueError):
+        header = read_dicom_file(file)  # a damaged or cut file refused by name
+        if header is None or "SOPClassUID" not in header or "SeriesInstanceUID" not in header:
             continue  # not DICOM: notes, DICOMDIR indexes…
-        if "SOPClassUID" not in header or "SeriesInstanceUID" not in header:
-            continue
         patients.setdefault(str(header.get("PatientID", "")), file)
         studies.setdefault(str(header.get("StudyInstanceUID", "")), file)
         modality = str(header.get("Modality", ""))
