@@ -251,8 +251,20 @@ class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 f"The nomograms need: {', '.join(covariates)}" if covariates else "These models use no clinical values.")
 
     def _modelsFolder(self):
-        folder = self._parameterNode.modelsFolder if self._parameterNode else None
+        return self._chosenFolder("modelsFolder")
+
+    def _chosenFolder(self, name: str):
+        """The folder parameter ``name``, or None when none was chosen (an empty path reads as '.')."""
+        folder = getattr(self._parameterNode, name) if self._parameterNode else None
         return folder if folder and str(folder) not in ("", ".") else None
+
+    def _requiredFolder(self, name: str, what: str):
+        from HEROVisionLib.errors import InputError
+
+        folder = self._chosenFolder(name)
+        if folder is None:
+            raise InputError(what, "choose a folder first")
+        return folder
 
     def updateChecks(self) -> None:
         """List what would stop a prediction, show the VOI's size, enable Predict when all is well."""
@@ -329,15 +341,16 @@ class HEROVisionWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             inputs = self.sceneInputs()
             if self._parameterNode.cohortCaseId:
                 inputs.case_id = self._parameterNode.cohortCaseId.strip()
-            folder = self.logic.addToCohort(inputs, self._parameterNode.cohortFolder, self._parameterNode.outcomeText,
-                                            self._parameterNode.replaceCase)
+            folder = self.logic.addToCohort(inputs, self._requiredFolder("cohortFolder", "Cohort folder"),
+                                            self._parameterNode.outcomeText, self._parameterNode.replaceCase)
             self.ui.cohortStatusLabel.setText(f"Case {inputs.case_id} written to {folder} and added to cohort.csv")
 
     def onRunCohort(self) -> None:
         with slicer.util.tryWithErrorDisplay("The cohort run did not start.", waitCursor=True):
             if not self.logic.ensureDependencies():
                 return
-            self._cohortRun = self.logic.startCohort(self._parameterNode.cohortFolder, self._parameterNode.cohortOutput,
+            self._cohortRun = self.logic.startCohort(self._requiredFolder("cohortFolder", "Cohort folder"),
+                                                     self._requiredFolder("cohortOutput", "Predictions to"),
                                                      resume=True, modelsFolder=self._modelsFolder(),
                                                      device=self._parameterNode.device)
             self.ui.runCohortButton.setEnabled(False)
