@@ -51,6 +51,7 @@ def add_case_to_cohort(case, cohort_folder, values: dict, *, replace: bool = Fal
         raise InputError(case_id, "no modality with its tumour VOI: nothing to add")
     folder = _cohort_folder(cohort_folder)
     with _locked(folder):
+        _refuse_unless_cohort(folder)  # what another session did meanwhile is complete now
         header, rows = _read_table(folder / "cohort.csv")
         target = folder / case_id
         if (target.exists() or any(row.get("case_id") == case_id for row in rows)) and not replace:
@@ -82,14 +83,25 @@ def add_case_to_cohort(case, cohort_folder, values: dict, *, replace: bool = Fal
 
 
 def _cohort_folder(folder) -> Path:
+    """The resolved cohort folder, made when new. A folder that is not a cohort is refused before
+    anything is written — unless another session holds its lock (it is making it one: judged again
+    under the lock)."""
     folder = Path(folder).expanduser().resolve()
     if folder.exists() and not folder.is_dir():
         raise InputError(folder, "exists and is not a folder")
-    if folder.is_dir() and not (folder / "cohort.csv").is_file() and any(
-            p.name != LOCK_NAME for p in folder.iterdir()):
-        raise InputError(folder, "is not a cohort (no cohort.csv) and not empty: give a cohort folder or a new one")
+    if folder.is_dir() and not (folder / LOCK_NAME).exists():
+        _refuse_unless_cohort(folder)
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def _refuse_unless_cohort(folder: Path) -> None:
+    """A cohort holds cohort.csv; a new one nothing but what a session adding to it writes first."""
+    if (folder / "cohort.csv").is_file():
+        return
+    if any(not (p.name == LOCK_NAME or (p.name.startswith(".") and p.name.endswith((".partial", ".replaced"))))
+           for p in folder.iterdir()):
+        raise InputError(folder, "is not a cohort (no cohort.csv) and not empty: give a cohort folder or a new one")
 
 
 @contextmanager
