@@ -165,8 +165,8 @@ def _run_ivim(args) -> int:
         maps = fit_series(series, mask, args.method, args.device, progress=True, mask_source=args.mask)
         statistics_roi, statistics_source = (mask, args.mask) if mask is not None else (roi, roi_source)
         with staged_outputs(out.path) as stage:
-            for name, image in maps.items():
-                write_image(image, stage / f"ivim_{name}.nrrd")
+            for name, image in maps.items():  # uncompressed: gzip cost more than the fit's last third
+                write_image(image, stage / f"ivim_{name}.nrrd", compress=False)
             if statistics_roi is not None:
                 table = roi_statistics(maps, statistics_roi, statistics_source)
                 write_text_atomic(table.to_csv(index=False, float_format="%.6g"), stage / "ivim_statistics.csv")
