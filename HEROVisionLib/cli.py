@@ -158,12 +158,17 @@ def _read_ivim_input(path: Path):
 def _run_ivim(args) -> int:
     from .io.images import read_image, staged_outputs, write_image, write_text_atomic
     from .ivim import fit_series, roi_statistics
+    from .ivim.maps import body_mask
 
     with _writing(args, "ivim", args.input, args.mask) as out:
         series, roi, roi_source = _read_ivim_input(args.input)
-        mask = read_image(args.mask, label=True) if args.mask else None
-        maps = fit_series(series, mask, args.method, args.device, progress=True, mask_source=args.mask)
-        statistics_roi, statistics_source = (mask, args.mask) if mask is not None else (roi, roi_source)
+        if args.mask:
+            mask, fitted = read_image(args.mask, label=True), f"voxels of {args.mask} fitted"
+        else:
+            mask, fitted = body_mask(series)
+        maps = fit_series(series, mask, args.method, args.device, progress=True,
+                          mask_source=args.mask or "the automatic body mask")
+        statistics_roi, statistics_source = (mask, args.mask) if args.mask else (roi, roi_source)
         with staged_outputs(out.path) as stage:
             for name, image in maps.items():  # uncompressed: gzip cost more than the fit's last third
                 write_image(image, stage / f"ivim_{name}.nrrd", compress=False)
@@ -171,6 +176,7 @@ def _run_ivim(args) -> int:
                 table = roi_statistics(maps, statistics_roi, statistics_source)
                 write_text_atomic(table.to_csv(index=False, float_format="%.6g"), stage / "ivim_statistics.csv")
     print(f"IVIM maps ({args.method} fit) written to {args.out}: " + ", ".join(f"ivim_{name}.nrrd" for name in maps))
+    print(fitted[0].upper() + fitted[1:])
     if statistics_roi is None:
         print("No ROI (give --mask, or a case folder with ivim_roi): no statistics written.")
     else:
