@@ -356,6 +356,7 @@ def _run_batch_processes(args) -> int:
     import tempfile
 
     from .devices import available_cores
+    from .io.case import Cohort
     from .predict.batch import write_merged_table
 
     if args.shard != "1/1":
@@ -375,6 +376,7 @@ def _run_batch_processes(args) -> int:
                                           "--shard", f"{k}/{args.processes}"], env=environment,
                                          stdout=subprocess.DEVNULL, stderr=handle)
                         for k, handle in enumerate(handles, 1)]
+            _follow(children, args.out, len(Cohort(args.cohort, strict=False)))
             codes = [child.wait() for child in children]
             for handle in handles:
                 handle.close()
@@ -390,6 +392,21 @@ def _run_batch_processes(args) -> int:
               f"{', '.join(str(codes[k - 1]) for k in broken)}); run again with --resume", file=sys.stderr)
         return 2
     return status
+
+
+def _follow(children, out: Path, total: int) -> None:
+    """A progress bar of the cases the shards have finished (their folders under ``out``) until all exit."""
+    import time
+
+    from tqdm import tqdm
+
+    from .predict.batch import published_case_tables
+
+    with tqdm(total=total, desc="cases", unit="case") as bar:
+        while any(child.poll() is None for child in children):
+            time.sleep(1.0)
+            bar.n = len(published_case_tables(out))
+            bar.refresh()
 
 
 def _report_batch(table, out) -> int:

@@ -67,6 +67,12 @@ def _publish(out: OutputFolder, case_id: str, write) -> None:
         remove_within(partial, out)
 
 
+def published_case_tables(out: Path) -> list[Path]:
+    """The case tables of the case folders under ``out``, in case-id order — not those of a case
+    another shard is still writing (its folder is published by a rename when complete)."""
+    return [path for path in sorted(Path(out).glob(f"*/{CASE_TABLE}")) if not path.parent.name.startswith(".")]
+
+
 def collect_table(out: Path, known: dict | None = None) -> pd.DataFrame:
     """The rows of every case folder under ``out``, in case-id order.
 
@@ -76,9 +82,7 @@ def collect_table(out: Path, known: dict | None = None) -> pd.DataFrame:
     resumed run, has a new stamp and is read again."""
     known = {} if known is None else known
     rows = []
-    for path in sorted(out.glob(f"*/{CASE_TABLE}")):
-        if path.parent.name.startswith("."):
-            continue  # a case another shard is still writing (published by a rename when complete)
+    for path in published_case_tables(out):
         try:
             status = path.stat()
             stamp = (status.st_ino, status.st_mtime_ns, status.st_size)
