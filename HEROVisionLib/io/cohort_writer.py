@@ -71,15 +71,24 @@ def add_case_to_cohort(case, cohort_folder, values: dict, *, replace: bool = Fal
             try:
                 write_text_atomic(_table_text(header, rows), folder / "cohort.csv")
             except BaseException:
-                shutil.rmtree(target)  # the case written a moment ago, under the lock
+                _remove(target, folder)  # the case written a moment ago, under the lock
                 if old is not None:
                     old.rename(target)
                 raise
             if old is not None:
-                shutil.rmtree(old)
+                _remove(old, folder)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            if staging.exists():
+                _remove(staging, folder)
     return target
+
+
+def _remove(path: Path, folder: Path) -> None:
+    """Delete a case folder this call wrote or replaced — checked at this moment to be a real folder
+    directly inside the (resolved) cohort folder, never a link out of it."""
+    if path.is_symlink() or not path.is_dir() or path.resolve().parent != folder:
+        raise InputError(path, f"is not a folder directly inside {folder}: not removed")
+    shutil.rmtree(path)
 
 
 def _cohort_folder(folder) -> Path:
