@@ -214,6 +214,24 @@ def test_nan_and_infinite_voxels_are_refused_in_every_format(tmp_path, suffix, v
         read_image(path)
 
 
+@pytest.mark.parametrize("reader", ["read_image", "read_multiframe"])
+def test_a_nifti_scaling_that_overflows_32_bit_floats_is_refused(tmp_path, reader):
+    """A damaged scl_slope (here 1e37) scales ordinary voxels past float32's ±3.4e38: they would read
+    as infinity after the conversion every reader ends with."""
+    import nibabel
+
+    from HEROVisionLib.errors import InputError
+    from HEROVisionLib.io import images
+
+    shape = (4, 5, 6) if reader == "read_image" else (4, 5, 6, 3)
+    nifti = nibabel.Nifti1Image(np.full(shape, 100.0, np.float32), np.eye(4))
+    nifti.header.set_slope_inter(1e37, 0.0)
+    path = tmp_path / "dwi.nii"
+    nibabel.save(nifti, path)
+    with pytest.raises(InputError, match=r"dwi.nii: \d+ voxel value\(s\) (beyond the range of 32-bit floats|are NaN or infinite)"):
+        getattr(images, reader)(path)
+
+
 @pytest.mark.parametrize("spacing", [b"0 0.8 3", b"-0.8 0.8 3", b"nan 0.8 3", b"0.8 x 3"])
 def test_a_metaimage_voxel_size_that_is_not_positive_is_refused(tmp_path, spacing):
     """ITK would read a negative size as a flipped axis, and the ROI would then be blamed."""

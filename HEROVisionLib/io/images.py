@@ -226,8 +226,19 @@ def read_image(path, *, label: bool = False) -> sitk.Image:
     if label:
         image = _as_label_map(image, path)
     else:
-        image = sitk.Cast(image, sitk.sitkFloat32)
+        image = _to_float32(image, sitk.sitkFloat32, path)
     return image
+
+
+def _to_float32(image: sitk.Image, pixel_type, path) -> sitk.Image:
+    """The image as 32-bit floats; refused where a value does not fit (a wrong scaling factor in a
+    header reads as huge values, which the conversion would turn into infinity)."""
+    converted = sitk.Cast(image, pixel_type)
+    bad = int(np.count_nonzero(~np.isfinite(sitk.GetArrayViewFromImage(converted))))
+    if bad:
+        raise InputError(path, f"{bad} voxel value(s) beyond the range of 32-bit floats (±3.4e38): "
+                               "is the header's intensity scaling right?")
+    return converted
 
 
 def _as_label_map(image: sitk.Image, path) -> sitk.Image:
@@ -257,7 +268,7 @@ def read_multiframe(path) -> sitk.Image:
         raise InputError(path, f"expected a 4-D image (x, y, z, frames), found {image.GetDimension()}-D "
                                f"of size {image.GetSize()}")
     check_finite(vector, path)
-    return sitk.Cast(vector, sitk.sitkVectorFloat32)
+    return _to_float32(vector, sitk.sitkVectorFloat32, path)
 
 
 def frames_to_vector(frames) -> sitk.Image:
