@@ -137,8 +137,11 @@ def _add_ivim(commands):
     parser.add_argument("--method", default="full",
                         help="full (bounded least squares of all four parameters, default) or segmented "
                              "(the consensus segmented fit)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 …")
-    parser.set_defaults(run=_run_ivim)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available, else the CPU), cpu, cuda, "
+                                                         "cuda:1, mps …")
+    _add_threads_option(parser)
+    # The CPU fit needs no torch: the device is resolved by the fit, which loads torch only for a GPU.
+    parser.set_defaults(run=_run_ivim, device_resolved_by_command=True)
 
 
 def _read_ivim_input(path: Path):
@@ -586,7 +589,8 @@ def main(argv=None) -> int:
             from .devices import limit_threads
 
             limit_threads(args.threads)
-        if getattr(args, "device", None) is not None:  # resolved once for the whole run
+        if getattr(args, "device", None) is not None and not getattr(args, "device_resolved_by_command", False):
+            # resolved once for the whole run
             from .devices import resolve_device
 
             args.device = resolve_device(args.device)

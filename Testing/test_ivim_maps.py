@@ -16,7 +16,8 @@ from HEROVisionLib.io.case import Case
 from HEROVisionLib.io.output_folder import MARKER
 from HEROVisionLib.io.diffusion import write_diffusion_series
 from HEROVisionLib.io.geometry import labels_present, same_grid
-from HEROVisionLib.ivim import MAP_NAMES, fit_full, fit_series, roi_statistics
+from HEROVisionLib.ivim import MAP_NAMES, fit_series, roi_statistics
+from HEROVisionLib.ivim.fit import fit_full
 from HEROVisionLib.ivim.simulate import synthetic_voxels
 from HEROVisionLib.phantom.anatomy import draw_anatomy
 from HEROVisionLib.phantom.generate import draw_case_variables

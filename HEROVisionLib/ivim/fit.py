@@ -1,4 +1,4 @@
-"""Voxel-wise IVIM fitting in torch: every voxel of a chunk at once, on CPU or CUDA.
+"""Voxel-wise IVIM fitting in torch: every voxel of a chunk advances at once, on a GPU (or any torch device).
 
 Model: ``S(b) = S0·((1−f)·exp(−b·D) + f·exp(−b·D*))``. Signals are divided by each voxel's
 lowest-b signal before fitting, so one set of bounds and tolerances fits every scanner scale; S0 is
@@ -11,15 +11,16 @@ reported back in the input's units.
   fit: analytic Jacobian, Marquardt damping, parameters at a bound leave the step (active set).
 * :func:`fit_adc` — mono-exponential ADC by log-linear least squares over all b-values.
 
-Bounds follow the OSIPI IVIM code collection: D ∈ [0, 5e-3], f ∈ [0, 1], D* ∈ [5e-3, 0.2] mm²/s,
-D* ≥ D, relative S0 ∈ [0.7, 1.3].
+Bounds, flags and stopping rules are those of :mod:`.fit_settings`, shared with the CPU engine
+(:mod:`.cpu_fit`), which runs the same algorithm voxel by voxel; this one serves GPUs, where
+whole chunks of voxels advance together.
 
 Zero, negative and non-finite signals are read as 0 (logs use a tiny floor, and log-linear weights
 S² make near-noise-floor signals count little); a voxel whose lowest-b signal is not positive
 cannot be fitted: its parameters are 0 and it is flagged ``FLAG_INVALID_SIGNAL``.
 
 Public functions take signals as (voxels, b-values); inside, arrays are (b-values, voxels) so that
-every element-wise operation runs along long contiguous rows — several times faster on CPU than
+every element-wise operation runs along long contiguous rows — several times faster than
 reducing over a short last axis.
 """
 
@@ -30,26 +31,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InputError
+from .fit_settings import (BOUND_TOLERANCE, COST_TOLERANCE, D_BOUNDS, DSTAR_BOUNDS, DSTAR_GRID, F_BOUNDS,
+                           FLAG_AT_BOUND, FLAG_INVALID_SIGNAL, FLAG_NOT_CONVERGED, INITIAL_DAMPING, MAX_DAMPING,
+                           MAX_ITERATIONS, MIN_DAMPING, S0_RELATIVE_BOUNDS, SCALE, SEGMENTED_THRESHOLD, TINY,
+                           check_bvalues, check_segmented_bvalues, check_signal_shape, dstar_grid)
 
-D_BOUNDS = (0.0, 5e-3)
-F_BOUNDS = (0.0, 1.0)
-DSTAR_BOUNDS = (5e-3, 0.2)
-S0_RELATIVE_BOUNDS = (0.7, 1.3)
-MIN_BVALUES = 4
-
-#: Flag-map bits (0 = a good fit).
-FLAG_INVALID_SIGNAL = 1  # lowest-b signal not positive (or not finite): nothing to fit
-FLAG_AT_BOUND = 2  # a parameter sits on its bound
-FLAG_NOT_CONVERGED = 4  # the full fit still improved at its last iteration
-
-_TINY = 1e-6
-_DSTAR_GRID = 128  # log-spaced D* candidates of the 1-D search: steps of 2.9 %, refined by a parabola
-# The LM works on parameters of order one: (S0, f, D·1e3, D*·1e1).
-_SCALE = (1.0, 1.0, 1e3, 1e1)
 _UPPER_TRIANGLE = [(i, j) for i in range(4) for j in range(i, 4)]
-_INITIAL_DAMPING, _MAX_DAMPING = 1e-2, 1e6
-_COST_TOLERANCE = 1e-4  # relative cost decrease of an accepted step that ends a voxel's fit
 _RETIRE_FRACTION = 0.1  # compact the batch once this share of it has finished
 
 
@@ -66,15 +53,6 @@ class IVIMFit:
     flags: torch.Tensor
 
 
-def check_bvalues(bvalues, source="b-values") -> torch.Tensor:
-    b = torch.as_tensor(bvalues, dtype=torch.float64)
-    if b.ndim != 1 or len(b) < MIN_BVALUES:
-        raise InputError(source, f"IVIM fitting needs at least {MIN_BVALUES} b-values, got {len(b)}")
-    if len(torch.unique(b)) != len(b):
-        raise InputError(source, "duplicate b-values")
-    return b
-
-
 def _prepare(signal: torch.Tensor, bvalues):
     """(b as a (B, 1) column, normalised signal (B, N) ≥ 0, reference signal (N,), valid (N,)).
 
@@ -82,9 +60,8 @@ def _prepare(signal: torch.Tensor, bvalues):
     invalid and get reference 1.
     """
     b = check_bvalues(bvalues)
-    if signal.ndim != 2 or signal.shape[1] != len(b):
-        raise InputError("signal", f"expected (voxels, {len(b)} b-values), got shape {tuple(signal.shape)}")
-    b = b.to(signal)[:, None]
+    check_signal_shape(signal.shape, b)
+    b = torch.as_tensor(b).to(signal)[:, None]
     signal = torch.nan_to_num(signal.T, nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0.0)
     reference = signal[b[:, 0] == b.min()].mean(0)
     valid = reference > 0
@@ -101,7 +78,7 @@ def model(b: torch.Tensor, s0, f, d, dstar) -> torch.Tensor:
 def _log_linear_decay(b: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(intercept, decay rate) of log y against b per voxel, weights y² (var log S ≈ σ²/S²)."""
     w = y ** 2
-    log_y = torch.log(y.clamp_min(_TINY))
+    log_y = torch.log(y.clamp_min(TINY))
     sw, sx, sy = w.sum(0), (w * b).sum(0), (w * log_y).sum(0)
     sxx, sxy = (w * b * b).sum(0), (w * b * log_y).sum(0)
     slope = (sw * sxy - sx * sy) / (sw * sxx - sx * sx).clamp_min(1e-30)
@@ -122,41 +99,39 @@ def _dstar_search(b, y, f, d):
     f is f·Σe^(−2b·D*) − 2·t·e^(−b·D*), linear in (t, f)); a parabola through the best grid point
     and its neighbours refines it to well below the grid step.
     """
-    grid = torch.logspace(math.log10(DSTAR_BOUNDS[0]), math.log10(DSTAR_BOUNDS[1]), _DSTAR_GRID,
-                          dtype=y.dtype, device=y.device)
+    grid = torch.as_tensor(dstar_grid(), dtype=y.dtype, device=y.device)
     basis = torch.exp(-grid[:, None] * b[:, 0])  # (G, B)
     scorer = torch.cat([-2 * basis, (basis ** 2).sum(1, keepdim=True)], 1)  # (G, B + 1)
     target = y - (1 - f) * torch.exp(-b * d)
     cost = torch.cat([target, f[None]]).T @ scorer.T  # (N, G): argmin along rows is fast
-    best = cost.argmin(1).clamp(1, _DSTAR_GRID - 2)
+    best = cost.argmin(1).clamp(1, DSTAR_GRID - 2)
     below, at, above = cost.gather(1, best[:, None] + torch.arange(-1, 2, device=y.device)).T
     curvature = below - 2 * at + above
     offset = torch.where(curvature > 0, 0.5 * (below - above) / curvature, torch.zeros_like(at)).clamp(-1, 1)
-    step = math.log(DSTAR_BOUNDS[1] / DSTAR_BOUNDS[0]) / (_DSTAR_GRID - 1)
+    step = math.log(DSTAR_BOUNDS[1] / DSTAR_BOUNDS[0]) / (DSTAR_GRID - 1)
     dstar = grid[best] * torch.exp(offset * step)
     return torch.maximum(dstar.clamp(*DSTAR_BOUNDS), d)  # D ≤ 5e-3 = the grid's start, so D* ≥ D
 
 
 def _segmented_normalised(b, y, threshold):
     """Segmented fit of normalised signals (B, N): (S0/reference, f, D, D*), each (N,)."""
+    check_segmented_bvalues(b[:, 0].cpu().numpy(), threshold)
     high = b[:, 0] >= threshold
-    if int(high.sum()) < 2:
-        raise InputError("b-values", f"the segmented fit needs at least two b-values ≥ {threshold:g} s/mm²")
     intercept, rate = _log_linear_decay(b[high], y[high])
     d = rate.clamp(*D_BOUNDS)
     s0 = y[b[:, 0] == 0].mean(0) if b.min() == 0 else torch.ones_like(d)
-    f = (1 - torch.exp(intercept) / s0.clamp_min(_TINY)).clamp(*F_BOUNDS)
+    f = (1 - torch.exp(intercept) / s0.clamp_min(TINY)).clamp(*F_BOUNDS)
     return s0, f, d, _dstar_search(b, y, f, d)
 
 
-def fit_segmented(signal: torch.Tensor, bvalues, threshold: float = 200.0) -> IVIMFit:
+def fit_segmented(signal: torch.Tensor, bvalues, threshold: float = SEGMENTED_THRESHOLD) -> IVIMFit:
     """The consensus segmented fit (see module docstring). ``signal``: (N, B)."""
     b, y, reference, valid = _prepare(signal, bvalues)
     params = torch.stack(_segmented_normalised(b, y, threshold))
     return _result(b, y, reference, valid, params, converged=None)
 
 
-def fit_full(signal: torch.Tensor, bvalues, threshold: float = 200.0, max_iterations: int = 40) -> IVIMFit:
+def fit_full(signal: torch.Tensor, bvalues, threshold: float = SEGMENTED_THRESHOLD, max_iterations: int = MAX_ITERATIONS) -> IVIMFit:
     """Bounded least squares of all four parameters, from the segmented fit. ``signal``: (N, B)."""
     b, y, reference, valid = _prepare(signal, bvalues)
     start = torch.stack(_segmented_normalised(b, y, threshold))
@@ -168,7 +143,7 @@ class _ScaledModel:
     """The IVIM model of normalised signals in the LM's scaled parameters p = (S0, f, D·1e3, D*·1e1)."""
 
     def __init__(self, b, dtype_like):
-        scale = torch.tensor(_SCALE, dtype=dtype_like.dtype, device=dtype_like.device)
+        scale = torch.tensor(SCALE, dtype=dtype_like.dtype, device=dtype_like.device)
         self.scale = scale[:, None]
         self.b_d, self.b_dstar = b / scale[2], b / scale[3]
         bounds = (S0_RELATIVE_BOUNDS, F_BOUNDS, D_BOUNDS, DSTAR_BOUNDS)
@@ -206,7 +181,7 @@ class _ScaledModel:
 def _levenberg_marquardt(b, y, start, max_iterations):
     """Projected LM (active set at the bounds); returns ((4, N) parameters, converged (N,)).
 
-    A voxel is finished when an accepted step lowers its cost by less than ``_COST_TOLERANCE``
+    A voxel is finished when an accepted step lowers its cost by less than ``COST_TOLERANCE``
     (relative) or its damping saturates; finished voxels leave the batch so the work shrinks as
     the fit converges.
     """
@@ -215,7 +190,7 @@ def _levenberg_marquardt(b, y, start, max_iterations):
     result = p.clone()
     converged = torch.zeros(y.shape[1], dtype=torch.bool, device=y.device)
     index = torch.arange(y.shape[1], device=y.device)
-    damping = torch.full_like(p[0], _INITIAL_DAMPING)
+    damping = torch.full_like(p[0], INITIAL_DAMPING)
     finished = torch.zeros_like(converged)
     cost, gradient, hessian = scaled.normal_equations(p, y)
     for _ in range(max_iterations):
@@ -224,12 +199,12 @@ def _levenberg_marquardt(b, y, start, max_iterations):
         # The trial's normal equations cost one evaluation and serve the next step if it is taken.
         trial_cost, trial_gradient, trial_hessian = scaled.normal_equations(trial, y)
         better = trial_cost < cost
-        finished |= (better & (cost - trial_cost <= _COST_TOLERANCE * cost))
+        finished |= (better & (cost - trial_cost <= COST_TOLERANCE * cost))
         p, gradient, hessian = (torch.where(better, new, old) for new, old in
                                 ((trial, p), (trial_gradient, gradient), (trial_hessian, hessian)))
         cost = torch.where(better, trial_cost, cost)
-        damping = torch.where(better, damping * 0.3, damping * 10).clamp(1e-7, _MAX_DAMPING)
-        finished |= damping >= _MAX_DAMPING
+        damping = torch.where(better, damping * 0.3, damping * 10).clamp(MIN_DAMPING, MAX_DAMPING)
+        finished |= damping >= MAX_DAMPING
         if finished.sum() > _RETIRE_FRACTION * len(index):  # write the finished out, go on with the rest
             done, keep = finished.nonzero()[:, 0], (~finished).nonzero()[:, 0]
             result[:, index[done]] = p[:, done]
@@ -289,7 +264,7 @@ def _result(b, y, reference, valid, params, converged) -> IVIMFit:
     return IVIMFit(keep(s0 * reference), keep(f), keep(d), keep(dstar), keep(r2), flags)
 
 
-def _on_bound(value, bounds, relative=1e-4):
+def _on_bound(value, bounds, relative=BOUND_TOLERANCE):
     low, high = bounds
     tolerance = relative * (high - low)
     return (value <= low + tolerance) | (value >= high - tolerance)

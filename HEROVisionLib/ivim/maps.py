@@ -4,50 +4,80 @@ Only voxels inside the mask (all voxels without one) are fitted; the maps are 0 
 ``ivim`` command, given no mask, fits only the body (:func:`body_mask`): the air around it holds
 no signal to fit. Voxels
 are fitted in chunks of ``chunk_size`` so memory stays bounded whatever the volume: the series is
-read once as float32 and each chunk's working set is a few dozen (b-values × chunk) arrays.
+read once as float32 and fitted in chunks (progress is shown per chunk).
+
+The CPU runs the numba engine (:mod:`.cpu_fit`), a GPU the torch one (:mod:`.fit`): the same
+algorithm, each where it is fastest. ``auto`` takes CUDA when there is one, else the CPU (Apple's
+MPS only when asked for by name).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
-import torch
 
-from ..devices import resolve_device
-from ..errors import InputError
+from ..devices import cpu_threads, cuda_possible, resolve_device
 from ..io.diffusion import DiffusionSeries
 from ..io.geometry import resample_roi_to
-from .fit import fit_adc, fit_full, fit_segmented
+from .fit_settings import check_method
 
-METHODS = {"segmented": fit_segmented, "full": fit_full}
 #: Map names, in the order they are written: parameters, then ADC, fit quality and flags.
 MAP_NAMES = ("S0", "f", "D", "Dstar", "ADC", "R2", "flags")
-#: Voxels fitted at once: on CPU about what stays in cache-friendly sizes, on a GPU enough to fill it.
-DEFAULT_CHUNK = {"cpu": 131072, "cuda": 2097152}
+#: Voxels fitted at once: on CPU enough to keep its threads busy, on a GPU enough to fill it.
+DEFAULT_CHUNK = {"cpu": 262144, "cuda": 2097152}
 
 
 def fit_voxels(signal: np.ndarray, bvalues, method: str = "full", device="auto",
                chunk_size: int | None = None, progress: bool = False) -> dict[str, np.ndarray]:
     """Fit (N, B) signals chunk by chunk; returns one (N,) float32 array per map (flags uint8)."""
-    if method not in METHODS:
-        raise InputError("--method", f"unknown IVIM fit method {method!r}; expected one of {', '.join(METHODS)}")
-    device = resolve_device(device)
-    fit = METHODS[method]
-    chunk_size = chunk_size or DEFAULT_CHUNK.get(device.type, DEFAULT_CHUNK["cpu"])
+    check_method(method)
+    device = _fit_device(device)
+    fit_chunk = _cpu_chunk_fit(method) if device == "cpu" else _torch_chunk_fit(method, device)
+    chunk_size = chunk_size or DEFAULT_CHUNK.get(getattr(device, "type", device), DEFAULT_CHUNK["cpu"])
     n = len(signal)
     maps = {name: np.zeros(n, dtype=np.uint8 if name == "flags" else np.float32) for name in MAP_NAMES}
     from tqdm import tqdm
 
     with tqdm(total=n, desc=f"IVIM {method} fit", unit="voxel", unit_scale=True, disable=not progress) as bar:
         for start in range(0, n, chunk_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(signal[start:start + chunk_size], dtype=np.float32)).to(device)
-            result = fit(chunk, bvalues)
-            values = {"S0": result.s0, "f": result.f, "D": result.d, "Dstar": result.dstar,
-                      "ADC": fit_adc(chunk, bvalues), "R2": result.r2, "flags": result.flags}
-            for name, value in values.items():
-                maps[name][start:start + len(chunk)] = value.cpu().numpy()
+            chunk = signal[start:start + chunk_size]
+            for name, value in fit_chunk(chunk, bvalues).items():
+                maps[name][start:start + len(chunk)] = value
             bar.update(len(chunk))
     return maps
+
+
+def _fit_device(name):
+    """"cpu" for the numba engine, else the torch device of the torch engine."""
+    if name == "cpu" or (name == "auto" and not cuda_possible()):
+        return "cpu"  # torch not even loaded
+    device = resolve_device(name)
+    if device.type == "cpu" or (name == "auto" and device.type == "mps"):
+        return "cpu"
+    return device
+
+
+def _cpu_chunk_fit(method):
+    from .cpu_fit import fit_cpu
+
+    return lambda chunk, bvalues: fit_cpu(chunk, bvalues, method, threads=cpu_threads())
+
+
+def _torch_chunk_fit(method, device):
+    import torch
+
+    from .fit import fit_adc, fit_full, fit_segmented
+
+    fit = {"segmented": fit_segmented, "full": fit_full}[method]
+
+    def fit_chunk(chunk, bvalues):
+        signal = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)).to(device)
+        result = fit(signal, bvalues)
+        values = {"S0": result.s0, "f": result.f, "D": result.d, "Dstar": result.dstar,
+                  "ADC": fit_adc(signal, bvalues), "R2": result.r2, "flags": result.flags}
+        return {name: value.cpu().numpy() for name, value in values.items()}
+
+    return fit_chunk
 
 
 #: The body's edge in the lowest-b volume: signal above this share of its 99th percentile. Air holds

@@ -7,7 +7,7 @@ import pandas as pd
 import SimpleITK as sitk
 
 from ..io.geometry import labels_present, resample_roi_to
-from .fit import FLAG_INVALID_SIGNAL
+from .fit_settings import FLAG_INVALID_SIGNAL
 
 PARAMETERS = ("ADC", "D", "Dstar", "f", "S0", "R2")
 STATISTICS_COLUMNS = ("label", "parameter", "count", "mean", "median", "sd", "p10", "p90", "flagged")

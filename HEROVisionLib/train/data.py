@@ -81,7 +81,9 @@ def _ivim_case(arguments):
 
 
 def _single_thread():
-    torch.set_num_threads(1)
+    from ..devices import limit_threads
+
+    limit_threads(1)
 
 
 def _run(function, jobs, workers, progress, description):
