@@ -14,8 +14,8 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import SimpleITK as sitk
 
 from ..errors import InputError
@@ -23,6 +23,9 @@ from .clinical import check_clinical_record
 from .diffusion import DiffusionSeries, bval_path_for, read_diffusion_series
 from .geometry import resample_roi_to
 from .images import IMAGE_SUFFIXES, read_image, read_multiframe
+
+if TYPE_CHECKING:
+    import pandas as pd  # loaded where a cohort table is read: reading one case needs none
 
 MODALITIES = ("ivim", "t2wi", "dwi", "us", "ceus")
 MR_MODALITIES = MODALITIES[:3]  # one MR study (and DICOM series of one study)
@@ -183,6 +186,8 @@ class Cohort:
                 raise InputError(self.folder, "neither cohort.csv nor case folders found")
             for name in ids:
                 check_case_id(name, self.folder / name)
+            import pandas as pd
+
             self.table = pd.DataFrame({"case_id": ids})
             self.problems = {}
         if strict and self.problems:
@@ -224,6 +229,8 @@ def _row_problems(table: pd.DataFrame, path: Path) -> dict[str, InputError]:
 def read_case_table(path: Path) -> pd.DataFrame:
     """A CSV table with one row per case (cohort.csv, results.csv, truth.csv): readable, keyed by a
     unique text ``case_id``."""
+    import pandas as pd
+
     try:
         table = pd.read_csv(path, dtype={"case_id": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:

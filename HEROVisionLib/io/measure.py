@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
-from scipy.spatial import ConvexHull
-from scipy.spatial.distance import pdist
 
 from ..errors import InputError
 
@@ -20,6 +18,9 @@ _CORNERS = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
 def _largest_slice_diameter_mm(pixels_xy: np.ndarray, spacing_xy) -> float:
     corners = (pixels_xy[:, None, :] + _CORNERS[None]).reshape(-1, 2) * np.asarray(spacing_xy)
     corners = np.unique(corners, axis=0)
+    from scipy.spatial import ConvexHull
+    from scipy.spatial.distance import pdist
+
     hull = corners[ConvexHull(corners).vertices]
     return float(pdist(hull).max())
 

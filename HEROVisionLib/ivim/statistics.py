@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 import SimpleITK as sitk
 
 from ..io.geometry import labels_present, resample_roi_to
 from .fit_settings import FLAG_INVALID_SIGNAL
+
+if TYPE_CHECKING:
+    import pandas as pd  # loaded only when statistics are asked for
 
 PARAMETERS = ("ADC", "D", "Dstar", "f", "S0", "R2")
 STATISTICS_COLUMNS = ("label", "parameter", "count", "mean", "median", "sd", "p10", "p90", "flagged")
@@ -36,4 +40,6 @@ def roi_statistics(maps: dict[str, sitk.Image], roi: sitk.Image, roi_source="ROI
                 row.update(mean=values.mean(), median=median, sd=values.std(ddof=1) if values.size > 1 else 0.0,
                            p10=p10, p90=p90)
             rows.append(row)
+    import pandas as pd
+
     return pd.DataFrame(rows, columns=list(STATISTICS_COLUMNS))
