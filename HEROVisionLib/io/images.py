@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 import math
 import os
 import shutil
@@ -127,8 +128,9 @@ def _read_nifti(path: Path) -> sitk.Image:
     header_size = {struct.unpack("<i", raw[:4])[0], struct.unpack(">i", raw[:4])[0]}
     kind = nibabel.Nifti2Image if 540 in header_size else nibabel.Nifti1Image
     try:
-        _check_nifti_header(kind.header_class.from_fileobj(io.BytesIO(raw), check=False), path)  # as written
-        nifti = kind.from_bytes(raw)
+        with _nibabel_silent():  # its log lines would precede our one-line refusal
+            _check_nifti_header(kind.header_class.from_fileobj(io.BytesIO(raw), check=False), path)  # as written
+            nifti = kind.from_bytes(raw)
     except InputError:
         raise
     except Exception as error:  # noqa: BLE001 — nibabel raises several types for a bad header
@@ -153,6 +155,19 @@ def _read_nifti(path: Path) -> sitk.Image:
     image.SetSpacing(reader.GetSpacing())
     image.SetDirection(reader.GetDirection())
     return image
+
+
+@contextmanager
+def _nibabel_silent():
+    """nibabel's header checks log what they find before raising it; the refusal says it once."""
+    from nibabel.imageglobals import logger
+
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _check_nifti_header(header, path: Path) -> None:
@@ -258,6 +273,7 @@ def read_multiframe(path) -> sitk.Image:
     """
     path = _require_file(path)
     image = _sitk_read(path)
+    check_finite(image, path)
     if image.GetNumberOfComponentsPerPixel() > 1:
         if image.GetDimension() not in (2, 3):
             raise InputError(path, f"expected a 2-D or 3-D vector image, found {image.GetDimension()}-D")
@@ -267,7 +283,6 @@ def read_multiframe(path) -> sitk.Image:
     else:
         raise InputError(path, f"expected a 4-D image (x, y, z, frames), found {image.GetDimension()}-D "
                                f"of size {image.GetSize()}")
-    check_finite(vector, path)
     return _to_float32(vector, sitk.sitkVectorFloat32, path)
 
 
