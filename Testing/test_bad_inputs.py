@@ -275,6 +275,39 @@ def test_a_metaimage_voxel_size_that_is_not_positive_is_refused(tmp_path, spacin
         read_image(path)
 
 
+def _with_header_field(path: Path, field: bytes, value: bytes) -> None:
+    """Rewrite one field of an uncompressed NRRD (``field: value``) or MetaImage (``field = value``)."""
+    separator = b"\n\n" if path.suffix == ".nrrd" else b"ElementDataFile = LOCAL\n"
+    header, separator, data = path.read_bytes().partition(separator)
+    assign = b": " if path.suffix == ".nrrd" else b" = "
+    lines = [field + assign + value if line.startswith(field + assign) else line for line in header.split(b"\n")]
+    assert lines != header.split(b"\n"), field
+    path.write_bytes(b"\n".join(lines) + separator + data)
+
+
+@pytest.mark.parametrize("suffix, field, value, message", [
+    (".mha", b"NDims", b"-1", "NDims in the header must be a whole number"),  # crashed ITK's reader
+    (".mha", b"NDims", b"three", "NDims in the header must be a whole number"),
+    (".mha", b"DimSize", b"6 5 4 3", "DimSize in the header must be 3 positive whole numbers"),  # 4th dropped
+    (".mha", b"DimSize", b"6 -5 4", "DimSize in the header must be 3 positive whole numbers"),
+    (".mha", b"BinaryDataByteOrderMSB", b"1e40", "BinaryDataByteOrderMSB in the header must be True or False"),
+    (".mha", b"ElementType", b"MET_CHAR", "longer than its header declares"),  # float voxels read as bytes
+    (".nrrd", b"type", b"int8", "longer than its header declares"),
+    (".nrrd", b"sizes", b"6 5 2", "longer than its header declares"),
+])
+def test_a_header_that_misdescribes_its_voxels_is_refused(tmp_path, suffix, field, value, message):
+    """Read silently, these gave another grid, another type or swapped bytes (or crashed)."""
+    from HEROVisionLib.errors import InputError
+    from HEROVisionLib.io.images import read_image
+
+    path = tmp_path / f"t2wi{suffix}"
+    image = sitk.GetImageFromArray(np.random.default_rng(0).uniform(1, 2, (4, 5, 6)).astype(np.float32))
+    sitk.WriteImage(image, str(path), False)
+    _with_header_field(path, field, value)
+    with pytest.raises(InputError, match=rf"t2wi\{suffix}: {message}"):
+        read_image(path)
+
+
 def test_a_sheared_nrrd_is_refused_naming_the_image_not_its_roi(tmp_path):
     from HEROVisionLib.errors import InputError
     from HEROVisionLib.io.images import read_image

@@ -66,6 +66,7 @@ def _sitk_read(path: Path) -> sitk.Image:
             if compound_suffix(path) in (".mha", ".mhd"):
                 _check_metaimage_header(path)
             image = sitk.ReadImage(str(path))
+            _check_raw_data_length(path, image)
     except RuntimeError as error:
         first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
         raise InputError(path, f"cannot be read as an image: truncated, damaged or not an image "
@@ -90,20 +91,67 @@ def check_geometry(image: sitk.Image, source) -> None:
 
 
 def _check_metaimage_header(path: Path) -> None:
-    """A MetaImage voxel size must be positive: ITK reads a negative one as a flipped axis, which
-    would then be blamed on the ROI."""
+    """What ITK's MetaImage reader would misread (or crash on) is refused first: a voxel size that is
+    not positive (read as a flipped axis, then blamed on the ROI), a dimension that is not a small
+    positive whole number (a negative one crashes the reader), grid sizes that are not positive
+    whole numbers, one per dimension (extra ones are silently dropped), and a byte order that is
+    neither True nor False (read as swapped bytes)."""
+    dimensions = None
     with open(path, "rb") as handle:
         for raw_line in handle:
             key, _, value = raw_line.decode("latin-1").partition("=")
-            if key.strip() in ("ElementSpacing", "ElementSize"):
+            key, value = key.strip(), value.strip()
+            if key in ("ElementSpacing", "ElementSize"):
                 try:
                     sizes = [float(v) for v in value.split()]
                 except ValueError:
                     sizes = [math.nan]
                 if not all(math.isfinite(s) and s > 0 for s in sizes):
-                    raise InputError(path, f"voxel size in the header must be positive, found {value.strip()!r}")
-            if key.strip() == "ElementDataFile":
+                    raise InputError(path, f"voxel size in the header must be positive, found {value!r}")
+            elif key == "NDims":
+                if not (value.isdigit() and 1 <= int(value) <= 8):
+                    raise InputError(path, f"NDims in the header must be a whole number from 1 to 8, found {value!r}")
+                dimensions = int(value)
+            elif key == "DimSize":
+                sizes = value.split()
+                if not all(size.isdigit() and int(size) > 0 for size in sizes) or (
+                        dimensions is not None and len(sizes) != dimensions):
+                    raise InputError(path, f"DimSize in the header must be {dimensions or 'NDims'} positive whole "
+                                           f"numbers, found {value!r}")
+            elif key in ("BinaryDataByteOrderMSB", "ElementByteOrderMSB"):
+                if value.lower() not in ("true", "false"):
+                    raise InputError(path, f"{key} in the header must be True or False, found {value!r}")
+            elif key == "ElementDataFile":
                 return
+
+
+def _raw_data_offset(path: Path) -> int | None:
+    """Where the voxels of an uncompressed NRRD or MetaImage start in its own file; None when they
+    are compressed or in another file (their reader then checks their length)."""
+    data = path.read_bytes()
+    if compound_suffix(path) == ".nrrd":
+        header, separator, _ = data.partition(b"\n\n")
+        fields = dict(line.split(b":", 1) for line in header.split(b"\n")[1:] if b":" in line and not line.startswith(b"#"))
+        fields = {key.strip().lower(): value.strip().lower() for key, value in fields.items()}
+        local = not ({b"data file", b"datafile"} & set(fields))
+        return len(header) + len(separator) if separator and local and fields.get(b"encoding") == b"raw" else None
+    if compound_suffix(path) == ".mha":
+        header, separator, _ = data.partition(b"ElementDataFile = LOCAL\n")
+        return len(header) + len(separator) if separator and b"CompressedData = True" not in header else None
+    return None
+
+
+def _check_raw_data_length(path: Path, image: sitk.Image) -> None:
+    """Voxels beyond what the header declares mean the header misdescribes them (a wrong type or grid
+    would be read silently from the first bytes): refused, as for NIfTI."""
+    offset = _raw_data_offset(path)
+    if offset is None:
+        return
+    declared = offset + image.GetNumberOfPixels() * image.GetNumberOfComponentsPerPixel() * \
+        sitk.GetArrayViewFromImage(image).itemsize
+    size = path.stat().st_size
+    if size > declared:
+        raise InputError(path, f"longer than its header declares ({size} bytes; the header declares {declared})")
 
 
 def _nifti_bytes(path: Path) -> bytes:
