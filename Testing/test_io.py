@@ -237,6 +237,18 @@ def test_duplicate_bvalues(case_folder):
         Case(case_folder).load_ivim()
 
 
+@pytest.mark.parametrize("text, message", [
+    ("0 10 20 40 80 200 400 600 1e9", r"b-value 1e\+09 s/mm² is beyond any clinical diffusion sequence"),  # s/m²
+    ("0 10 20 40 80 200 400 600 nan", r"b-values must be finite and ≥ 0"),
+    ("0 10 20 40 80 200 -400 600 1000", r"b-values must be finite and ≥ 0"),
+    ("0, 10, 20, 40, 80, 200, 400, 600, 1000", r"b-values must be numbers separated by spaces"),
+])
+def test_bvalues_outside_their_meaning_are_refused(case_folder, text, message):
+    (case_folder / "ivim.bval").write_text(text + "\n")
+    with pytest.raises(InputError, match=rf"ivim.bval: {message}"):
+        Case(case_folder).load_ivim()
+
+
 def test_empty_roi(case_folder):
     roi = read_image(case_folder / "t2wi_roi.nii.gz", label=True) * 0
     write_image(roi, case_folder / "t2wi_roi.nii.gz")

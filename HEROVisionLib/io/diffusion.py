@@ -36,14 +36,22 @@ class DiffusionSeries:
         return self.image.GetNumberOfComponentsPerPixel()
 
 
+#: Liver IVIM uses b ≤ 1000–2000 s/mm², research sequences rarely pass 10 000; a larger value is
+#: a unit mistake (s/m², or a scaled header field), not an acquisition.
+MAX_BVALUE = 10_000.0
+
+
 def validate_bvalues(bvalues, n_volumes: int, source) -> tuple[float, ...]:
-    """Check b-values against the series: same count, finite, non-negative, no duplicates."""
+    """Check b-values against the series: same count, finite, non-negative, plausible, no duplicates."""
     values = [float(b) for b in bvalues]
     if len(values) != n_volumes:
         raise InputError(source, f"{len(values)} b-values for {n_volumes} volumes: "
                                  "each volume needs exactly one b-value")
     if not all(math.isfinite(b) and b >= 0 for b in values):
         raise InputError(source, f"b-values must be finite and ≥ 0, found {values}")
+    if max(values, default=0) > MAX_BVALUE:
+        raise InputError(source, f"b-value {max(values):g} s/mm² is beyond any clinical diffusion sequence "
+                                 f"(at most {MAX_BVALUE:g}): are they in s/mm²?")
     duplicates = sorted({b for b in values if values.count(b) > 1})
     if duplicates:
         raise InputError(source, f"duplicate b-value(s) {duplicates}: average repeated acquisitions "
