@@ -408,6 +408,8 @@ def test_a_damaged_modality_is_not_scored_and_the_warning_names_it(capsys, case,
     ("tumor_size_cm=0.1", r"column tumor_size_cm: '0\.1' is outside"),
     ("tumor_size_cm=nan", r"column tumor_size_cm: 'nan' is not a finite number"),
     ("age=fifty", r"column age: 'fifty' is not a number"),
+    ("tumor_size_cm=1_0", r"column tumor_size_cm: '1_0' is not a number"),  # Python's float() reads 10
+    ("tumor_size_cm=٣", r"column tumor_size_cm: '٣' is not a number"),  # an Arabic-Indic 3
     ("age=130", r"column age: '130' is outside 0–120 years"),
     ("sex_male=2", r"column sex_male: '2' is outside 0–1"),
     ("afp_high=0.5", r"column afp_high: '0\.5' is not a whole number"),
