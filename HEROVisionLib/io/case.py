@@ -21,7 +21,7 @@ import SimpleITK as sitk
 from ..errors import InputError
 from .clinical import check_clinical_record
 from .diffusion import DiffusionSeries, bval_path_for, read_diffusion_series
-from .geometry import resample_roi_to
+from .geometry import case_roi_on
 from .images import IMAGE_SUFFIXES, read_image, read_multiframe
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ class Case:
         image_path = self._require(modality)
         image = self.load_image(modality) if image is None else image
         roi_path = self.roi_path(modality)
-        return resample_roi_to(read_image(roi_path, label=True), image, roi_path, image_path)
+        return case_roi_on(read_image(roi_path, label=True), image, roi_path, image_path)
 
 
 def _check_modality(modality: str) -> None:

@@ -113,6 +113,24 @@ def resample_roi_to(roi: sitk.Image, image: sitk.Image, roi_source="ROI", image_
     return result
 
 
+#: A case's ROIs label its largest tumour 1 (others 2, 3, …; PHANTOM.md §4): the tumour the models score.
+INDEX_TUMOUR_LABEL = 1
+
+
+def case_roi_on(roi: sitk.Image, image: sitk.Image, roi_source="ROI", image_source="image") -> sitk.Image:
+    """A case ROI on its image's grid (:func:`resample_roi_to`); refused unless the largest tumour,
+    label 1, is there."""
+    result = resample_roi_to(roi, image, roi_source, image_source)
+    if not (sitk.GetArrayViewFromImage(result) == INDEX_TUMOUR_LABEL).any():
+        found = labels_present(roi)
+        if INDEX_TUMOUR_LABEL in found:
+            raise InputError(roi_source, f"label 1 (the largest tumour) vanishes on the grid of {image_source}: "
+                                         "it is smaller than half a voxel of that image")
+        raise InputError(roi_source, "no voxel labelled 1: a case's ROI labels its largest tumour 1 (the one "
+                                     f"the models score; others 2, 3, …); labels found: {', '.join(map(str, found))}")
+    return result
+
+
 def resample_labels(roi: sitk.Image, reference: sitk.Image) -> sitk.Image:
     """``roi`` on the grid of ``reference`` without checks: labels beyond that grid are clipped."""
     if same_grid(roi, reference):

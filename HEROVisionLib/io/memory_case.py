@@ -15,7 +15,7 @@ import SimpleITK as sitk
 from ..errors import InputError
 from .case import MODALITIES, MULTIFRAME
 from .diffusion import DiffusionSeries, validate_bvalues
-from .geometry import resample_roi_to
+from .geometry import case_roi_on
 from .images import check_finite, promote_to_3d
 
 
@@ -100,5 +100,5 @@ class MemoryCase:
     def load_roi(self, modality: str, image: sitk.Image | None = None) -> sitk.Image:
         self._require(modality)
         image = self.load_image(modality) if image is None else image
-        return resample_roi_to(promote_to_3d(self.rois[modality]), image, self.roi_path(modality),
+        return case_roi_on(promote_to_3d(self.rois[modality]), image, self.roi_path(modality),
                                self.image_path(modality))
