@@ -174,6 +174,17 @@ def test_the_command_writes_balanced_matching_subgroups_and_figures(phantom_pati
     assert f"TA high risk: {high['high_risk']}, of them flagged for switching {high['flagged_for_switching']}" in printed
 
 
+def test_a_cohort_where_no_patient_is_high_risk_is_summarised(phantom_patients, tmp_path, capsys):
+    """An arm without high-risk patients (a small or favourable cohort) crashed the terminal summary."""
+    cohort, truth = phantom_patients
+    _results(truth, cutoff=truth[["lp_TA", "lp_SR"]].to_numpy().max() + 1).to_csv(tmp_path / "results.csv", index=False)
+    cohort.to_csv(tmp_path / "cohort.csv", index=False)
+    assert main(["cohort-analysis", str(tmp_path / "results.csv"), "--cohort", str(tmp_path / "cohort.csv"),
+                 "--out", str(tmp_path / "analysis")]) == 0
+    printed = capsys.readouterr().out
+    assert "TA high risk: none" in printed and "SR high risk: none" in printed
+
+
 def test_unreadable_or_duplicated_tables_are_named(phantom_patients, tmp_path):
     cohort, truth = phantom_patients
     _results(truth).to_csv(tmp_path / "results.csv", index=False)
@@ -193,3 +204,14 @@ def test_results_without_both_models_are_refused(phantom_patients):
         analysis_table(_results(truth).drop(columns="sr_pfs_2y"), cohort)
     with pytest.raises(InputError, match="treatment must be TA or SR"):
         analysis_table(_results(truth), cohort.assign(treatment="RFA"))
+
+
+@pytest.mark.parametrize("column, value", [("ta_risk_score", "high"), ("sr_pfs_2y", "inf"), ("pfs_2y_threshold", "0,5")])
+def test_a_results_value_that_is_not_a_finite_number_is_refused_naming_case_and_column(phantom_patients, column, value):
+    """A hand-edited table crashed the summary with a KeyError."""
+    cohort, truth = phantom_patients
+    results = _results(truth).astype({column: object})
+    results.loc[2, column] = value
+    with pytest.raises(InputError, match=rf"results.csv: case {results.loc[2, 'case_id']}, column {column}: "
+                                         rf"'{value}' is not a finite number"):
+        analysis_table(results, cohort)

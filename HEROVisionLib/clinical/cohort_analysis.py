@@ -51,6 +51,8 @@ PROPENSITY_COVARIATES = ("age", "sex_male", "tumor_size_cm", "tumor_number", "ci
                          "portal_hypertension", "afp_high", "perivascular")
 TARGETS = {"overall_agreement": 0.70, "confident_switch_agreement": 0.80}  # at least
 ECE_TARGET = 0.10  # at most
+#: Advice columns of results.csv read as numbers when present (blank when the advice was skipped).
+ADVICE_NUMBERS = ("advice_p_sr_better", "advice_p_other_better", "advice_difference_median")
 #: P(the other treatment is better) from which the probability of benefit advises switching.
 CONFIDENT_SWITCH = 0.8
 
@@ -73,12 +75,15 @@ def analysis_table(results: pd.DataFrame, cohort: pd.DataFrame) -> tuple[pd.Data
     unknown = sorted(set(table["treatment"]) - set(TREATMENTS))
     if unknown:
         raise InputError("cohort.csv", f"treatment must be TA or SR, found {unknown}")
+    for column in [c for c in (*needed, *ADVICE_NUMBERS) if c in table.columns and c != "status"]:
+        table[column] = _finite_numbers(table, column)
     nomogram = all(table[f"{k}_nomogram_pfs_2y"].notna().all() for k in ARMS) and \
         table["nomogram_pfs_2y_threshold"].notna().all()
     prefix = "nomogram_" if nomogram else ""
-    threshold = pd.to_numeric(table[f"{prefix}pfs_2y_threshold"])
-    pfs = {arm: pd.to_numeric(table[f"{key}_{prefix}pfs_2y"]) for key, arm in ARMS.items()}
-    if not (threshold.notna() & pfs["TA"].notna() & pfs["SR"].notna()).all():
+    threshold = table[f"{prefix}pfs_2y_threshold"]
+    pfs = {arm: table[f"{key}_{prefix}pfs_2y"] for key, arm in ARMS.items()}
+    scores = [table[f"{key}_risk_score"] for key in ARMS]
+    if not (threshold.notna() & pfs["TA"].notna() & pfs["SR"].notna() & scores[0].notna() & scores[1].notna()).all():
         raise InputError("results", "every case needs both TA and SR predictions")
     for arm in TREATMENTS:
         table[f"pfs2y_{arm}"] = pfs[arm]
@@ -89,6 +94,17 @@ def analysis_table(results: pd.DataFrame, cohort: pd.DataFrame) -> tuple[pd.Data
     table["better_predicted"] = np.where(table["pfs2y_SR"] > table["pfs2y_TA"], "SR", "TA")
     table["risk_received"] = np.where(table["treatment"] == "TA", table["ta_risk_score"], table["sr_risk_score"])
     return table, ("nomogram" if nomogram else "image risk score")
+
+
+def _finite_numbers(table: pd.DataFrame, column: str) -> pd.Series:
+    """``column`` as numbers, blanks kept blank; text or an infinite value is refused naming case and
+    column (a hand-edited or foreign table must not reach the statistics)."""
+    numbers = pd.to_numeric(table[column], errors="coerce")
+    bad = table[column].notna() & ~np.isfinite(numbers.fillna(np.inf))
+    if bad.any():
+        row = table[bad].iloc[0]
+        raise InputError("results.csv", f"case {row['case_id']}, column {column}: {row[column]!r} is not a finite number")
+    return numbers
 
 
 def restratification(table: pd.DataFrame) -> pd.DataFrame:
@@ -340,6 +356,9 @@ def summary_lines(summary: dict) -> list[str]:
     for arm, counts in summary["categories"].items():
         lines.append(f"  {arm} arm: " + ", ".join(f"{name} {count}" for name, count in counts.items()))
     for arm, high in summary["high_risk_before_after_switching"].items():
+        if not high["high_risk"]:
+            lines.append(f"  {arm} high risk: none")
+            continue
         lines.append(f"  {arm} high risk: {high['high_risk']}, of them flagged for switching {high['flagged_for_switching']}; "
                      f"2-year PFS (KM) {_percent(high['pfs_2y_all_high_risk'])} all, "
                      f"{_percent(high['pfs_2y_without_flagged'])} without the flagged")
