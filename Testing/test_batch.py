@@ -53,6 +53,28 @@ def test_a_corrupt_case_is_reported_and_the_others_finish_then_resume_skips_them
     assert list(table["status"]) == ["ok", "error", "ok"]
 
 
+def test_resume_predicts_a_damaged_case_again_and_never_replaces_what_it_did_not_write(small_cohort, untrained_models,
+                                                                                      tmp_path):
+    out = tmp_path / "out"
+    models = load_models(untrained_models, "cpu")
+    predict_cohort(small_cohort, models, out, progress=False)
+    (out / "A0001" / "results.json").write_text("{")  # damaged since: predicted again, not skipped
+    untouched = (out / "A0003" / "results.csv").stat().st_mtime_ns
+    table = predict_cohort(small_cohort, models, out, resume=True, progress=False).set_index("case_id")
+    assert json.loads((out / "A0001" / "results.json").read_text())["case_id"] == "A0001"
+    assert table.loc["A0001", "status"] == "ok" and (out / "A0003" / "results.csv").stat().st_mtime_ns == untouched
+
+    (out / "A0002" / "my_notes.txt").write_text("mine")  # the failed case would be retried over it
+    with pytest.raises(InputError, match=r"A0002: is in the output folder but is not a case folder HEROVision wrote"):
+        predict_cohort(small_cohort, models, out, resume=True, progress=False)
+    assert (out / "A0002" / "my_notes.txt").read_text() == "mine"
+    shutil.rmtree(out / "A0001")
+    (out / "A0001").write_text("a file where a case folder was")
+    with pytest.raises(InputError, match=r"A0001: is in the output folder but is not a case folder"):
+        predict_cohort(small_cohort, models, out, resume=True, progress=False)
+    assert (out / "A0001").read_text() == "a file where a case folder was"
+
+
 def test_processes_split_the_cohort_share_the_cores_and_give_one_table(small_cohort, untrained_models, tmp_path,
                                                                         capsys):
     """``--processes 2``: two shard processes with half the cores each write one merged table equal to

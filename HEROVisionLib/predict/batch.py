@@ -10,6 +10,7 @@ whose row says ``ok`` and retries the others.
 
 from __future__ import annotations
 
+import json
 import os
 import traceback
 from pathlib import Path
@@ -22,7 +23,7 @@ from ..io.images import write_text_atomic
 from ..io.output_folder import OutputFolder, output_folder, remove_within
 from .case_prediction import predict_case
 from ..models.model_set import ModelSet
-from .outputs import table_text, write_case_outputs
+from .outputs import holds_only_case_outputs, table_text, write_case_outputs
 from .result import error_row
 
 CASE_TABLE = "results.csv"
@@ -46,11 +47,24 @@ def shard_case_ids(case_ids: list[str], shard: tuple[int, int]) -> list[str]:
 
 
 def _finished(folder: Path) -> bool:
+    """A case an earlier run predicted: its table says ok and its results.json reads (a folder
+    damaged since is predicted again)."""
     table = folder / CASE_TABLE
     if not table.is_file():
         return False
-    status = pd.read_csv(table, dtype=str, keep_default_na=False).get("status")
+    try:
+        json.loads((folder / "results.json").read_text(encoding="utf-8"))
+        status = pd.read_csv(table, dtype=str, keep_default_na=False).get("status")
+    except (OSError, ValueError, pd.errors.ParserError):
+        return False
     return status is not None and list(status) == ["ok"]
+
+
+def _check_replaceable(path: Path) -> None:
+    """A case's place in the output folder is free or holds an earlier run's case folder."""
+    if (path.exists() or path.is_symlink()) and not holds_only_case_outputs(path):
+        raise InputError(path, "is in the output folder but is not a case folder HEROVision wrote (a file, a link, "
+                               "or a folder holding other files): move it away; nothing was predicted")
 
 
 def _publish(out: OutputFolder, case_id: str, write) -> None:
@@ -61,6 +75,7 @@ def _publish(out: OutputFolder, case_id: str, write) -> None:
     try:
         write(partial)
         final = out.path / case_id
+        _check_replaceable(final)
         remove_within(final, out)
         os.replace(partial, final)
     finally:
@@ -114,6 +129,8 @@ def predict_cohort(cohort_folder, models: ModelSet, out, *, shard=(1, 1), resume
     known = {}  # the case tables already read, for the merges after each case
     with output_folder(out, "batch", inputs=(cohort.folder, *models.paths)) as owner:
         todo = [c for c in case_ids if not (resume and _finished(owner.path / c))]
+        for case_id in todo:
+            _check_replaceable(owner.path / case_id)
         if on_case is not None:
             on_case(0, len(todo), "")
         for done, case_id in enumerate(tqdm(todo, desc="cases", unit="case", disable=not progress)):

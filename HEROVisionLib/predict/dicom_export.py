@@ -32,6 +32,7 @@ from ..io.case import MR_MODALITIES, Case
 from ..io.dicom_study import study_series
 from ..io.images import atomic_target, read_image, vector_to_frames
 from ..io.output_folder import output_folder
+from .outputs import DICOM_FOLDER
 
 if TYPE_CHECKING:
     from pydicom import Dataset
@@ -329,7 +330,6 @@ def export_dicom(prediction_folder, source_study, out, case_folder=None) -> list
 
 
 #: Where ``predict --dicom`` and ``batch --dicom`` put a case's DICOM objects, inside its prediction folder.
-DICOM_FOLDER = "dicom"
 
 
 def add_dicom_outputs(prediction_folder: Path, source_study, case: Case) -> list[Path]:

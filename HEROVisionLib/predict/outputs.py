@@ -6,12 +6,27 @@ from __future__ import annotations
 
 import io
 import json
+from fnmatch import fnmatch
 from pathlib import Path
 
 import pandas as pd
 
 from ..io.images import write_image, write_text_atomic
 from .result import ADVICE_COLUMNS, RESULT_COLUMNS, PredictionResult, advice_row
+
+
+#: The sub-folder of a case folder that holds its DICOM objects (``--dicom``).
+DICOM_FOLDER = "dicom"
+#: Every name a case folder may hold: what :func:`write_case_outputs` and the DICOM export write.
+CASE_OUTPUT_NAMES = ("results.csv", "results.json", "advice.json", "attention_*.nrrd", "ivim_*.nrrd", DICOM_FOLDER)
+
+
+def holds_only_case_outputs(folder: Path) -> bool:
+    """A real folder (not a link) holding nothing but names a case's outputs have: an earlier run's
+    case folder, which a new run may replace — never a file or folder somebody else put there."""
+    folder = Path(folder)
+    return folder.is_dir() and not folder.is_symlink() and all(
+        any(fnmatch(item.name, pattern) for pattern in CASE_OUTPUT_NAMES) for item in folder.iterdir())
 
 
 def table_text(rows: list[dict]) -> str:
