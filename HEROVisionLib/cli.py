@@ -26,21 +26,30 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"herovision: error: {self.prog}: {message}\n")
 
 
-def _count(text: str) -> int:
-    """argparse type: a whole number ≥ 1 (cases, processes, epochs, resamples)."""
+def _whole_number(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be at least {least}, not {value}")
     return value
+
+
+def _count(text: str) -> int:
+    """argparse type: a whole number ≥ 1 (cases, processes, epochs, resamples)."""
+    return _whole_number(text, 1)
+
+
+def _seed(text: str) -> int:
+    """argparse type: a random seed, a whole number ≥ 0 (what numpy's generators take)."""
+    return _whole_number(text, 0)
 
 
 def _add_phantom(commands):
     parser = commands.add_parser("phantom", help="generate a digital phantom cohort (PHANTOM.md)")
     parser.add_argument("--n", type=_count, required=True, help="number of cases")
-    parser.add_argument("--seed", type=int, required=True, help="cohort seed (case i uses seed and i)")
+    parser.add_argument("--seed", type=_seed, required=True, help="cohort seed (case i uses seed and i)")
     parser.add_argument("--out", type=Path, required=True, help="cohort folder to write")
     parser.add_argument("--profile", default="A", help="acquisition profile: A (default), B (another centre) or R (randomised per case)")
     parser.add_argument("--workers", type=_count, default=None, help="processes (default: all cores)")
@@ -434,7 +443,7 @@ def _add_train(commands):
     parser.add_argument("--preset", default="default", help="network size and schedule: default or tiny")
     parser.add_argument("--split", default="stratified", help="internal validation split: stratified or chronological")
     parser.add_argument("--epochs", type=_count, help="maximum epochs (default: the preset's)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=_seed, default=0)
     _add_cohort_run_options(parser)
     parser.set_defaults(run=_run_train)
 

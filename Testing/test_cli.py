@@ -1,6 +1,7 @@
 """The command line: phantom generation, case inspection, and one-line errors with exit status 2."""
 
 import pandas as pd
+import pytest
 
 from HEROVisionLib.cli import main
 
@@ -27,6 +28,11 @@ def test_user_errors_are_one_line_with_status_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"herovision: error: {tmp_path / 'nowhere'}: not a case or cohort folder",
                    "herovision: error: --profile: unknown acquisition profile 'Z'; known: A, B, R"]
+    with pytest.raises(SystemExit) as refused:  # numpy's generators take no negative seed: it was a traceback
+        main(["phantom", "--n", "1", "--seed", "-1", "--out", str(tmp_path / "cohort")])
+    assert refused.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "herovision: error: herovision phantom: argument --seed: must be at least 0, not -1"]
 
 
 def test_unwritable_output_is_one_line_with_status_2(tmp_path, capsys):
@@ -64,7 +70,6 @@ def test_a_case_command_takes_the_clinical_record_from_the_cohort_and_from_the_c
 
 
 def test_threads_limit_this_process_and_zero_is_refused(phantom_cohort, untrained_models, tmp_path, capsys):
-    import pytest
     import torch
 
     before = torch.get_num_threads()
@@ -84,8 +89,6 @@ def test_commands_that_run_no_network_do_not_load_torch(phantom_cohort, tmp_path
     CUDA driver exists — the CPU IVIM fit must not pay it."""
     import subprocess
     import sys
-
-    import pytest
 
     from HEROVisionLib.devices import cuda_possible
 
