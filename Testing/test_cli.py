@@ -56,8 +56,6 @@ def test_demo_predicts_a_phantom_case_and_labels_placeholder_models(tmp_path, ca
 def test_a_case_command_takes_the_clinical_record_from_the_cohort_and_from_the_command_line(phantom_cohort):
     import argparse
 
-    import pytest
-
     from HEROVisionLib.cli import _load_case
     from HEROVisionLib.errors import InputError
 
