@@ -105,6 +105,23 @@ def test_tasks_read_the_right_cases(phantom_cohort):
         task_cases(cohort, "os")
 
 
+def test_a_cohort_without_what_a_task_learns_from_is_refused_before_any_image_is_read(phantom_cohort, tmp_path):
+    """No progression event in the arm, or one early-recurrence outcome for all: training crashed
+    after preparing every case (ER: a traceback from the logistic head)."""
+    import shutil
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(phantom_cohort, cohort)
+    table = pd.read_csv(cohort / "cohort.csv", dtype={"case_id": str})
+    table.assign(pfs_event=0, er_2y=1).to_csv(cohort / "cohort.csv", index=False)
+    treated_ta = int((table["treatment"] == "TA").sum())
+    with pytest.raises(InputError, match=rf"cohort.csv: task pfs-ta: no progression event \(pfs_event = 1\) among "
+                                         rf"the {treated_ta} patients treated TA"):
+        task_cases(Cohort(cohort), "pfs-ta")
+    with pytest.raises(InputError, match=rf"cohort.csv: task er: er_2y is 1 for all of the {len(table)} patients"):
+        task_cases(Cohort(cohort), "er")
+
+
 def test_evaluation_reports_metrics_oracle_and_plots_and_records_them(tiny_packages, phantom_cohort, tmp_path):
     weights = {k: v.clone() for k, v in load_package(tiny_packages / "HEROVision-TA").network.state_dict().items()}
     out = tmp_path / "ta"

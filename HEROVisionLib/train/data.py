@@ -60,7 +60,24 @@ def task_cases(cohort: Cohort, task: str) -> pd.DataFrame:
     rows = table[table["treatment"] == TASKS[task]] if TASKS[task] else table[table["er_2y"].notna()]
     if rows.empty:
         raise InputError(cohort.folder / "cohort.csv", f"no case for task {task}")
+    who = f"the {len(rows)} patients treated {TASKS[task]}" if TASKS[task] else f"the {len(rows)} patients with er_2y"
+    check_outcomes(task, pd.to_numeric(rows["pfs_event" if TASKS[task] else "er_2y"]), who, cohort.folder / "cohort.csv")
     return rows.reset_index(drop=True)
+
+
+def check_outcomes(task: str, outcomes, who: str, source) -> None:
+    """What a task learns from must be there — progression events for a survival model, patients
+    with and without early recurrence for ER — refused before any image is read or epoch run (an
+    evaluation cohort without them could not measure a model either).
+    ``outcomes``: the pfs_event or er_2y values of ``who``."""
+    outcomes = np.asarray(outcomes, dtype=float)
+    if TASKS[task]:
+        if not (outcomes == 1).any():
+            raise InputError(source, f"task {task}: no progression event (pfs_event = 1) among {who}: a survival "
+                                     "model is trained and measured on events")
+    elif len(np.unique(outcomes)) < 2:
+        raise InputError(source, f"task er: er_2y is {outcomes[0]:g} for all of {who}: the model is trained and "
+                                 "measured on patients with and without early recurrence")
 
 
 def _survival_case(arguments):

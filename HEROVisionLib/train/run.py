@@ -22,7 +22,7 @@ from ..io.output_folder import output_folder
 from ..models.package import check_package_destination, load_package, save_package
 from ..predict.acquisition import acquisition_ranges
 from ..transforms.network_inputs import IVIM_PREPROCESSING, SURVIVAL_PREPROCESSING
-from .data import TASKS, prepare, split
+from .data import TASKS, check_outcomes, prepare, split
 from .early_recurrence import (EarlyRecurrenceConfig, early_recurrence_model_package, train_feature_network)
 from .survival_training import SurvivalConfig, survival_model_package, train_survival
 
@@ -75,6 +75,7 @@ def _train(task, cohort, preset, overrides, split_how, device, workers, progress
                              image_size=config.network.get("encoder", {}).get("image_size", 128))
         data = prepare(cohort, task, preprocessing, workers=workers, progress=progress)
         training, validation = split(data, split_how, seed=seed, stratify="event")
+        _check_training_part(task, training, validation, cohort)
         network, history, best_epoch, distributed = train_survival(training, validation, config, device, log_folder,
                                                                    progress)
         metric = {"internal_validation_c_index": history[best_epoch]["c_index"]}
@@ -87,6 +88,7 @@ def _train(task, cohort, preset, overrides, split_how, device, workers, progress
         settings = dict(IVIM_PREPROCESSING, crop_size=config.network.get("crop_size", 64))
         data = prepare(cohort, task, settings, workers=workers, progress=progress)
         training, validation = split(data, split_how, seed=seed, stratify="er")
+        _check_training_part(task, training, validation, cohort)
         network, history, best_epoch, distributed = train_feature_network(training, validation, config, device,
                                                                            log_folder, progress)
         metric = {"internal_validation_auc_network": history[best_epoch]["auc"]}
@@ -118,6 +120,12 @@ def record_acquisition_ranges(package_folder, cohort_folder, *, workers: int | N
     block["acquisition_ranges"] = acquisition_ranges(data.acquisition)
     save_package(package, package_folder)
     return block["acquisition_ranges"]
+
+
+def _check_training_part(task, training, validation, cohort) -> None:
+    outcomes = training.labels["event" if TASKS[task] else "er"].numpy()
+    check_outcomes(task, outcomes, f"the {len(training)} training patients left by the validation split "
+                                   f"({len(validation)})", cohort.folder / "cohort.csv")
 
 
 def _describe(cohort, data, training, validation, split_how, seed) -> dict:
