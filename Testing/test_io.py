@@ -242,11 +242,21 @@ def test_duplicate_bvalues(case_folder):
     ("0 10 20 40 80 200 400 600 nan", r"b-values must be finite and ≥ 0"),
     ("0 10 20 40 80 200 -400 600 1000", r"b-values must be finite and ≥ 0"),
     ("0, 10, 20, 40, 80, 200, 400, 600, 1000", r"b-values must be numbers separated by spaces"),
+    ("0 10 20 40 80 200 400 600 1_000", r"b-values must be numbers separated by spaces"),  # float() reads 1000
 ])
 def test_bvalues_outside_their_meaning_are_refused(case_folder, text, message):
     (case_folder / "ivim.bval").write_text(text + "\n")
     with pytest.raises(InputError, match=rf"ivim.bval: {message}"):
         Case(case_folder).load_ivim()
+
+
+@pytest.mark.parametrize("text", ["0 5 1_0 15", "0 5 ١٠ 15", "0 5 10 x"])
+def test_frame_times_must_be_written_as_numbers(tmp_path, text):
+    from HEROVisionLib.io.case import read_frame_times
+
+    (tmp_path / "ceus.times").write_text(text + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"ceus.times: frame times must be numbers"):
+        read_frame_times(tmp_path / "ceus.times")
 
 
 def test_empty_roi(case_folder):

@@ -23,6 +23,7 @@ from .clinical import check_clinical_record
 from .diffusion import DiffusionSeries, bval_path_for, read_diffusion_series
 from .geometry import case_roi_on
 from .images import IMAGE_SUFFIXES, read_image, read_multiframe
+from .numbers import plain_numbers
 
 if TYPE_CHECKING:
     import pandas as pd  # loaded where a cohort table is read: reading one case needs none
@@ -71,7 +72,7 @@ def read_frame_times(path, frames: int | None = None) -> tuple[float, ...]:
     if not path.is_file():
         raise InputError(path, "file not found")
     try:
-        times = tuple(float(t) for t in path.read_text(encoding="utf-8").split())
+        times = plain_numbers(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise InputError(path, "frame times must be numbers (seconds) separated by spaces") from None
     if not times or not all(math.isfinite(t) and t >= 0 for t in times):

@@ -11,10 +11,10 @@ table does not know (a site's own factors) must still be numbers when a nomogram
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 from ..errors import InputError
+from .numbers import plain_number
 
 #: The two treatments (PHANTOM.md §2): the key of outputs and packages (``ta_risk_score``) → the
 #: treatment as cohort.csv spells it. Every other place takes them from here.
@@ -83,20 +83,13 @@ def _blank(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == ""
 
 
-#: A number as a table writes it: ASCII digits, an optional sign, point and exponent (and the words
-#: for the non-finite numbers, so that they are refused as such).
-_DECIMAL = re.compile(r"[+-]?((\d+\.?\d*|\.\d+)(e[+-]?\d+)?|nan|inf|infinity)", re.ASCII | re.IGNORECASE)
-
-
 def clinical_number(value) -> float | None:
     """A clinical value as a finite number; None when blank (unknown). Text that is not a finite
     number raises ``ValueError`` with the value quoted."""
     if _blank(value):
         return None
-    if isinstance(value, str) and not _DECIMAL.fullmatch(value.strip()):
-        raise ValueError(f"{value!r} is not a number")  # float() would take '1_0' as 10 and other scripts' digits
     try:
-        number = float(value)
+        number = plain_number(value) if isinstance(value, str) else float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{value!r} is not a number") from None
     if not math.isfinite(number):

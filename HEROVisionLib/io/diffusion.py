@@ -21,6 +21,7 @@ import SimpleITK as sitk
 from ..errors import InputError
 from .dicom_folder import read_dicom_folder
 from .images import frames_to_vector, read_multiframe, write_multiframe, write_text_atomic
+from .numbers import plain_numbers
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def read_bval_file(path) -> tuple[float, ...]:
     if not path.exists():
         raise InputError(path, "file not found")
     try:
-        return tuple(float(token) for token in path.read_text(encoding="utf-8").split())
+        return plain_numbers(path.read_text(encoding="utf-8"))
     except ValueError:
         raise InputError(path, "b-values must be numbers separated by spaces or new lines") from None
 

@@ -18,6 +18,7 @@ from ..errors import HEROVisionError, InputError
 from ..io.case import MODALITIES
 from ..io.ceus import select_phase_frames
 from ..io.diffusion import validate_bvalues
+from ..io.numbers import plain_number
 from ..io.geometry import same_grid
 from ..io.measure import largest_axial_diameter_cm, volume_ml
 from .dicom_sources import bvalues_from_dicom_sources
@@ -95,7 +96,7 @@ def parse_bvalues(text: str, source: str = "b-values") -> list[float]:
     """b-values typed by the user: numbers separated by commas, semicolons or spaces."""
     parts = [p for p in re.split(r"[,;\s]+", text.strip()) if p]
     try:
-        return [float(p) for p in parts]
+        return [plain_number(p) for p in parts]
     except ValueError:
         raise InputError(source, f"{text!r} is not a list of numbers (e.g. 0, 10, 20, 40, 80, 200, 400, 600, 1000)") from None
 
