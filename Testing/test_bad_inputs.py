@@ -379,6 +379,7 @@ def test_a_dicom_series_with_a_missing_slice_is_refused(tmp_path):
     ("times", r"ceus not used: .*ceus\.times: 11 frame time\(s\) for 12 CEUS frame\(s\)"),
     ("more times", r"ceus not used: .*ceus\.times: 13 frame time\(s\) for 12 CEUS frame\(s\)"),
     ("no label 1", r"t2wi not used: .*t2wi_roi\.nii\.gz: no voxel labelled 1: .*labels found: 2"),  # crashed
+    ("two images", r"t2wi not used: .*t2wi: 2 images of one series \(t2wi\.nii\.gz, t2wi\.nrrd\): keep one"),
 ])
 def test_a_damaged_modality_is_not_scored_and_the_warning_names_it(capsys, case, models, tmp_path, damage, warning):
     if damage == "cut":
@@ -388,6 +389,8 @@ def test_a_damaged_modality_is_not_scored_and_the_warning_names_it(capsys, case,
         flat = sitk.Image(image.GetSize(), sitk.sitkFloat32) + 300.0
         flat.CopyInformation(image)
         sitk.WriteImage(flat, str(case / "t2wi.nii.gz"))
+    elif damage == "two images":  # a corrected copy beside the original: the first found was read
+        sitk.WriteImage(sitk.ReadImage(str(case / "t2wi.nii.gz")), str(case / "t2wi.nrrd"))
     elif damage == "no label 1":  # the largest tumour labelled 2, as if the labels were shifted
         roi = sitk.ReadImage(str(case / "t2wi_roi.nii.gz"))
         sitk.WriteImage(sitk.Cast(roi != 0, roi.GetPixelID()) * 2, str(case / "t2wi_roi.nii.gz"))

@@ -56,13 +56,16 @@ def check_case_id(case_id, source) -> str:
 
 
 def find_image_file(folder: Path, stem: str) -> Path | None:
-    """``folder/stem`` with any known image suffix, or a DICOM folder ``folder/stem``; else None."""
-    for suffix in IMAGE_SUFFIXES:
-        candidate = folder / f"{stem}{suffix}"
-        if candidate.is_file():
-            return candidate
-    candidate = folder / stem
-    return candidate if candidate.is_dir() else None
+    """``folder/stem`` with any known image suffix, or a DICOM folder ``folder/stem``; else None.
+    Two of them (``t2wi.nii.gz`` and a corrected ``t2wi.nrrd``) are refused: which one is meant
+    cannot be guessed."""
+    found = [folder / f"{stem}{suffix}" for suffix in IMAGE_SUFFIXES if (folder / f"{stem}{suffix}").is_file()]
+    if (folder / stem).is_dir():
+        found.append(folder / stem)
+    if len(found) > 1:
+        raise InputError(folder / stem, f"{len(found)} images of one series ({', '.join(p.name for p in found)}): "
+                                        "keep one")
+    return found[0] if found else None
 
 
 def read_frame_times(path, frames: int | None = None) -> tuple[float, ...]:
@@ -115,10 +118,14 @@ class Case:
         """Modality → why it cannot be used (absent image, absent ROI, absent frame labels)."""
         reasons = {}
         for modality in MODALITIES:
-            image = self.image_path(modality)
+            try:
+                image, roi = self.image_path(modality), self.roi_path(modality)
+            except InputError as error:
+                reasons[modality] = str(error)
+                continue
             if image is None:
                 reasons[modality] = "no image"
-            elif self.roi_path(modality) is None:
+            elif roi is None:
                 reasons[modality] = f"{image.name} has no ROI ({modality}_roi.nii.gz)"
             elif modality == "ceus" and not self.frame_times_source.exists():
                 reasons[modality] = "ceus.times (frame times in seconds) is missing"
