@@ -370,6 +370,41 @@ def test_a_dicom_series_with_a_missing_slice_is_refused(tmp_path):
         read_image(tmp_path / "t2wi")
 
 
+def _set(keyword, value, slices=(2,)):
+    """A damage: ``keyword`` set to ``value`` (deleted when None) in the given slices of the series."""
+    def damage(folder):
+        import pydicom
+
+        files = sorted(folder.glob("*.dcm"))
+        for k in slices:
+            dataset = pydicom.dcmread(files[k])
+            if value is None:
+                delattr(dataset, keyword)
+            else:
+                setattr(dataset, keyword, value)
+            dataset.save_as(files[k])
+    return damage
+
+
+@pytest.mark.parametrize("damage, message", [
+    (_set("ImagePositionPatient", None), r"-2\.dcm has no ImagePositionPatient"),  # the converter guessed its place
+    (_set("PixelSpacing", [0.0, 1.0], range(5)), r"-0\.dcm: pixel spacing \['0\.0', '1\.0'\] mm is not positive"),
+    (_set("PixelSpacing", [2.0, 2.0]), r"-2\.dcm: pixel spacing .* differs from the first slice's"),  # first kept
+    (_set("BitsAllocated", 12), r"-2\.dcm: BitsAllocated 12 differs from the first slice's 16"),  # read as garbage
+    (_set("RescaleSlope", "nan", range(5)), r"-0\.dcm: RescaleSlope nan is not a usable number"),  # dropped
+    (_set("RescaleSlope", "1e38", range(5)), r"as converted by dcm2niix, \d+ voxel value\(s\) beyond the range"),
+])
+def test_dicom_slices_that_disagree_or_lack_their_geometry_are_refused_naming_the_slice(tmp_path, damage, message):
+    """Each was converted without a word (the last named the converter's temporary file)."""
+    from HEROVisionLib.errors import InputError
+    from HEROVisionLib.io.images import read_image
+
+    _dicom_series(tmp_path / "t2wi", "P1", "1.2.3", "1.2.3.4", count=5)
+    damage(tmp_path / "t2wi")
+    with pytest.raises(InputError, match=rf"^{re.escape(str(tmp_path / 't2wi'))}: .*{message}"):
+        read_image(tmp_path / "t2wi")
+
+
 # --- 3. a damaged modality in a prediction: that modality refused with a named warning ------------
 
 

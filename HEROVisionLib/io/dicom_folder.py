@@ -5,7 +5,8 @@ the CSA header), reads enhanced multi-frame objects, and knows every vendor's b-
 (the standard (0018,9087), Siemens CSA, GE's offsets, Philips' tags). HEROVision keeps no vendor
 code of its own. What a converter would mend or split silently is refused first, naming the
 folder: a folder that mixes patients, studies or series (naming them), single-frame slices that
-are missing or repeated, and a series that dcm2niix still has to split into several volumes.
+are missing or repeated, that lack or disagree on their geometry, matrix, pixel layout or rescale
+(naming the slice), and a series that dcm2niix still has to split into several volumes.
 """
 
 from __future__ import annotations
@@ -114,13 +115,70 @@ def _check_pixel_data(dataset, file: Path) -> None:
         raise InputError(file, f"truncated: its pixel data hold {held} bytes, its header declares {expected}")
 
 
+#: Modalities whose slices have a place in the patient's space (Image Position/Orientation, Pixel Spacing).
+CROSS_SECTIONAL = ("MR", "CT")
+
+
+def _single_frame_slices(headers) -> list:
+    """The headers of single-frame slices (mosaics and multi-frame objects carry their slices inside
+    and are checked by the converter)."""
+    return [h for h in headers if int(h.get("NumberOfFrames", 1) or 1) == 1
+            and "MOSAIC" not in [str(v).upper() for v in h.get("ImageType", [])]]
+
+
+def _numbers(header, keyword) -> np.ndarray | None:
+    values = header.get(keyword)
+    if values is None:
+        return None
+    try:
+        return np.atleast_1d(np.asarray(values, dtype=float))
+    except (TypeError, ValueError):
+        return np.array([np.nan])
+
+
+def check_slice_attributes(headers, source) -> None:
+    """What single-frame slices must agree on before a converter stacks them, each fault naming the
+    first file that has it: one matrix and pixel layout (bits allocated 8, 16 or 32: other widths are
+    read as garbage), an intensity rescale that is a finite number (a NaN slope is dropped silently)
+    and, for MR and CT, a place in space (Image Position and Orientation) and a pixel spacing that is a
+    positive number, the same in every slice (a converter keeps the first, or reads 0 as 1 mm)."""
+    single = _single_frame_slices(headers)
+    if not single:
+        return
+    first = single[0]
+    for header in single:
+        name = Path(getattr(header, "filename", "") or "slice").name
+        for keyword in ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel"):
+            if header.get(keyword) != first.get(keyword):
+                raise InputError(source, f"{name}: {keyword} {header.get(keyword)} differs from the first slice's "
+                                         f"{first.get(keyword)}: slices of different series?")
+        if int(header.get("BitsAllocated", 16)) not in (8, 16, 32):
+            raise InputError(source, f"{name}: {header.BitsAllocated} bits allocated per pixel: DICOM images "
+                                     "store 8, 16 or 32")
+        for keyword in ("RescaleSlope", "RescaleIntercept"):
+            values = _numbers(header, keyword)
+            if values is not None and not (np.all(np.isfinite(values)) and (keyword != "RescaleSlope" or values[0] != 0)):
+                raise InputError(source, f"{name}: {keyword} {header.get(keyword)!s} is not a usable number")
+        if header.get("Modality") not in CROSS_SECTIONAL:
+            continue  # an ultrasound image has no place in the patient's space, and its pixel size elsewhere
+        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
+            values = _numbers(header, keyword)
+            if values is None:
+                raise InputError(source, f"{name} has no {keyword}: its place or size in the volume is unknown")
+            if not np.all(np.isfinite(values)):
+                raise InputError(source, f"{name}: {keyword} {list(header.get(keyword))} is not a set of numbers")
+        if not np.all(_numbers(header, "PixelSpacing") > 0):
+            raise InputError(source, f"{name}: pixel spacing {list(header.PixelSpacing)} mm is not positive")
+        reference = next(h for h in single if h.get("Modality") in CROSS_SECTIONAL)  # checked before this one
+        if not np.allclose(_numbers(header, "PixelSpacing"), _numbers(reference, "PixelSpacing"), rtol=1e-3):
+            raise InputError(source, f"{name}: pixel spacing {list(header.PixelSpacing)} mm differs from the first "
+                                     f"slice's {list(reference.PixelSpacing)}: slices of different series?")
+
+
 def check_slice_positions(headers, source) -> None:
     """Single-frame slices: the same number of images at every position (one per b-value), and
-    evenly spaced positions — a gap or a stray slice would make a volume of the wrong depth.
-    Mosaics and multi-frame objects carry their slices inside and are checked by the converter."""
-    single = [h for h in headers if int(h.get("NumberOfFrames", 1) or 1) == 1
-              and "MOSAIC" not in [str(v).upper() for v in h.get("ImageType", [])]
-              and "ImagePositionPatient" in h and "ImageOrientationPatient" in h]
+    evenly spaced positions — a gap or a stray slice would make a volume of the wrong depth."""
+    single = [h for h in _single_frame_slices(headers) if h.get("Modality") in CROSS_SECTIONAL]
     if len(single) != len(headers) or len(single) < 2:
         return
     orientation = np.asarray(single[0].ImageOrientationPatient, dtype=float)
@@ -142,7 +200,9 @@ def read_dicom_folder(folder) -> DicomSeries:
     from .images import read_image, read_multiframe
 
     folder = Path(folder)
-    check_slice_positions(series_headers(folder), folder)
+    headers = series_headers(folder)
+    check_slice_attributes(headers, folder)
+    check_slice_positions(headers, folder)
     with tempfile.TemporaryDirectory(prefix="herovision-dicom-") as work:
         images = run_dcm2niix(folder, Path(work))
         if not images:
@@ -151,5 +211,8 @@ def read_dicom_folder(folder) -> DicomSeries:
             raise InputError(folder, f"dcm2niix splits this series into {len(images)} volumes (different echoes, "
                                      "orientations or slice sets): put one volume (or one diffusion series) per folder")
         bvalues = bvalues_beside(images[0])
-        image = read_multiframe(images[0]) if bvalues and len(bvalues) > 1 else read_image(images[0])
+        try:
+            image = read_multiframe(images[0]) if bvalues and len(bvalues) > 1 else read_image(images[0])
+        except InputError as error:  # about the converter's temporary file: name the user's folder
+            raise InputError(folder, f"as converted by dcm2niix, {error.problem}") from None
     return DicomSeries(image, bvalues)
