@@ -18,6 +18,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import SimpleITK as sitk
 
@@ -489,6 +490,29 @@ def test_a_cohort_table_with_a_repeated_column_is_refused(capsys, case, tmp_path
     table.write_text(table.read_text().replace("center,", "age,", 1))
     refused(capsys, ["inspect", case.parent], watched=[case.parent],
             message=r"cohort\.csv: column\(s\) age appear more than once in the header")
+
+
+@pytest.mark.parametrize("save, message", [
+    (lambda text: text.replace(",", ";").encode(), r"cohort\.csv: is separated by semicolons: save it comma-separated"),
+    (lambda text: text.replace(",", "\t").encode(), r"cohort\.csv: is separated by tabs: save it comma-separated"),
+    (lambda text: text.replace(",A,", ",Zürich,").encode("latin-1"), r"cohort\.csv: is not UTF-8 text: save it as UTF-8"),
+    (lambda text: text.replace("\n", ",\n", 1).replace("\n", ",x\n").replace(",,x\n", ",\n", 1).encode(),
+     r"cohort\.csv: a column with values has no name in the header"),  # the header's last name left empty
+])
+def test_a_cohort_table_as_spreadsheets_save_it_is_named_with_what_to_do(capsys, case, save, message):
+    """Each said only "has no case_id column" or quoted a codec error."""
+    table = case.parent / "cohort.csv"
+    table.write_bytes(save(table.read_text()))
+    refused(capsys, ["inspect", case.parent], watched=[case.parent], message=message)
+
+
+def test_trailing_separators_of_a_spreadsheet_are_not_columns(case):
+    from HEROVisionLib.io.case import Cohort
+
+    table = case.parent / "cohort.csv"
+    before = Cohort(case.parent).table
+    table.write_bytes(("\ufeff" + table.read_text().replace("\n", ",,\r\n")).encode())  # BOM, CRLF, two empty columns
+    pd.testing.assert_frame_equal(Cohort(case.parent).table, before)
 
 
 def test_training_refuses_a_cohort_with_a_row_typed_wrong(capsys, case, tmp_path):

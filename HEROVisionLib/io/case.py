@@ -241,12 +241,23 @@ def read_case_table(path: Path) -> pd.DataFrame:
 
     try:
         table = pd.read_csv(path, dtype={"case_id": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError:
+        raise InputError(path, "is not UTF-8 text: save it as UTF-8 (\"CSV UTF-8\" in spreadsheet programs)") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
         raise InputError(path, f"not a readable CSV table ({error})") from None
-    if "case_id" not in table.columns:
-        raise InputError(path, "has no case_id column")
     with open(path, encoding="utf-8-sig", newline="") as handle:  # pandas renames repeated columns: read the header
         header = next(csv.reader(handle), [])
+    if "case_id" not in table.columns:
+        separator = next((name for sign, name in ((";", "semicolons"), ("\t", "tabs"))
+                          if any("case_id" in cell.split(sign) for cell in header)), None)
+        raise InputError(path, f"is separated by {separator}: save it comma-separated" if separator
+                         else "has no case_id column")
+    # Spreadsheet programs add trailing separators: columns without a name or a value are not columns.
+    unnamed = [k for k, name in enumerate(header) if not name.strip()]
+    if any(table.iloc[:, k].notna().any() for k in unnamed):
+        raise InputError(path, "a column with values has no name in the header")
+    table = table.drop(columns=table.columns[unnamed])
+    header = [name for name in header if name.strip()]
     repeated = sorted({name for name in header if header.count(name) > 1})
     if repeated:
         raise InputError(path, f"column(s) {', '.join(repeated)} appear more than once in the header")
