@@ -2,9 +2,8 @@
 
 Only voxels inside the mask (all voxels without one) are fitted; the maps are 0 elsewhere. The
 ``ivim`` command, given no mask, fits only the body (:func:`body_mask`): the air around it holds
-no signal to fit. Voxels
-are fitted in chunks of ``chunk_size`` so memory stays bounded whatever the volume: the series is
-read once as float32 and fitted in chunks (progress is shown per chunk).
+no signal to fit. Voxels are fitted in chunks of ``chunk_size``, so that memory stays bounded
+whatever the volume and progress shows chunk by chunk.
 
 The CPU runs the numba engine (:mod:`.cpu_fit`), a GPU the torch one (:mod:`.fit`): the same
 algorithm, each where it is fastest. ``auto`` takes CUDA when there is one, else the CPU (Apple's
