@@ -29,7 +29,7 @@ from ..io.ceus import select_phase_frames
 from .crops import Crop, slice_crops, voi_crop
 from ..io.diffusion import DiffusionSeries
 from ..io.geometry import check_roi_contrast
-from ..io.images import vector_to_frames
+from ..io.images import frames_to_vector, vector_to_frames
 from ..io.measure import largest_axial_diameter_cm
 from ..ivim import fit_series, roi_statistics
 
@@ -240,8 +240,11 @@ def ivim_inputs(case: Case, settings: dict = IVIM_PREPROCESSING, device="auto") 
     if not tumour_b0 > 0:
         raise InputError(series.source, "no b = 0 signal in the tumour: cannot normalise the IVIM crop")
     inside = tumour if settings.get("maps_roi_only", False) else True
-    map_crops = [sitk.GetArrayFromImage(voi_crop(maps[name], roi, size=crop_size, spacing_mm=spacing_mm).image)
-                 * settings["map_scales"][name] * inside for name in IVIM_MAP_CHANNELS]
+    stacked = frames_to_vector([maps[name] for name in IVIM_MAP_CHANNELS])  # one crop for all four maps
+    map_crop = np.moveaxis(sitk.GetArrayFromImage(voi_crop(stacked, roi, size=crop_size, spacing_mm=spacing_mm).image),
+                           -1, 0)
+    map_crops = [crop_of_map * settings["map_scales"][name] * inside
+                 for crop_of_map, name in zip(map_crop, IVIM_MAP_CHANNELS)]
     channels = bvalue_channels(bvalue_crop / tumour_b0, series.bvalues, settings, series.source)
     return IVIMInputs(torch.from_numpy(channels.astype(np.float32)),
                       torch.from_numpy(np.stack(map_crops).astype(np.float32)), crop, b0, maps, statistics, roi,
