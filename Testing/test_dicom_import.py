@@ -6,6 +6,7 @@ round-trips through DICOM to the same prediction; a study of two patients is ref
 import gzip
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -185,6 +186,40 @@ def test_a_site_names_its_series_by_a_rules_file_and_the_command_says_what_went_
     rules.write_text(json.dumps({"t2": ["x"]}))
     assert main(["import", str(tmp_path / "study"), "--out", str(tmp_path / "other"), "--rules", str(rules)]) == 2
     assert "unknown rule(s) t2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda files: files[2].unlink(), r"slices are not evenly spaced"),  # a gap dcm2niix would stack over
+    (lambda files: _set_in(files[1], "ImagePositionPatient", None), r"has no ImagePositionPatient"),
+])
+def test_a_series_whose_slices_cannot_be_stacked_is_left_out_with_the_reason(tmp_path, capsys, damage, reason):
+    """As a per-modality DICOM folder is refused, a study's series is left out, and the command says why
+    (a localizer's three planes are such a series, and must not stop an import)."""
+    study = Study(tmp_path / "study", "P1")
+    uid = study.mr_series([_volume(ORIENTATIONS["axial"])], "t2_tse")
+    study.mr_series([_volume(ORIENTATIONS["axial"], seed=1)], "dwi b800", bvalues=[800.0])
+    damage(sorted(p for p in (tmp_path / "study").rglob("*") if p.is_file() and _series_of(p) == uid))
+    assert main(["import", str(tmp_path / "study"), "--out", str(tmp_path / "cases")]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(rf"ignored: series 1 't2_tse' \(MR, \d file\(s\)\): .*{reason}", printed), printed
+    assert not (tmp_path / "cases" / "P1" / "t2wi.nii.gz").exists() and (tmp_path / "cases" / "P1" / "dwi.nii.gz").is_file()
+
+
+def _series_of(path: Path) -> str:
+    import pydicom
+
+    return str(pydicom.dcmread(path, stop_before_pixels=True).SeriesInstanceUID)
+
+
+def _set_in(path: Path, keyword: str, value) -> None:
+    import pydicom
+
+    dataset = pydicom.dcmread(path)
+    if value is None:
+        delattr(dataset, keyword)
+    else:
+        setattr(dataset, keyword, value)
+    dataset.save_as(path)
 
 
 def test_a_multiframe_ceus_cine_keeps_one_time_per_frame(tmp_path):

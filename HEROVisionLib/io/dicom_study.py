@@ -31,7 +31,8 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from .case import check_case_id
-from .dicom_folder import bvalues_beside, read_dicom_file, run_dcm2niix
+from .dicom_folder import (bvalues_beside, check_slice_attributes, check_slice_positions, read_dicom_file,
+                           run_dcm2niix)
 from .diffusion import read_diffusion_series, write_diffusion_series
 from .images import frames_to_vector, read_image, vector_to_frames, write_image, write_multiframe, write_text_atomic
 from .output_folder import output_folder, remove_within
@@ -149,6 +150,21 @@ def _convert_mr(study: Path, work: Path) -> dict[str, list[Path]]:
     for image in run_dcm2niix(study, work):  # named by series UID (digits and dots), "_…" for splits
         converted.setdefault(image.name[:-7].split("_")[0], []).append(image)
     return converted
+
+
+def _stacking_fault(series: Series) -> str | None:
+    """Why an MR series' slices cannot be stacked as they are (missing or uneven slices, slices without
+    their geometry or disagreeing on it: what a per-modality DICOM folder is refused for), or None.
+    In a study such a series is left out with the reason — a localizer's three planes are one."""
+    import pydicom
+
+    headers = [pydicom.dcmread(file, stop_before_pixels=True) for file in series.files]
+    try:
+        check_slice_attributes(headers, series.label)
+        check_slice_positions(headers, series.label)
+    except InputError as error:
+        return error.problem
+    return None
 
 
 def _us_image(series: Series) -> tuple[sitk.Image, tuple[float, ...]]:
@@ -273,6 +289,10 @@ def _write_case(study, series, segmentations, rules, work: Path, case: Path, ass
             assignment.ignored[item.label] = "its description matches an ignore rule"
             continue
         if item.modality == "MR":
+            fault = _stacking_fault(item)
+            if fault:
+                assignment.ignored[item.label] = fault
+                continue
             images = converted.get(item.uid, [])
             if len(images) != 1:
                 assignment.ignored[item.label] = ("dcm2niix made no volume of it" if not images else
