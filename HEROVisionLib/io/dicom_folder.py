@@ -146,6 +146,7 @@ def check_slice_attributes(headers, source) -> None:
     if not single:
         return
     first = single[0]
+    reference = next((h for h in single if h.get("Modality") in CROSS_SECTIONAL), None)  # its spacing for all
     for header in single:
         name = Path(getattr(header, "filename", "") or "slice").name
         for keyword in ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel"):
@@ -169,7 +170,6 @@ def check_slice_attributes(headers, source) -> None:
                 raise InputError(source, f"{name}: {keyword} {list(header.get(keyword))} is not a set of numbers")
         if not np.all(_numbers(header, "PixelSpacing") > 0):
             raise InputError(source, f"{name}: pixel spacing {list(header.PixelSpacing)} mm is not positive")
-        reference = next(h for h in single if h.get("Modality") in CROSS_SECTIONAL)  # checked before this one
         if not np.allclose(_numbers(header, "PixelSpacing"), _numbers(reference, "PixelSpacing"), rtol=1e-3):
             raise InputError(source, f"{name}: pixel spacing {list(header.PixelSpacing)} mm differs from the first "
                                      f"slice's {list(reference.PixelSpacing)}: slices of different series?")

@@ -128,7 +128,7 @@ def _check_metaimage_header(path: Path) -> None:
 def _raw_data_offset(path: Path) -> int | None:
     """Where the voxels of an uncompressed NRRD or MetaImage start in its own file; None when they
     are compressed or in another file (their reader then checks their length)."""
-    data = path.read_bytes()
+    data = _header_bytes(path)
     if compound_suffix(path) == ".nrrd":
         header, separator, _ = data.partition(b"\n\n")
         fields = dict(line.split(b":", 1) for line in header.split(b"\n")[1:] if b":" in line and not line.startswith(b"#"))
@@ -139,6 +139,18 @@ def _raw_data_offset(path: Path) -> int | None:
         header, separator, _ = data.partition(b"ElementDataFile = LOCAL\n")
         return len(header) + len(separator) if separator and b"CompressedData = True" not in header else None
     return None
+
+
+def _header_bytes(path: Path, chunk: int = 65536) -> bytes:
+    """The start of ``path`` up to the end of a NRRD or MetaImage header (or the whole file when it
+    has none): the voxels after it, often hundreds of megabytes, are not read again."""
+    with open(path, "rb") as handle:
+        data = b""
+        while block := handle.read(chunk):
+            data += block
+            if b"\n\n" in data or b"ElementDataFile = LOCAL\n" in data:
+                break
+    return data
 
 
 def _check_raw_data_length(path: Path, image: sitk.Image) -> None:
