@@ -31,7 +31,8 @@ def test_default_encoder_shapes_and_attention():
     with torch.no_grad():
         images = torch.randn(2, 1, 128, 128)
         features, attentions = encoder(images, return_attention=True)
-        assert torch.equal(encoder(images), features)
+        # Without weights the encoder runs fused attention: the same features to float rounding.
+        assert torch.allclose(encoder(images), features, atol=1e-5)
     assert features.shape == (2, 128)
     assert len(attentions) == 4
     for attention in attentions:
@@ -83,8 +84,7 @@ def test_attention_maps_cover_present_images_and_are_zero_for_absent_ones():
     net = _small_net()
     present = torch.tensor([[True, True, False, True], [True, False, True, True]])
     with torch.no_grad():
-        log_hazard, attention = net.forward_with_attention(_images(2, SMALL_SIZE), present)
-        assert torch.equal(log_hazard, net(_images(2, SMALL_SIZE), present))
+        attention = net.attention_maps(_images(2, SMALL_SIZE), present)
     assert set(attention) == set(MODALITY_IMAGES)
     for index, (name, k) in enumerate(MODALITY_IMAGES.items()):
         maps = attention[name]
@@ -116,7 +116,7 @@ def test_a_case_without_any_modality_is_refused():
     with pytest.raises(ValueError, match="none of the modalities"):
         net(_images(2, SMALL_SIZE), present)
     with pytest.raises(ValueError, match="none of the modalities"):
-        net.forward_with_attention(_images(2, SMALL_SIZE), present)
+        net.attention_maps(_images(2, SMALL_SIZE), present)
 
 
 def test_eval_mode_is_deterministic():

@@ -116,20 +116,22 @@ class Case:
 
     def missing(self) -> dict[str, str]:
         """Modality → why it cannot be used (absent image, absent ROI, absent frame labels)."""
-        reasons = {}
-        for modality in MODALITIES:
-            try:
-                image, roi = self.image_path(modality), self.roi_path(modality)
-            except InputError as error:
-                reasons[modality] = str(error)
-                continue
-            if image is None:
-                reasons[modality] = "no image"
-            elif roi is None:
-                reasons[modality] = f"{image.name} has no ROI ({modality}_roi.nii.gz)"
-            elif modality == "ceus" and not self.frame_times_source.exists():
-                reasons[modality] = "ceus.times (frame times in seconds) is missing"
-        return reasons
+        reasons = {modality: self._missing_reason(modality) for modality in MODALITIES}
+        return {modality: reason for modality, reason in reasons.items() if reason}
+
+    def _missing_reason(self, modality: str) -> str | None:
+        """Why ``modality`` cannot be used, or None when its files are there."""
+        try:
+            image, roi = self.image_path(modality), self.roi_path(modality)
+        except InputError as error:
+            return str(error)
+        if image is None:
+            return "no image"
+        if roi is None:
+            return f"{image.name} has no ROI ({modality}_roi.nii.gz)"
+        if modality == "ceus" and not self.frame_times_source.exists():
+            return "ceus.times (frame times in seconds) is missing"
+        return None
 
     @property
     def available(self) -> tuple[str, ...]:
@@ -137,7 +139,7 @@ class Case:
         return tuple(m for m in MODALITIES if m not in missing)
 
     def _require(self, modality: str) -> Path:
-        reason = self.missing().get(modality)
+        reason = self._missing_reason(modality)
         if reason:
             raise InputError(self.folder / modality, f"case {self.case_id}: {modality} unavailable ({reason})")
         return self.image_path(modality)

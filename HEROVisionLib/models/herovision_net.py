@@ -139,8 +139,9 @@ class HEROVisionNet(nn.Module):
             present = self.draw_presence(present)
         return self._score(images, present, with_attention=False)[0]
 
-    def forward_with_attention(self, images: dict[str, torch.Tensor], present: torch.Tensor):
-        """The (N,) log-hazards without modality drop-out, and per modality the (N, k_m, H, W)
-        attention-rollout maps in [0, 1] of its images (zeros for cases without it)."""
+    def attention_maps(self, images: dict[str, torch.Tensor], present: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per modality the (N, k_m, H, W) attention-rollout maps in [0, 1] of its images (zeros for
+        cases without it), without modality drop-out. Scores come from :meth:`forward` alone (fused
+        attention), so a case's risk score is the one evaluation measures, bit for bit."""
         present = self._check_presence(present)
-        return self._score(images, present, with_attention=True)
+        return self._score(images, present, with_attention=True)[1]

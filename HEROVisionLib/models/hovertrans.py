@@ -37,7 +37,9 @@ def _group_norm(channels: int) -> nn.GroupNorm:
 
 
 class _Attention(nn.Module):
-    """Multi-head self-attention that also returns its weights, averaged over heads (for rollout)."""
+    """Multi-head self-attention; on request also its weights, averaged over heads (for rollout).
+    Without that request it runs PyTorch's fused scaled-dot-product attention, which never builds
+    the weight matrices (the same numbers to float rounding, about twice as fast on a CPU)."""
 
     def __init__(self, dim: int, num_heads: int, dropout: float):
         super().__init__()
@@ -47,12 +49,17 @@ class _Attention(nn.Module):
         self.out = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         n, count, dim = tokens.shape
         q, k, v = self.qkv(tokens).reshape(n, count, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
-        weights = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
-        mixed = (self.dropout(weights) @ v).transpose(1, 2).reshape(n, count, dim)
-        return self.out(mixed), weights.mean(dim=1)
+        if need_weights:
+            weights = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
+            mixed, mean_weights = self.dropout(weights) @ v, weights.mean(dim=1)
+        else:
+            mixed = F.scaled_dot_product_attention(q, k, v, scale=self.scale,
+                                                   dropout_p=self.dropout.p if self.training else 0.0)
+            mean_weights = None
+        return self.out(mixed.transpose(1, 2).reshape(n, count, dim)), mean_weights
 
 
 class _MLP(nn.Sequential):
@@ -83,9 +90,9 @@ class HoVerBlock(nn.Module):
         self.norm_mlp_patches, self.norm_mlp_rows, self.norm_mlp_columns = (nn.LayerNorm(dim) for _ in range(3))
         self.mlp_patches, self.mlp_rows, self.mlp_columns = (_MLP(dim, mlp_ratio, dropout) for _ in range(3))
 
-    def forward(self, patches: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor):
-        """Tokens (N, P, D), (N, gh, D), (N, gw, D) → the updated tokens and the patch attention
-        (N, P, P), averaged over heads and over the two branches."""
+    def forward(self, patches: torch.Tensor, rows: torch.Tensor, columns: torch.Tensor, need_weights: bool = False):
+        """Tokens (N, P, D), (N, gh, D), (N, gw, D) → the updated tokens and, with ``need_weights``,
+        the patch attention (N, P, P) averaged over heads and over the two branches (else None)."""
         n, count, dim = patches.shape
         gh, gw = self.grid_shape
         rows = rows + self.row_attention(self.norm_rows(rows))[0]
@@ -97,10 +104,10 @@ class HoVerBlock(nn.Module):
         row_context, column_context = row_context.reshape(n, count, dim), column_context.reshape(n, count, dim)
         normed = self.norm_patches(patches)
         rows_first = normed + row_context
-        attended, weights_rows_first = self.attention_rows_first(rows_first)
+        attended, weights_rows_first = self.attention_rows_first(rows_first, need_weights)
         rows_first = rows_first + attended + column_context
         columns_first = normed + column_context
-        attended, weights_columns_first = self.attention_columns_first(columns_first)
+        attended, weights_columns_first = self.attention_columns_first(columns_first, need_weights)
         columns_first = columns_first + attended + row_context
 
         branches = torch.cat([rows_first, columns_first], dim=-1).transpose(1, 2).reshape(n, 2 * dim, gh, gw)
@@ -108,7 +115,8 @@ class HoVerBlock(nn.Module):
         patches = patches + self.mlp_patches(self.norm_mlp_patches(patches))
         rows = rows + self.mlp_rows(self.norm_mlp_rows(rows))
         columns = columns + self.mlp_columns(self.norm_mlp_columns(columns))
-        return patches, rows, columns, 0.5 * (weights_rows_first + weights_columns_first)
+        attention = 0.5 * (weights_rows_first + weights_columns_first) if need_weights else None
+        return patches, rows, columns, attention
 
 
 class HoVerTransEncoder(nn.Module):
@@ -177,7 +185,7 @@ class HoVerTransEncoder(nn.Module):
         columns = self.token_dropout(self.column_embedding(column_inputs) + self.column_position)
         attentions = []
         for block in self.blocks:
-            patches, rows, columns, attention = block(patches, rows, columns)
+            patches, rows, columns, attention = block(patches, rows, columns, need_weights=return_attention)
             attentions.append(attention)
         features = self.head(torch.cat([patches.mean(dim=1), rows.mean(dim=1), columns.mean(dim=1)], dim=-1))
         return (features, attentions) if return_attention else features

@@ -124,7 +124,7 @@ def survival_inputs_by_model(case, models: ModelSet) -> dict:
 def survival_scores(package, inputs, device, batch=None) -> torch.Tensor:
     """Risk scores of one survival package for the case's images, or for ``batch`` — a
     ``{modality: (N, k, H, W)}`` stack of variants of them (test-time augmentation)."""
-    network = package.network.to(device)
+    network = package.network_on(device)
     images = batch or {m: inputs.images[m][None] for m in network.modalities}
     n = next(iter(images.values())).shape[0]
     present = torch.tensor([[inputs.present[m] for m in network.modalities]] * n)
@@ -140,16 +140,14 @@ def survival_from_score(package, risk: float) -> tuple[str, dict[int, float]]:
 
 
 def _survival(result, key, package, inputs, device, with_overlays):
-    network = package.network.to(device)
+    network = package.network_on(device)
     modalities = network.modalities
+    risk = float(survival_scores(package, inputs, device)[0])
     if with_overlays:
         images = {m: inputs.images[m][None].to(device) for m in modalities}
         present = torch.tensor([[inputs.present[m] for m in modalities]], device=device)
         with torch.no_grad():
-            score, attention = network.forward_with_attention(images, present)
-    else:
-        score, attention = survival_scores(package, inputs, device), {}
-    risk = float(score[0])
+            attention = network.attention_maps(images, present)
     group, pfs = survival_from_score(package, risk)
     used = tuple(m for m in modalities if inputs.present[m])
     result.survival[key] = SurvivalResult(package.name, risk, group, pfs, used)
@@ -177,7 +175,7 @@ def _early_recurrence(result, case, models, device, with_overlays):
     result.ivim_medians = {name: float(tumour.loc[name, "median"]) for name in ("ADC", "D", "Dstar", "f")}
     result.ivim_statistics = ivim.statistics.to_dict(orient="records")
     head = EarlyRecurrenceHead.from_dict(package.herovision["early_recurrence"])
-    network = package.network.to(device)
+    network = package.network_on(device)
     bvalues, maps = ivim.bvalues[None].to(device), ivim.maps[None].to(device)
     with torch.no_grad():
         features = network.features(bvalues, maps)
