@@ -443,6 +443,9 @@ def _add_train(commands):
     parser.add_argument("--preset", default="default", help="network size and schedule: default or tiny")
     parser.add_argument("--split", default="stratified", help="internal validation split: stratified or chronological")
     parser.add_argument("--epochs", type=_count, help="maximum epochs (default: the preset's)")
+    parser.add_argument("--members", type=_count,
+                        help="survival tasks: networks averaged, trained from seeds SEED, SEED+1, … (default: the "
+                             "preset's, 3 for default)")
     parser.add_argument("--seed", type=_seed, default=0)
     _add_cohort_run_options(parser)
     parser.set_defaults(run=_run_train)
@@ -452,8 +455,8 @@ def _run_train(args) -> int:
     from .train.run import train_task
 
     package = train_task(args.task, args.cohort, args.out, preset=args.preset, split_how=args.split,
-                         epochs=args.epochs, seed=args.seed, device=args.device, workers=args.workers,
-                         command=args.command_line)
+                         epochs=args.epochs, members=args.members, seed=args.seed, device=args.device,
+                         workers=args.workers, command=args.command_line)
     if package is not None:
         print(f"Model package written to {package}; training log and curves in {package}-training")
     return 0

@@ -46,6 +46,45 @@ def test_tiny_training_writes_packages_that_predict(tiny_packages, phantom_cohor
     assert 0 < result.er_probability < 1
 
 
+def test_an_ensemble_averages_networks_each_trained_as_alone_from_its_seed(tiny_packages, phantom_cohort, tmp_path):
+    """`--members 2`: member k is the network `--seed k` trains alone (same split, same schedule),
+    the package scores the mean of the two, logs each member, and predicts with attention maps."""
+    from HEROVisionLib.models.model_set import ModelSet
+    from HEROVisionLib.train.data import prepare
+    from HEROVisionLib.train.survival_training import risk_scores
+    from HEROVisionLib.transforms.network_inputs import SURVIVAL_PREPROCESSING
+
+    for members, seed in ((2, 0), (1, 1)):
+        assert main(["train", "--task", "pfs-ta", "--cohort", str(phantom_cohort), "--out", str(tmp_path / f"m{members}"),
+                     "--preset", "tiny", "--members", str(members), "--seed", str(seed), "--device", "cpu",
+                     "--workers", "1"]) == 0
+    ensemble, alone = load_package(tmp_path / "m2"), load_package(tmp_path / "m1")
+    seed0 = load_package(tiny_packages / "HEROVision-TA")  # the fixture's: tiny preset, seed 0, one network
+    block = ensemble.herovision
+    assert block["architecture"]["name"] == "HEROVisionEnsemble" and block["architecture"]["config"]["members"] == 2
+    assert [m["seed"] for m in block["metrics"]["members"]] == [0, 1]
+    for k in (1, 2):
+        assert (tmp_path / "m2-training" / f"member-{k}" / "training_log.csv").is_file()
+    for member, single in zip(ensemble.network.members, (seed0.network, alone.network)):
+        for name, tensor in single.state_dict().items():
+            assert torch.equal(member.state_dict()[name], tensor), name
+    data = prepare(Cohort(phantom_cohort), "pfs-ta", dict(SURVIVAL_PREPROCESSING, image_size=32), workers=1,
+                   progress=False)
+    together = risk_scores(ensemble.network, data, "cpu")
+    apart = (risk_scores(seed0.network, data, "cpu") + risk_scores(alone.network, data, "cpu")) / 2
+    np.testing.assert_allclose(together, apart, atol=1e-6)
+    models = load_models(tiny_packages, "cpu")
+    result = predict_case(Cohort(phantom_cohort).case("A0001"), ModelSet(ensemble, models.sr, models.er), "cpu")
+    assert any(name.startswith("attention_ta_") for name in result.overlays)
+
+
+def test_members_are_refused_for_the_ivim_model(phantom_cohort, tmp_path, capsys):
+    assert main(["train", "--task", "er", "--cohort", str(phantom_cohort), "--out", str(tmp_path / "er"),
+                 "--preset", "tiny", "--members", "2"]) == 2
+    assert "herovision: error: --members: an ensemble is for the survival tasks" in capsys.readouterr().err
+    assert not (tmp_path / "er").exists()
+
+
 def test_training_under_torchrun_with_two_processes(phantom_cohort, tmp_path):
     """The same command under torchrun (gloo on CPU): both ranks train, rank 0 writes the package."""
     out = tmp_path / "IVIM-ER"

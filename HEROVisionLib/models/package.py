@@ -55,10 +55,10 @@ LICENSE_TEXT = ("These model weights and metadata are distributed under the Apac
 
 def architectures() -> dict[str, type[nn.Module]]:
     """Network classes a package may name (imported here to keep the registry in one place)."""
-    from .herovision_net import HEROVisionNet
+    from .herovision_net import HEROVisionEnsemble, HEROVisionNet
     from .ivim_net import IVIMFeatureNet
 
-    return {"HEROVisionNet": HEROVisionNet, "IVIMFeatureNet": IVIMFeatureNet}
+    return {"HEROVisionNet": HEROVisionNet, "HEROVisionEnsemble": HEROVisionEnsemble, "IVIMFeatureNet": IVIMFeatureNet}
 
 
 @dataclass

@@ -32,6 +32,14 @@ _NOMOGRAM = {"oneOf": [
              "risk_cutoff": _NUMBER}),
 ]}
 
+_SURVIVAL_NETWORK = _object({
+    "modality_images": {"type": "object", "minProperties": 1, "additionalProperties": False,
+                        "properties": {m: _COUNT for m in _SURVIVAL_MODALITIES}},
+    "encoder": {"type": "object", "properties": {"mlp_ratio": _POSITIVE, "dropout": _PROBABILITY},
+                "additionalProperties": _COUNT},
+    "modality_features": _COUNT, "fusion_hidden": _COUNT,
+    "modality_dropout": _PROBABILITY, "fusion_dropout": _PROBABILITY}, required=["modality_images"])
+
 _SURVIVAL = _object({
     "treatment": {"enum": list(TREATMENTS)},
     "risk_cutoff": _NUMBER,
@@ -44,13 +52,10 @@ _SURVIVAL = _object({
         "fields_mm": {"type": "object", "additionalProperties": False, "properties": {
             **{m: _POSITIVE for m in ("t2wi", "dwi", "ceus")},
             "us": {"type": "array", "items": _POSITIVE, "minItems": 1}}}}),
-    "architecture": _object({"name": {"const": "HEROVisionNet"}, "config": _object({
-        "modality_images": {"type": "object", "minProperties": 1, "additionalProperties": False,
-                            "properties": {m: _COUNT for m in _SURVIVAL_MODALITIES}},
-        "encoder": {"type": "object", "properties": {"mlp_ratio": _POSITIVE, "dropout": _PROBABILITY},
-                    "additionalProperties": _COUNT},
-        "modality_features": _COUNT, "fusion_hidden": _COUNT,
-        "modality_dropout": _PROBABILITY, "fusion_dropout": _PROBABILITY}, required=["modality_images"])}),
+    "architecture": {"oneOf": [
+        _object({"name": {"const": "HEROVisionNet"}, "config": _SURVIVAL_NETWORK}),
+        _object({"name": {"const": "HEROVisionEnsemble"}, "config": _object({
+            "members": {"type": "integer", "minimum": 2}, "member": _SURVIVAL_NETWORK})})]},
     "nomogram": _NOMOGRAM,
     "clinical_model": _NOMOGRAM,
     "staging_models": {"type": "object", "additionalProperties": {"oneOf": [

@@ -5,7 +5,9 @@ Tasks: ``pfs-ta`` and ``pfs-sr`` (HEROVision survival models on the patients tre
 (the bundled models), ``tiny`` (seconds; the test suite's smoke run). A survival model sees one
 treatment arm (~250 patients of a 600-patient cohort: 8 steps an epoch), so it gets up to 100 epochs,
 patience 20 and model selection on a five-epoch mean of the validation C (on ~60 patients one epoch's
-C is mostly chance; with 30 epochs and a one-epoch metric SR stopped after its first). Under ``torchrun`` every
+C is mostly chance; with 30 epochs and a one-epoch metric SR stopped after its first), and the default
+preset trains three such networks from consecutive seeds and averages their scores (an ensemble:
+one network's ranking of a few hundred patients depends on its seed). Under ``torchrun`` every
 process trains on its share of each epoch's batches (DistributedDataParallel) and rank 0 writes the
 package; the command is the same.
 """
@@ -28,7 +30,7 @@ from .survival_training import SurvivalConfig, survival_model_package, train_sur
 
 PRESETS = {
     "default": {
-        "survival": dict(epochs=100, batch_size=32, patience=20, smoothing=2,
+        "survival": dict(epochs=100, batch_size=32, patience=20, smoothing=2, members=3,
                          network=dict(encoder=dict(image_size=64, stem_channels=16, patch_grid=8, embed_dim=48,
                                                    depth=2, num_heads=4, out_features=128))),
         "er": dict(epochs=25, batch_size=8, patience=6,
@@ -45,8 +47,8 @@ PRESETS = {
 
 
 def train_task(task: str, cohort_folder, out, *, preset: str = "default", split_how: str = "stratified",
-               epochs: int | None = None, seed: int = 0, device="auto", workers: int | None = None,
-               progress: bool = True, command: str = "") -> Path | None:
+               epochs: int | None = None, members: int | None = None, seed: int = 0, device="auto",
+               workers: int | None = None, progress: bool = True, command: str = "") -> Path | None:
     """Train ``task`` on the cohort and write the package to ``out`` (rank 0); returns its path.
     ``command`` (the command line that asked for it) goes on the model card."""
     if preset not in PRESETS:
@@ -57,7 +59,10 @@ def train_task(task: str, cohort_folder, out, *, preset: str = "default", split_
     started = time.perf_counter()
     cohort = Cohort(cohort_folder)
     out = check_package_destination(out, inputs=(cohort.folder,))  # before any work
-    overrides = dict(seed=seed, **({"epochs": epochs} if epochs else {}))
+    if members and not TASKS[task]:
+        raise InputError("--members", "an ensemble is for the survival tasks (pfs-ta, pfs-sr); the IVIM model's "
+                                      "published head reads one network's features")
+    overrides = dict(seed=seed, **({"epochs": epochs} if epochs else {}), **({"members": members} if members else {}))
     with output_folder(out.with_name(out.name + "-training"), "train", inputs=(cohort.folder,)) as log:
         package = _train(task, cohort, preset, overrides, split_how, device, workers, progress, command, log.path)
     if package is None:
@@ -76,11 +81,9 @@ def _train(task, cohort, preset, overrides, split_how, device, workers, progress
         data = prepare(cohort, task, preprocessing, workers=workers, progress=progress)
         training, validation = split(data, split_how, seed=seed, stratify="event")
         _check_training_part(task, training, validation, cohort)
-        network, history, best_epoch, distributed = train_survival(training, validation, config, device, log_folder,
-                                                                   progress)
-        metric = {"internal_validation_c_index": history[best_epoch]["c_index"]}
+        network, metrics, distributed = train_survival(training, validation, config, device, log_folder, progress)
         build = lambda: survival_model_package(  # noqa: E731
-            network, TASKS[task], training, metrics={**metric, "best_epoch": best_epoch},
+            network, TASKS[task], training, metrics=metrics,
             training_cohort=_describe(cohort, data, training, validation, split_how, seed), command=command,
             config=config, device=device)
     else:

@@ -10,7 +10,8 @@ P < 0.20, then backward stepwise AIC), its points, baseline and its own maxstat 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from lifelines import CoxPHFitter
 from lifelines.exceptions import ConvergenceError
 
 from ..errors import HEROVisionError
-from ..models.herovision_net import HEROVisionNet
+from ..models.herovision_net import HEROVisionEnsemble, HEROVisionNet
 from ..staging import staging_ordinals
 from ..stats.survival import COX_FIT_OPTIONS, breslow_baseline_cumulative_hazard, harrell_c
 from ..stats.cutpoint import optimal_cutpoint
@@ -47,6 +48,7 @@ class SurvivalConfig(TrainingConfig):
     epochs: int = 40
     batch_size: int = 64
     patience: int = 8
+    members: int = 1  # more: an ensemble of networks trained alike from seeds seed, seed + 1, …
 
 
 def _inputs(data: CohortTensors, index, device, modalities):
@@ -54,7 +56,8 @@ def _inputs(data: CohortTensors, index, device, modalities):
     return images, data.inputs["present"][index].to(device)
 
 
-def risk_scores(network: HEROVisionNet, data: CohortTensors, device, batch_size: int = 32) -> np.ndarray:
+def risk_scores(network: HEROVisionNet | HEROVisionEnsemble, data: CohortTensors, device,
+                batch_size: int = 32) -> np.ndarray:
     """The cohort's risk scores, scored as prediction scores a patient (full precision, eval mode)."""
     network.eval()
     scores = [survival_risk_scores(network, {m: data.inputs[m][index] for m in network.modalities},
@@ -74,7 +77,27 @@ def _validation_c(network, validation: CohortTensors, device) -> float:
 
 def train_survival(training: CohortTensors, validation: CohortTensors, config: SurvivalConfig, device,
                    log_folder=None, progress: bool = True):
-    """Returns (network with the best validation C, history rows, best epoch, distributed)."""
+    """Returns (the network — an ensemble when ``config.members`` > 1 —, its internal-validation
+    metrics, distributed). Each member keeps its epoch of best validation C; an ensemble's members
+    log into ``member-1``, ``member-2``, … of ``log_folder``."""
+    networks, members = [], []
+    for k in range(config.members):
+        folder = log_folder if config.members == 1 or log_folder is None else Path(log_folder) / f"member-{k + 1}"
+        network, history, best_epoch, distributed = _train_network(
+            training, validation, replace(config, seed=config.seed + k), device, folder, progress)
+        networks.append(network)
+        members.append({"seed": config.seed + k, "best_epoch": best_epoch,
+                        "internal_validation_c_index": history[best_epoch]["c_index"]})
+    if len(networks) == 1:
+        return networks[0], {key: members[0][key] for key in ("internal_validation_c_index", "best_epoch")}, distributed
+    ensemble = HEROVisionEnsemble.of(networks).eval()
+    return ensemble, {"internal_validation_c_index": _validation_c(ensemble, validation, device),
+                      "members": members}, distributed
+
+
+def _train_network(training: CohortTensors, validation: CohortTensors, config: SurvivalConfig, device, log_folder,
+                   progress: bool):
+    """One network: (network with the best validation C, history rows, best epoch, distributed)."""
     run = TrainingRun.start(HEROVisionNet, config, device)
     generator, distributed, network, model, optimiser = (run.generator, run.distributed, run.network, run.model,
                                                         run.optimiser)
@@ -195,7 +218,7 @@ def training_curves(scores: np.ndarray, time_: np.ndarray, event: np.ndarray, cu
     return curves
 
 
-def survival_model_package(network: HEROVisionNet, treatment: str, training: CohortTensors, *, metrics: dict,
+def survival_model_package(network: HEROVisionNet | HEROVisionEnsemble, treatment: str, training: CohortTensors, *, metrics: dict,
                            training_cohort: dict, command: str, config: SurvivalConfig, device):
     """Cutoff, Breslow baseline, nomogram, the models it is compared with and the training cohort's
     curves, then the package."""
