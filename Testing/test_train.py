@@ -65,6 +65,8 @@ def test_an_ensemble_averages_networks_each_trained_as_alone_from_its_seed(tiny_
     assert [m["seed"] for m in block["metrics"]["members"]] == [0, 1]
     for k in (1, 2):
         assert (tmp_path / "m2-training" / f"member-{k}" / "training_log.csv").is_file()
+    whole = pd.read_csv(tmp_path / "m2-training" / "training_log.csv")  # the run's overview, both members
+    assert sorted(whole["member"].unique()) == [1, 2] and (tmp_path / "m2-training" / "training_curves.png").is_file()
     for member, single in zip(ensemble.network.members, (seed0.network, alone.network)):
         for name, tensor in single.state_dict().items():
             assert torch.equal(member.state_dict()[name], tensor), name

@@ -147,6 +147,9 @@ class TrainingLog:
 
     def add(self, **row) -> None:
         self.rows.append(row)
+        self._write()
+
+    def _write(self) -> None:
         if self.folder is None:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -155,21 +158,39 @@ class TrainingLog:
             writer.writeheader()
             writer.writerows(self.rows)
 
+    @classmethod
+    def write_ensemble(cls, folder: Path | None, runs: list[list[dict]], metric: str) -> None:
+        """An ensemble's whole run in ``folder``: every member's rows with a ``member`` column, and
+        their curves in one figure (each member also keeps its own log in ``member-k/``)."""
+        if not runs:
+            return
+        log = cls(folder, ["member", *runs[0][0]])
+        log.rows = [{"member": k, **row} for k, rows in enumerate(runs, start=1) for row in rows]
+        log._write()
+        log.plot(metric)
+
     def plot(self, metric: str) -> None:
         if self.folder is None or not self.rows:
             return
         from ..plots import pyplot
 
         plt = pyplot()
-        epochs = [row["epoch"] for row in self.rows]
         figure, loss_axis = plt.subplots(figsize=(6, 4))
-        loss_axis.plot(epochs, [row["train_loss"] for row in self.rows], label="training loss", color="tab:blue")
+        metric_axis = loss_axis.twinx()
+        runs = {}
+        for row in self.rows:
+            runs.setdefault(row.get("member"), []).append(row)
+        for member, rows in runs.items():
+            suffix = "" if member is None else f", member {member}"
+            epochs = [row["epoch"] for row in rows]
+            loss_axis.plot(epochs, [row["train_loss"] for row in rows], label=f"training loss{suffix}",
+                           color="tab:blue", alpha=1.0 if member in (None, 1) else 0.5)
+            metric_axis.plot(epochs, [row[metric] for row in rows], label=f"{metric}{suffix}",
+                             color="tab:red", alpha=1.0 if member in (None, 1) else 0.5)
         loss_axis.set_xlabel("epoch")
         loss_axis.set_ylabel("training loss")
-        metric_axis = loss_axis.twinx()
-        metric_axis.plot(epochs, [row[metric] for row in self.rows], label=metric, color="tab:red")
         metric_axis.set_ylabel(f"internal validation {metric}")
-        figure.legend(loc="upper right")
+        figure.legend(loc="upper right", fontsize="small")
         figure.tight_layout()
         figure.savefig(self.folder / "training_curves.png", dpi=120)
         plt.close(figure)

@@ -29,7 +29,7 @@ from ..models.model_set import HORIZONS_MONTHS, survival_package, survival_risk_
 from ..transforms.network_inputs import SURVIVAL_PREPROCESSING
 from ..transforms.augment import augment_survival_batch, modality_augmentation
 from .data import CohortTensors
-from .loop import TrainingConfig, TrainingRun, autocast, event_balanced_batches, train_epochs
+from .loop import TrainingConfig, TrainingLog, TrainingRun, autocast, event_balanced_batches, train_epochs
 from .losses import cox_partial_likelihood_loss
 
 
@@ -80,16 +80,19 @@ def train_survival(training: CohortTensors, validation: CohortTensors, config: S
     """Returns (the network — an ensemble when ``config.members`` > 1 —, its internal-validation
     metrics, distributed). Each member keeps its epoch of best validation C; an ensemble's members
     log into ``member-1``, ``member-2``, … of ``log_folder``."""
-    networks, members = [], []
+    networks, members, histories = [], [], []
     for k in range(config.members):
         folder = log_folder if config.members == 1 or log_folder is None else Path(log_folder) / f"member-{k + 1}"
         network, history, best_epoch, distributed = _train_network(
             training, validation, replace(config, seed=config.seed + k), device, folder, progress)
         networks.append(network)
+        histories.append(history)
         members.append({"seed": config.seed + k, "best_epoch": best_epoch,
                         "internal_validation_c_index": history[best_epoch]["c_index"]})
     if len(networks) == 1:
         return networks[0], {key: members[0][key] for key in ("internal_validation_c_index", "best_epoch")}, distributed
+    TrainingLog.write_ensemble(Path(log_folder) if log_folder is not None and distributed.main else None, histories,
+                           "c_index")
     ensemble = HEROVisionEnsemble.of(networks).eval()
     return ensemble, {"internal_validation_c_index": _validation_c(ensemble, validation, device),
                       "members": members}, distributed
