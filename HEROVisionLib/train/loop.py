@@ -180,18 +180,17 @@ class TrainingLog:
         runs = {}
         for row in self.rows:
             runs.setdefault(row.get("member"), []).append(row)
-        for member, rows in runs.items():
-            suffix = "" if member is None else f", member {member}"
+        for k, (member, rows) in enumerate(runs.items()):
+            suffix, style = ("", "-") if member is None else (f", member {member}", ("-", "--", ":", "-.")[k % 4])
             epochs = [row["epoch"] for row in rows]
-            loss_axis.plot(epochs, [row["train_loss"] for row in rows], label=f"training loss{suffix}",
-                           color="tab:blue", alpha=1.0 if member in (None, 1) else 0.5)
-            metric_axis.plot(epochs, [row[metric] for row in rows], label=f"{metric}{suffix}",
-                             color="tab:red", alpha=1.0 if member in (None, 1) else 0.5)
+            loss_axis.plot(epochs, [row["train_loss"] for row in rows], style, label=f"training loss{suffix}",
+                           color="tab:blue")
+            metric_axis.plot(epochs, [row[metric] for row in rows], style, label=f"{metric}{suffix}", color="tab:red")
         loss_axis.set_xlabel("epoch")
         loss_axis.set_ylabel("training loss")
         metric_axis.set_ylabel(f"internal validation {metric}")
-        figure.legend(loc="upper right", fontsize="small")
-        figure.tight_layout()
+        figure.tight_layout(rect=(0, 0.06 * len(runs), 1, 1))  # room below for the legend
+        figure.legend(loc="lower center", ncol=2, fontsize="small")
         figure.savefig(self.folder / "training_curves.png", dpi=120)
         plt.close(figure)
 
