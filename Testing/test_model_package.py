@@ -118,3 +118,28 @@ def test_pickled_weights_are_never_executed(tmp_path):
     with pytest.raises(InputError, match="unreadable weights"):
         load_package(folder)
     assert not marker.exists()
+
+
+def test_a_survival_ensemble_round_trips_and_a_tampered_one_is_refused_naming_the_key(tmp_path):
+    from HEROVisionLib.models.herovision_net import HEROVisionEnsemble, HEROVisionNet
+    from HEROVisionLib.models.model_set import survival_package
+
+    member = dict(encoder=dict(image_size=32, stem_channels=8, patch_grid=4, embed_dim=16, depth=1, num_heads=2,
+                               out_features=16), modality_features=8, fusion_hidden=16)
+    torch.manual_seed(0)
+    ensemble = HEROVisionEnsemble.of([HEROVisionNet(**member) for _ in range(2)]).eval()
+    folder = save_package(survival_package(ensemble, "TA", trained=False, cutoff=0.0,
+                                           baseline_cumulative_hazard={12: 0.1, 24: 0.2, 36: 0.3}, version="0.0.1",
+                                           description="test"), tmp_path / "package")
+    loaded = load_package(folder, "cpu").network
+    images = {m: torch.rand(3, k, 32, 32) for m, k in loaded.modality_images.items()}
+    present = torch.ones(3, len(loaded.modalities), dtype=torch.bool)
+    with torch.no_grad():
+        assert torch.equal(loaded(images, present), ensemble(images, present))
+        assert torch.allclose(loaded(images, present), (ensemble.members[0](images, present)
+                                                        + ensemble.members[1](images, present)) / 2)
+    metadata = json.loads((folder / METADATA_FILE).read_text())
+    metadata["herovision"]["architecture"]["config"]["members"] = 1
+    _rewrite(folder, METADATA_FILE, json.dumps(metadata).encode())
+    with pytest.raises(InputError, match=r"herovision\.architecture\.config\.members: 1 is less than the minimum of 2"):
+        load_package(folder)

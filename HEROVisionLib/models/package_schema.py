@@ -52,10 +52,14 @@ _SURVIVAL = _object({
         "fields_mm": {"type": "object", "additionalProperties": False, "properties": {
             **{m: _POSITIVE for m in ("t2wi", "dwi", "ceus")},
             "us": {"type": "array", "items": _POSITIVE, "minItems": 1}}}}),
-    "architecture": {"oneOf": [
-        _object({"name": {"const": "HEROVisionNet"}, "config": _SURVIVAL_NETWORK}),
-        _object({"name": {"const": "HEROVisionEnsemble"}, "config": _object({
-            "members": {"type": "integer", "minimum": 2}, "member": _SURVIVAL_NETWORK})})]},
+    # if/then rather than oneOf, so that a fault is named by its key (oneOf only says no branch fits).
+    "architecture": _object({"name": {"enum": ["HEROVisionNet", "HEROVisionEnsemble"]}, "config": {"type": "object"}},
+                            allOf=[{"if": {"properties": {"name": {"const": "HEROVisionNet"}}},
+                                    "then": {"properties": {"config": _SURVIVAL_NETWORK}}},
+                                   {"if": {"properties": {"name": {"const": "HEROVisionEnsemble"}}},
+                                    "then": {"properties": {"config": _object({
+                                        "members": {"type": "integer", "minimum": 2},
+                                        "member": _SURVIVAL_NETWORK})}}}]),
     "nomogram": _NOMOGRAM,
     "clinical_model": _NOMOGRAM,
     "staging_models": {"type": "object", "additionalProperties": {"oneOf": [
