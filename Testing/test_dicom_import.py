@@ -164,6 +164,30 @@ def test_a_phantom_case_round_trips_through_dicom_to_the_same_prediction(phantom
     assert again["tumor_size_cm"] == original["tumor_size_cm"] and again["tumor_volume_ml"] == original["tumor_volume_ml"]
 
 
+@pytest.mark.parametrize("syntax", ["RLE Lossless", "JPEG-LS Lossless"])
+def test_a_study_stored_compressed_imports_to_the_same_voxels(phantom_cohort, tmp_path, syntax):
+    """PACS exports are often compressed: every MR, US and CEUS file re-encoded losslessly gives the
+    case the uncompressed study gives, voxel for voxel."""
+    import pydicom
+    from pydicom.uid import JPEGLSLossless, RLELossless
+
+    write_case_study(Case(phantom_cohort / "A0003"), tmp_path / "study")
+    plain, _ = import_study(tmp_path / "study", tmp_path / "plain")
+    shutil.copytree(tmp_path / "study", tmp_path / "compressed")
+    for file in (tmp_path / "compressed").rglob("*.dcm"):
+        dataset = pydicom.dcmread(file)
+        if dataset.Modality in ("MR", "US"):
+            dataset.compress({"RLE Lossless": RLELossless, "JPEG-LS Lossless": JPEGLSLossless}[syntax])
+            dataset.save_as(file)
+    compressed, _ = import_study(tmp_path / "compressed", tmp_path / "cases")
+    images = sorted(p.name for p in plain.iterdir() if p.name.endswith((".nii.gz", ".nrrd")))
+    assert {"ivim.nii.gz", "t2wi.nii.gz", "dwi.nii.gz", "us.nrrd", "ceus.nii.gz"} <= set(images)
+    for name in images:
+        expected, found = (sitk.ReadImage(str(folder / name)) for folder in (plain, compressed))
+        assert np.array_equal(sitk.GetArrayFromImage(found), sitk.GetArrayFromImage(expected)), name
+        assert found.GetSpacing() == expected.GetSpacing() and found.GetDirection() == expected.GetDirection()
+
+
 def test_a_folder_of_two_patients_is_refused_naming_both(tmp_path):
     for patient in ("ALPHA", "BRAVO"):
         Study(tmp_path / "study" / patient, patient).mr_series([_volume(ORIENTATIONS["axial"])], "t2_tse")
