@@ -217,7 +217,7 @@ class TrainingRun:
 
 def train_epochs(network, model, optimiser, distributed: Distributed, *, epochs: int, patience: int, batches,
                  batch_loss, validate, metric: str, smoothing: int = 1, log_folder=None,
-                 progress: bool = True) -> tuple[list[dict], int]:
+                 progress: bool = True, label: str = "epochs") -> tuple[list[dict], int]:
     """The epoch loop every task shares: this rank's share of ``batches(epoch)``, ``batch_loss(index,
     epoch)`` minimised, ``validate()`` (higher is better) after each epoch, early stopping on it
     smoothed over ``smoothing`` epochs each side, the CSV log and curves. Returns (history rows, best epoch); ``network`` is left with the best epoch's weights."""
@@ -225,7 +225,7 @@ def train_epochs(network, model, optimiser, distributed: Distributed, *, epochs:
 
     stopping = EarlyStopping(patience, smoothing)
     log = TrainingLog(log_folder if distributed.main else None, ["epoch", "train_loss", metric, "seconds"])
-    for epoch in tqdm(range(epochs), desc="epochs", unit="epoch", disable=not (progress and distributed.main)):
+    for epoch in tqdm(range(epochs), desc=label, unit="epoch", disable=not (progress and distributed.main)):
         start = time.perf_counter()
         model.train()
         losses = []

@@ -84,7 +84,8 @@ def train_survival(training: CohortTensors, validation: CohortTensors, config: S
     for k in range(config.members):
         folder = log_folder if config.members == 1 or log_folder is None else Path(log_folder) / f"member-{k + 1}"
         network, history, best_epoch, distributed = _train_network(
-            training, validation, replace(config, seed=config.seed + k), device, folder, progress)
+            training, validation, replace(config, seed=config.seed + k), device, folder, progress,
+            "epochs" if config.members == 1 else f"member {k + 1}/{config.members}, epochs")
         networks.append(network)
         histories.append(history)
         members.append({"seed": config.seed + k, "best_epoch": best_epoch,
@@ -99,7 +100,7 @@ def train_survival(training: CohortTensors, validation: CohortTensors, config: S
 
 
 def _train_network(training: CohortTensors, validation: CohortTensors, config: SurvivalConfig, device, log_folder,
-                   progress: bool):
+                   progress: bool, label: str):
     """One network: (network with the best validation C, history rows, best epoch, distributed)."""
     run = TrainingRun.start(HEROVisionNet, config, device)
     generator, distributed, network, model, optimiser = (run.generator, run.distributed, run.network, run.model,
@@ -124,7 +125,7 @@ def _train_network(training: CohortTensors, validation: CohortTensors, config: S
         smoothing=config.smoothing,
         batches=lambda epoch: event_balanced_batches(event, config.batch_size, generator), batch_loss=batch_loss,
         validate=lambda: _validation_c(network, validation, device), metric="c_index", log_folder=log_folder,
-        progress=progress)
+        progress=progress, label=label)
     return network.eval(), history, best_epoch, distributed
 
 
