@@ -444,8 +444,8 @@ def _add_train(commands):
     parser.add_argument("--split", default="stratified", help="internal validation split: stratified or chronological")
     parser.add_argument("--epochs", type=_count, help="maximum epochs (default: the preset's)")
     parser.add_argument("--members", type=_count,
-                        help="survival tasks: networks averaged, trained from seeds SEED, SEED+1, … (default: the "
-                             "preset's, 3 for default)")
+                        help="networks averaged, trained from seeds SEED, SEED+1, … (default: the preset's; "
+                             "default preset: 3 for pfs-ta and pfs-sr, 2 for er)")
     parser.add_argument("--seed", type=_seed, default=0)
     _add_cohort_run_options(parser)
     parser.set_defaults(run=_run_train)

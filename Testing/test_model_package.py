@@ -20,7 +20,7 @@ def _package(tmp_path, seed=0):
     torch.manual_seed(seed)
     network = IVIMFeatureNet(**SMALL)
     head = EarlyRecurrenceHead.untrained(network.feature_count, seed=seed)
-    package = early_recurrence_package(network, head, trained=False, version="0.0.1", description="test",
+    package = early_recurrence_package(network, [head], trained=False, version="0.0.1", description="test",
                                        preprocessing=dict(IVIM_PREPROCESSING, crop_size=SMALL["crop_size"]))
     return save_package(package, tmp_path / "package"), network
 

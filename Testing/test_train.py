@@ -80,11 +80,38 @@ def test_an_ensemble_averages_networks_each_trained_as_alone_from_its_seed(tiny_
     assert any(name.startswith("attention_ta_") for name in result.overlays)
 
 
-def test_members_are_refused_for_the_ivim_model(phantom_cohort, tmp_path, capsys):
-    assert main(["train", "--task", "er", "--cohort", str(phantom_cohort), "--out", str(tmp_path / "er"),
-                 "--preset", "tiny", "--members", "2"]) == 2
-    assert "herovision: error: --members: an ensemble is for the survival tasks" in capsys.readouterr().err
-    assert not (tmp_path / "er").exists()
+def test_an_ivim_ensemble_averages_its_networks_probabilities_each_through_its_own_head(tiny_packages,
+                                                                                       phantom_cohort, tmp_path):
+    """`--task er --members 2`: the first member is, weight for weight and head for head, the package
+    `--seed 0` trains alone; the ensemble's probabilities are the mean of its members', each through
+    its own head; a case predicts with its Grad-CAM overlays."""
+    from HEROVisionLib.models.ivim_net import ensemble_probabilities, heads_of, networks_of
+    from HEROVisionLib.models.model_set import ModelSet
+    from HEROVisionLib.train.data import prepare
+    from HEROVisionLib.train.early_recurrence import fused_features
+    from HEROVisionLib.transforms.network_inputs import IVIM_PREPROCESSING
+
+    for name, members in (("ensemble", 2), ("alone", 1)):
+        assert main(["train", "--task", "er", "--cohort", str(phantom_cohort), "--out", str(tmp_path / name),
+                     "--preset", "tiny", "--members", str(members), "--seed", "0", "--device", "cpu",
+                     "--workers", "1"]) == 0
+    ensemble, alone = load_package(tmp_path / "ensemble"), load_package(tmp_path / "alone")
+    assert ensemble.herovision["architecture"]["name"] == "IVIMEnsemble"
+    assert [m["seed"] for m in ensemble.herovision["metrics"]["members"]] == [0, 1]
+    heads, networks = heads_of(ensemble.herovision["early_recurrence"]), networks_of(ensemble.network)
+    assert heads[0] == heads_of(alone.herovision["early_recurrence"])[0] and heads[0] != heads[1]
+    for name, tensor in alone.network.state_dict().items():
+        assert torch.equal(networks[0].state_dict()[name], tensor), name
+    data = prepare(Cohort(phantom_cohort), "er", dict(IVIM_PREPROCESSING, crop_size=16), workers=1, progress=False)
+    features = [torch.as_tensor(fused_features(network, data, torch.device("cpu"))) for network in networks]
+    size, tumor_d = data.labels["tumor_size_cm"], data.labels["tumor_D"]
+    together = ensemble_probabilities(heads, features, size, tumor_d)
+    apart = [head.probabilities(member, size, tumor_d) for head, member in zip(heads, features)]
+    for k in (0, 1):  # deep, combined
+        torch.testing.assert_close(together[k], (apart[0][k] + apart[1][k]) / 2)
+    models = load_models(tiny_packages, "cpu")
+    result = predict_case(Cohort(phantom_cohort).case("A0001"), ModelSet(models.ta, models.sr, ensemble), "cpu")
+    assert 0 < result.er_probability < 1 and "attention_er_bvalues" in result.overlays
 
 
 def test_training_under_torchrun_with_two_processes(phantom_cohort, tmp_path):

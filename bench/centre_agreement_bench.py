@@ -20,7 +20,7 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 
 from HEROVisionLib.io.case import Cohort, read_case_table
-from HEROVisionLib.models.ivim_net import EarlyRecurrenceHead
+from HEROVisionLib.models.ivim_net import ensemble_probabilities, heads_of, networks_of
 from HEROVisionLib.models.model_set import PACKAGE_NAMES
 from HEROVisionLib.models.package import load_package
 from HEROVisionLib.stats import auc_with_delong_ci, harrell_c
@@ -43,9 +43,9 @@ def scores(package, cohort_folder: Path) -> pd.DataFrame:
         outcome = {"time": data.labels["time"].numpy(), "event": data.labels["event"].numpy().astype(bool)}
     else:
         data = prepare(cohort, "er", block["preprocessing"], progress=False)
-        head = EarlyRecurrenceHead.from_dict(block["early_recurrence"])
-        features = torch.as_tensor(fused_features(package.network, data, CPU))
-        score = head.probabilities(features, data.labels["tumor_size_cm"], data.labels["tumor_D"])[1].numpy()
+        features = [torch.as_tensor(fused_features(network, data, CPU)) for network in networks_of(package.network)]
+        score = ensemble_probabilities(heads_of(block["early_recurrence"]), features, data.labels["tumor_size_cm"],
+                                       data.labels["tumor_D"])[1].numpy()
         oracle = truth.loc[data.case_ids, "lp_SR"].to_numpy()
         outcome = {"er": data.labels["er"].numpy().astype(int)}
     patient = [int(case_id.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ")) for case_id in data.case_ids]

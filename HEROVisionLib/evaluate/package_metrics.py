@@ -31,7 +31,7 @@ from ..errors import InputError
 from ..io.case import Cohort, read_case_table
 from ..io.images import staged_outputs, write_text_atomic
 from ..io.output_folder import output_folder
-from ..models.ivim_net import EarlyRecurrenceHead
+from ..models.ivim_net import ensemble_probabilities, heads_of, networks_of
 from ..models.package import ModelPackage, load_package, save_package
 from ..plots import figure as _figure
 from ..models.model_set import HORIZONS_MONTHS, survival_probability
@@ -130,10 +130,9 @@ def _evaluate_survival(package: ModelPackage, cohort, stage, device, n_boot, see
 def _evaluate_early_recurrence(package: ModelPackage, cohort, stage, device, workers, progress) -> dict:
     block = package.herovision
     data = prepare(cohort, "er", block["preprocessing"], workers=workers, progress=progress)
-    head = EarlyRecurrenceHead.from_dict(block["early_recurrence"])
-    features = fused_features(package.network, data, device)
-    deep, combined = (p.numpy() for p in head.probabilities(torch.as_tensor(features), data.labels["tumor_size_cm"],
-                                                            data.labels["tumor_D"]))
+    features = [torch.as_tensor(fused_features(network, data, device)) for network in networks_of(package.network)]
+    deep, combined = (p.numpy() for p in ensemble_probabilities(heads_of(block["early_recurrence"]), features,
+                                                                data.labels["tumor_size_cm"], data.labels["tumor_D"]))
     outcome = data.labels["er"].numpy().astype(int)
     metrics = {"task": "er", "cases": len(data), "early_recurrences": int(outcome.sum())}
     for name, probability in (("deep", deep), ("combined", combined)):

@@ -174,3 +174,65 @@ class EarlyRecurrenceHead:
         deep = LogisticModel(0.0, {f"feature_{i}": float(w) for i, w in zip(selected, weights)})
         return cls(selected, [0.0] * len(selected), [1.0] * len(selected), deep,
                    LogisticModel(0.0, {"deep_score": 1.0, "tumor_size_cm": 0.0, "tumor_D_1e3": 0.0}))
+
+
+class IVIMEnsemble(nn.Module):
+    """``members`` :class:`IVIMFeatureNet` of one architecture trained alike from different seeds,
+    each with its own published head (the package's ``early_recurrence.members``); the ensemble's
+    probabilities are the mean of the members' (:func:`ensemble_probabilities`). One network's deep
+    features, trained on a few hundred patients, depend on its seed and on float rounding as much as
+    on the patients (see :class:`~.herovision_net.HEROVisionEnsemble`)."""
+
+    def __init__(self, members: int = 2, member: dict | None = None):
+        super().__init__()
+        if members < 2:
+            raise ValueError(f"an ensemble needs at least two members, got {members}")
+        self.members = nn.ModuleList(IVIMFeatureNet(**(member or {})) for _ in range(members))
+
+    @classmethod
+    def of(cls, networks: list[IVIMFeatureNet]) -> IVIMEnsemble:
+        """The ensemble of trained networks (one architecture)."""
+        configs = [network.to_config() for network in networks]
+        if any(config != configs[0] for config in configs):
+            raise ValueError("ensemble members must share one architecture")
+        ensemble = cls(len(networks), configs[0])
+        ensemble.members = nn.ModuleList(networks)
+        return ensemble
+
+    def to_config(self) -> dict:
+        return {"members": len(self.members), "member": self.members[0].to_config()}
+
+    @classmethod
+    def from_config(cls, config: dict) -> IVIMEnsemble:
+        return cls(**config)
+
+
+def networks_of(network: IVIMFeatureNet | IVIMEnsemble) -> list[IVIMFeatureNet]:
+    """The IVIM networks a package holds: an ensemble's members, or the one network."""
+    return list(network.members) if isinstance(network, IVIMEnsemble) else [network]
+
+
+def heads_of(block: dict) -> list[EarlyRecurrenceHead]:
+    """A package's published head(s), one per network of :func:`networks_of` (same order)."""
+    return [EarlyRecurrenceHead.from_dict(head) for head in block.get("members", [block])]
+
+
+def heads_block(heads: list[EarlyRecurrenceHead]) -> dict:
+    """The ``early_recurrence`` block a package stores for these heads (inverse of :func:`heads_of`)."""
+    return heads[0].to_dict() if len(heads) == 1 else {"members": [head.to_dict() for head in heads]}
+
+
+def ensemble_probabilities(heads: list[EarlyRecurrenceHead], features: list[torch.Tensor], tumor_size_cm,
+                           tumor_d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(deep, combined) early-recurrence probabilities: each network's fused features through its own
+    head, averaged over the networks — the one output path of prediction, evaluation and the bench."""
+    outputs = [head.probabilities(fused, tumor_size_cm, tumor_d) for head, fused in zip(heads, features, strict=True)]
+    return tuple(torch.stack([torch.as_tensor(output[k]) for output in outputs]).mean(dim=0) for k in range(2))
+
+
+def ensemble_gradcam(networks: list[IVIMFeatureNet], heads: list[EarlyRecurrenceHead], bvalues: torch.Tensor,
+                     maps: torch.Tensor, sign: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grad-CAM of ``sign`` × each network's deep score (its own head), the networks' maps averaged."""
+    cams = [network.gradcam(bvalues, maps, lambda fused, head=head: sign * head.deep_score(fused))
+            for network, head in zip(networks, heads, strict=True)]
+    return tuple(torch.stack([cam[k] for cam in cams]).mean(dim=0) for k in range(2))

@@ -19,7 +19,7 @@ import torch
 from ..errors import InputError
 from ..io.clinical import ARMS
 from .herovision_net import HEROVisionNet
-from .ivim_net import IVIMFeatureNet, EarlyRecurrenceHead
+from .ivim_net import EarlyRecurrenceHead, IVIMEnsemble, IVIMFeatureNet, heads_block
 from .package import ModelPackage, build_metadata, load_package, save_package
 from ..transforms.network_inputs import IVIM_PREPROCESSING, SURVIVAL_PREPROCESSING
 
@@ -150,9 +150,11 @@ def survival_package(network: HEROVisionNet, treatment: str, *, trained: bool, c
     return ModelPackage(network, metadata)
 
 
-def early_recurrence_package(network: IVIMFeatureNet, head: EarlyRecurrenceHead, *, trained: bool, version: str,
-                             description: str, preprocessing: dict = IVIM_PREPROCESSING, **extra) -> ModelPackage:
-    herovision = {"kind": "early_recurrence", "trained": trained, "early_recurrence": head.to_dict(),
+def early_recurrence_package(network: IVIMFeatureNet | IVIMEnsemble, heads: list[EarlyRecurrenceHead], *,
+                             trained: bool, version: str, description: str, preprocessing: dict = IVIM_PREPROCESSING,
+                             **extra) -> ModelPackage:
+    """An IVIM-ER package: the network(s) and one published head per network."""
+    herovision = {"kind": "early_recurrence", "trained": trained, "early_recurrence": heads_block(heads),
                   "preprocessing": preprocessing, **extra}
     size = [preprocessing["crop_size"]] * 3
     metadata = build_metadata(network, name="IVIM-ER", version=version,
@@ -175,6 +177,7 @@ def write_untrained_models(folder, seed: int = 0) -> Path:
                                    baseline_cumulative_hazard=flat_hazard, version="0.0.0", description=description)
         save_package(package, folder / PACKAGE_NAMES[key])
     network = IVIMFeatureNet()
-    save_package(early_recurrence_package(network, EarlyRecurrenceHead.untrained(network.feature_count, seed=seed), trained=False,
-                                          version="0.0.0", description=description), folder / PACKAGE_NAMES["er"])
+    head = EarlyRecurrenceHead.untrained(network.feature_count, seed=seed)
+    save_package(early_recurrence_package(network, [head], trained=False, version="0.0.0", description=description),
+                 folder / PACKAGE_NAMES["er"])
     return folder

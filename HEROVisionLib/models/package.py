@@ -56,9 +56,10 @@ LICENSE_TEXT = ("These model weights and metadata are distributed under the Apac
 def architectures() -> dict[str, type[nn.Module]]:
     """Network classes a package may name (imported here to keep the registry in one place)."""
     from .herovision_net import HEROVisionEnsemble, HEROVisionNet
-    from .ivim_net import IVIMFeatureNet
+    from .ivim_net import IVIMEnsemble, IVIMFeatureNet
 
-    return {"HEROVisionNet": HEROVisionNet, "HEROVisionEnsemble": HEROVisionEnsemble, "IVIMFeatureNet": IVIMFeatureNet}
+    return {"HEROVisionNet": HEROVisionNet, "HEROVisionEnsemble": HEROVisionEnsemble, "IVIMFeatureNet": IVIMFeatureNet,
+            "IVIMEnsemble": IVIMEnsemble}
 
 
 @dataclass

@@ -67,12 +67,20 @@ _SURVIVAL = _object({
         _object({"coefficients": _object({"stage": _NUMBER, "risk_score": _NUMBER}), "patients": _COUNT})]}},
 }, required=["treatment", "risk_cutoff", "baseline_cumulative_hazard", "preprocessing", "architecture"])
 
+_HEAD = _object({
+    "selected_features": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1},
+    "feature_mean": {"type": "array", "items": _NUMBER},
+    "feature_scale": {"type": "array", "items": _POSITIVE},
+    "deep": _LOGISTIC, "combined": _LOGISTIC})
+
+_IVIM_NETWORK = {"type": "object", "properties": {"dropout": _PROBABILITY}, "additionalProperties": _COUNT,
+                 "required": ["bvalue_channels", "map_channels", "crop_size"]}
+
 _EARLY_RECURRENCE = _object({
-    "early_recurrence": _object({
-        "selected_features": {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1},
-        "feature_mean": {"type": "array", "items": _NUMBER},
-        "feature_scale": {"type": "array", "items": _POSITIVE},
-        "deep": _LOGISTIC, "combined": _LOGISTIC}),
+    # one head per network: an ensemble's under "members" (if/then/else, so a fault is named by its key)
+    "early_recurrence": {"type": "object", "if": {"required": ["members"]},
+                         "then": _object({"members": {"type": "array", "items": _HEAD, "minItems": 2}}),
+                         "else": _HEAD},
     "preprocessing": _object({
         "crop_size": {"type": "integer", "minimum": 8}, "spacing_mm": _POSITIVE,
         "ivim_method": {"enum": ["full", "segmented"]},
@@ -80,9 +88,12 @@ _EARLY_RECURRENCE = _object({
         "bvalues": {"type": "array", "items": _NON_NEGATIVE, "minItems": 1},
         "bvalue_resampling": {"enum": ["log-linear"]}}, required=[
         "crop_size", "spacing_mm", "ivim_method", "map_scales"]),
-    "architecture": _object({"name": {"const": "IVIMFeatureNet"}, "config": {
-        "type": "object", "properties": {"dropout": _PROBABILITY},
-        "additionalProperties": _COUNT, "required": ["bvalue_channels", "map_channels", "crop_size"]}}),
+    "architecture": _object({"name": {"enum": ["IVIMFeatureNet", "IVIMEnsemble"]}, "config": {"type": "object"}},
+                            allOf=[{"if": {"properties": {"name": {"const": "IVIMFeatureNet"}}},
+                                    "then": {"properties": {"config": _IVIM_NETWORK}}},
+                                   {"if": {"properties": {"name": {"const": "IVIMEnsemble"}}},
+                                    "then": {"properties": {"config": _object({
+                                        "members": {"type": "integer", "minimum": 2}, "member": _IVIM_NETWORK})}}}]),
 })
 
 METADATA_SCHEMA = {

@@ -22,7 +22,7 @@ from ..io.clinical import ARMS
 from ..staging import stage_patient
 from ..io.measure import largest_axial_diameter_cm, volume_ml
 from ..devices import resolve_device
-from ..models.ivim_net import EarlyRecurrenceHead
+from ..models.ivim_net import ensemble_gradcam, ensemble_probabilities, heads_of, networks_of
 from ..models.nomogram import Nomogram
 from ..transforms.network_inputs import ivim_inputs, survival_inputs
 from .acquisition import ivim_measures, outside_ranges, survival_measures
@@ -174,16 +174,15 @@ def _early_recurrence(result, case, models, device, with_overlays):
     tumour = ivim.statistics[ivim.statistics["label"] == 1].set_index("parameter")
     result.ivim_medians = {name: float(tumour.loc[name, "median"]) for name in ("ADC", "D", "Dstar", "f")}
     result.ivim_statistics = ivim.statistics.to_dict(orient="records")
-    head = EarlyRecurrenceHead.from_dict(package.herovision["early_recurrence"])
-    network = package.network_on(device)
+    heads, networks = heads_of(package.herovision["early_recurrence"]), networks_of(package.network_on(device))
     bvalues, maps = ivim.bvalues[None].to(device), ivim.maps[None].to(device)
     with torch.no_grad():
-        features = network.features(bvalues, maps)
-    deep, combined = head.probabilities(features, ivim.tumor_size_cm, ivim.tumor_d)
+        features = [network.features(bvalues, maps) for network in networks]
+    deep, combined = ensemble_probabilities(heads, features, ivim.tumor_size_cm, ivim.tumor_d)
     result.er_probability, result.er_probability_combined = float(deep[0]), float(combined[0])
     if with_overlays:  # Grad-CAM explains the predicted class: recurrence, or no recurrence
         sign = 1.0 if result.er_probability >= 0.5 else -1.0
-        bvalue_cam, map_cam = network.gradcam(bvalues, maps, lambda fused: sign * head.deep_score(fused))
+        bvalue_cam, map_cam = ensemble_gradcam(networks, heads, bvalues, maps, sign)
         for name, cam in (("bvalues", bvalue_cam), ("maps", map_cam)):
             result.overlays[f"attention_er_{name}"] = overlay_on_source([cam[0].cpu().numpy()], [ivim.crop], ivim.source)
     return ivim

@@ -20,12 +20,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from ..models.ivim_net import EarlyRecurrenceHead, IVIMFeatureNet, LogisticModel
+from ..models.ivim_net import (EarlyRecurrenceHead, IVIMEnsemble, IVIMFeatureNet, LogisticModel, ensemble_probabilities,
+                               networks_of)
 from ..transforms.network_inputs import IVIM_PREPROCESSING
 from ..models.model_set import early_recurrence_package
 from ..transforms.augment import augment_ivim_pair
 from .data import CohortTensors
-from .loop import TrainingConfig, TrainingRun, autocast, train_epochs
+from .loop import TrainingConfig, TrainingRun, autocast, train_epochs, train_members
 
 PEARSON_LIMIT = 0.8
 SELECTED_FEATURES = 10
@@ -60,8 +61,22 @@ def _validation_auc(network, data, device) -> float:
     return float(roc_auc_score(labels, torch.cat(logits).numpy())) if len(np.unique(labels)) == 2 else float("nan")
 
 
+def train_ivim(training: CohortTensors, validation: CohortTensors, config: EarlyRecurrenceConfig, device,
+               log_folder=None, progress: bool = True):
+    """Returns (the network — an ensemble when ``config.members`` > 1 —, its internal-validation
+    metrics, distributed); each network keeps its epoch of best validation AUC (:func:`train_members`)."""
+    networks, members, distributed = train_members(
+        lambda member_config, folder, label: train_feature_network(training, validation, member_config, device,
+                                                                   folder, progress, label),
+        config, log_folder, "auc", "internal_validation_auc_network")
+    if len(networks) == 1:
+        return networks[0], {key: members[0][key] for key in ("internal_validation_auc_network", "best_epoch")}, \
+            distributed
+    return IVIMEnsemble.of(networks).eval(), {"members": members}, distributed
+
+
 def train_feature_network(training: CohortTensors, validation: CohortTensors, config: EarlyRecurrenceConfig, device,
-                          log_folder=None, progress: bool = True):
+                          log_folder=None, progress: bool = True, label: str = "epochs"):
     """Returns (network with the best validation AUC, history rows, best epoch, distributed)."""
     run = TrainingRun.start(IVIMFeatureNet, config, device)
     generator, distributed, network, model, optimiser = (run.generator, run.distributed, run.network, run.model,
@@ -90,7 +105,7 @@ def train_feature_network(training: CohortTensors, validation: CohortTensors, co
         smoothing=config.smoothing,
         batches=lambda epoch: list(torch.randperm(len(training), generator=generator).split(config.batch_size)),
         batch_loss=batch_loss, validate=lambda: _validation_auc(network, validation, device), metric="auc",
-        log_folder=log_folder, progress=progress)
+        log_folder=log_folder, progress=progress, label=label)
     return network.eval(), history, best_epoch, distributed
 
 
@@ -127,30 +142,38 @@ def fit_head(features: np.ndarray, labels: np.ndarray, tumor_size_cm: np.ndarray
     return EarlyRecurrenceHead(selected, mean.tolist(), scale.tolist(), deep_model, combined_model)
 
 
-def cross_validated_head_auc(features, labels, tumor_size_cm, tumor_d, folds: int, seed: int) -> dict:
-    """Stratified k-fold AUCs of the whole head (selection included) on the training cohort."""
+def cross_validated_head_auc(features: list[np.ndarray], labels, tumor_size_cm, tumor_d, folds: int,
+                             seed: int) -> dict:
+    """Stratified k-fold AUCs of the whole head (selection included) on the training cohort: in each
+    fold every network's head is fitted on its own features and their probabilities averaged, as
+    prediction averages them."""
     deep_aucs, combined_aucs = [], []
-    for train, test in StratifiedKFold(folds, shuffle=True, random_state=seed).split(features, labels):
-        head = fit_head(features[train], labels[train], tumor_size_cm[train], tumor_d[train], seed)
-        deep, combined = head.probabilities(torch.as_tensor(features[test]), torch.as_tensor(tumor_size_cm[test]),
-                                            torch.as_tensor(tumor_d[test]))
+    splits = StratifiedKFold(folds, shuffle=True, random_state=seed).split(features[0], labels)
+    for train, test in splits:
+        heads = [fit_head(member[train], labels[train], tumor_size_cm[train], tumor_d[train], seed) for member in features]
+        deep, combined = ensemble_probabilities(heads, [torch.as_tensor(member[test]) for member in features],
+                                                torch.as_tensor(tumor_size_cm[test]), torch.as_tensor(tumor_d[test]))
         deep_aucs.append(roc_auc_score(labels[test], deep.numpy()))
         combined_aucs.append(roc_auc_score(labels[test], combined.numpy()))
     return {"cv_folds": folds, "cv_auc_deep_mean": float(np.mean(deep_aucs)), "cv_auc_deep_sd": float(np.std(deep_aucs)),
             "cv_auc_combined_mean": float(np.mean(combined_aucs)), "cv_auc_combined_sd": float(np.std(combined_aucs))}
 
 
-def early_recurrence_model_package(network: IVIMFeatureNet, training: CohortTensors, *, metrics: dict,
-                                   training_cohort: dict, command: str, config: EarlyRecurrenceConfig, device):
-    features = fused_features(network, training, device)
+def early_recurrence_model_package(network: IVIMFeatureNet | IVIMEnsemble, training: CohortTensors, *,
+                                   metrics: dict, training_cohort: dict, command: str, config: EarlyRecurrenceConfig,
+                                   device):
+    """The published head fitted on each network's features of the training cohort, its
+    cross-validated AUCs, and the package."""
+    networks = networks_of(network)
+    features = [fused_features(member, training, device) for member in networks]
     labels = training.labels["er"].numpy().astype(int)
     size, tumor_d = training.labels["tumor_size_cm"].numpy(), training.labels["tumor_D"].numpy()
-    head = fit_head(features, labels, size, tumor_d, config.seed)
+    heads = [fit_head(member, labels, size, tumor_d, config.seed) for member in features]
     if min(np.bincount(labels, minlength=2)) >= config.folds:
         metrics = {**metrics, **cross_validated_head_auc(features, labels, size, tumor_d, config.folds, config.seed)}
-    preprocessing = dict(IVIM_PREPROCESSING, crop_size=network.to_config()["crop_size"])
+    preprocessing = dict(IVIM_PREPROCESSING, crop_size=networks[0].to_config()["crop_size"])
     return early_recurrence_package(
-        network, head, trained=True, version="1.0.0", preprocessing=preprocessing,
+        network, heads, trained=True, version="1.0.0", preprocessing=preprocessing,
         description="IVIM-ER: early recurrence within 2 years after resection, from the IVIM b-value images and "
                     "parametric maps of the tumour VOI (ViT-fDL), alone and combined with tumour size and D.",
         metrics=metrics, training_cohort=training_cohort, training={"command": command, "config": asdict(config)})

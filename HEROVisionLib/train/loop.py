@@ -9,7 +9,7 @@ import os
 import random
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ class TrainingConfig:
     seed: int = 0
     augment: bool = True
     network: dict = field(default_factory=dict)  # the network's keyword arguments
+    members: int = 1  # more: an ensemble of networks trained alike from seeds seed, seed + 1, …
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -244,3 +245,24 @@ def train_epochs(network, model, optimiser, distributed: Distributed, *, epochs:
     best_epoch = stopping.restore_best(network, len(log.rows) - 1)
     distributed.close()
     return log.rows, best_epoch
+
+
+def train_members(train_one, config: TrainingConfig, log_folder, metric: str, card_metric: str):
+    """``config.members`` networks trained alike from seeds seed, seed + 1, …: ``train_one(config_k,
+    log_folder_k, label)`` → (network, history rows, best epoch, distributed) for each. Returns (the
+    networks, per member its seed, best epoch and ``card_metric`` — the history's ``metric`` at that
+    epoch —, distributed). An ensemble's members log into ``member-1``, ``member-2``, … of
+    ``log_folder``, and ``log_folder`` gets the whole run (:meth:`TrainingLog.write_ensemble`)."""
+    networks, members, histories = [], [], []
+    for k in range(config.members):
+        alone = config.members == 1
+        folder = log_folder if alone or log_folder is None else Path(log_folder) / f"member-{k + 1}"
+        network, history, best_epoch, distributed = train_one(
+            replace(config, seed=config.seed + k), folder, "epochs" if alone else f"member {k + 1}/{config.members}, epochs")
+        networks.append(network)
+        histories.append(history)
+        members.append({"seed": config.seed + k, "best_epoch": best_epoch, card_metric: history[best_epoch][metric]})
+    if len(networks) > 1:
+        TrainingLog.write_ensemble(Path(log_folder) if log_folder is not None and distributed.main else None,
+                                   histories, metric)
+    return networks, members, distributed

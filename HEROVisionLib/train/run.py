@@ -7,7 +7,9 @@ treatment arm (~250 patients of a 600-patient cohort: 8 steps an epoch), so it g
 patience 20 and model selection on a five-epoch mean of the validation C (on ~60 patients one epoch's
 C is mostly chance; with 30 epochs and a one-epoch metric SR stopped after its first), and the default
 preset trains three such networks from consecutive seeds and averages their scores (an ensemble:
-one network's ranking of a few hundred patients depends on its seed). Under ``torchrun`` every
+one network's ranking of a few hundred patients depends on its seed); for the IVIM model two, each
+with its own published head, their probabilities averaged (two fit the 60-minute budget of the
+bundled re-training). Under ``torchrun`` every
 process trains on its share of each epoch's batches (DistributedDataParallel) and rank 0 writes the
 package; the command is the same.
 """
@@ -25,7 +27,7 @@ from ..models.package import check_package_destination, load_package, save_packa
 from ..predict.acquisition import acquisition_ranges
 from ..transforms.network_inputs import IVIM_PREPROCESSING, SURVIVAL_PREPROCESSING
 from .data import TASKS, check_outcomes, prepare, split
-from .early_recurrence import (EarlyRecurrenceConfig, early_recurrence_model_package, train_feature_network)
+from .early_recurrence import EarlyRecurrenceConfig, early_recurrence_model_package, train_ivim
 from .survival_training import SurvivalConfig, survival_model_package, train_survival
 
 PRESETS = {
@@ -33,7 +35,7 @@ PRESETS = {
         "survival": dict(epochs=100, batch_size=32, patience=20, smoothing=2, members=3,
                          network=dict(encoder=dict(image_size=64, stem_channels=16, patch_grid=8, embed_dim=48,
                                                    depth=2, num_heads=4, out_features=128))),
-        "er": dict(epochs=25, batch_size=8, patience=6,
+        "er": dict(epochs=25, batch_size=8, patience=6, members=2,
                    network=dict(crop_size=64, patch_size=8, hidden_size=64, mlp_dim=128, num_layers=2, num_heads=4)),
     },
     "tiny": {
@@ -59,9 +61,6 @@ def train_task(task: str, cohort_folder, out, *, preset: str = "default", split_
     started = time.perf_counter()
     cohort = Cohort(cohort_folder)
     out = check_package_destination(out, inputs=(cohort.folder,))  # before any work
-    if members and not TASKS[task]:
-        raise InputError("--members", "an ensemble is for the survival tasks (pfs-ta, pfs-sr); the IVIM model's "
-                                      "published head reads one network's features")
     overrides = dict(seed=seed, **({"epochs": epochs} if epochs else {}), **({"members": members} if members else {}))
     with output_folder(out.with_name(out.name + "-training"), "train", inputs=(cohort.folder,)) as log:
         package = _train(task, cohort, preset, overrides, split_how, device, workers, progress, command, log.path)
@@ -92,11 +91,9 @@ def _train(task, cohort, preset, overrides, split_how, device, workers, progress
         data = prepare(cohort, task, settings, workers=workers, progress=progress)
         training, validation = split(data, split_how, seed=seed, stratify="er")
         _check_training_part(task, training, validation, cohort)
-        network, history, best_epoch, distributed = train_feature_network(training, validation, config, device,
-                                                                           log_folder, progress)
-        metric = {"internal_validation_auc_network": history[best_epoch]["auc"]}
+        network, metrics, distributed = train_ivim(training, validation, config, device, log_folder, progress)
         build = lambda: early_recurrence_model_package(  # noqa: E731
-            network, training, metrics={**metric, "best_epoch": best_epoch},
+            network, training, metrics=metrics,
             training_cohort=_describe(cohort, data, training, validation, split_how, seed), command=command,
             config=config, device=device)
     if not distributed.main:

@@ -10,8 +10,7 @@ P < 0.20, then backward stepwise AIC), its points, baseline and its own maxstat 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -29,7 +28,7 @@ from ..models.model_set import HORIZONS_MONTHS, survival_package, survival_risk_
 from ..transforms.network_inputs import SURVIVAL_PREPROCESSING
 from ..transforms.augment import augment_survival_batch, modality_augmentation
 from .data import CohortTensors
-from .loop import TrainingConfig, TrainingLog, TrainingRun, autocast, event_balanced_batches, train_epochs
+from .loop import TrainingConfig, TrainingRun, autocast, event_balanced_batches, train_epochs, train_members
 from .losses import cox_partial_likelihood_loss
 
 
@@ -48,7 +47,6 @@ class SurvivalConfig(TrainingConfig):
     epochs: int = 40
     batch_size: int = 64
     patience: int = 8
-    members: int = 1  # more: an ensemble of networks trained alike from seeds seed, seed + 1, …
 
 
 def _inputs(data: CohortTensors, index, device, modalities):
@@ -78,22 +76,13 @@ def _validation_c(network, validation: CohortTensors, device) -> float:
 def train_survival(training: CohortTensors, validation: CohortTensors, config: SurvivalConfig, device,
                    log_folder=None, progress: bool = True):
     """Returns (the network — an ensemble when ``config.members`` > 1 —, its internal-validation
-    metrics, distributed). Each member keeps its epoch of best validation C; an ensemble's members
-    log into ``member-1``, ``member-2``, … of ``log_folder``."""
-    networks, members, histories = [], [], []
-    for k in range(config.members):
-        folder = log_folder if config.members == 1 or log_folder is None else Path(log_folder) / f"member-{k + 1}"
-        network, history, best_epoch, distributed = _train_network(
-            training, validation, replace(config, seed=config.seed + k), device, folder, progress,
-            "epochs" if config.members == 1 else f"member {k + 1}/{config.members}, epochs")
-        networks.append(network)
-        histories.append(history)
-        members.append({"seed": config.seed + k, "best_epoch": best_epoch,
-                        "internal_validation_c_index": history[best_epoch]["c_index"]})
+    metrics, distributed); each network keeps its epoch of best validation C (:func:`train_members`)."""
+    networks, members, distributed = train_members(
+        lambda member_config, folder, label: _train_network(training, validation, member_config, device, folder,
+                                                            progress, label),
+        config, log_folder, "c_index", "internal_validation_c_index")
     if len(networks) == 1:
         return networks[0], {key: members[0][key] for key in ("internal_validation_c_index", "best_epoch")}, distributed
-    TrainingLog.write_ensemble(Path(log_folder) if log_folder is not None and distributed.main else None, histories,
-                           "c_index")
     ensemble = HEROVisionEnsemble.of(networks).eval()
     return ensemble, {"internal_validation_c_index": _validation_c(ensemble, validation, device),
                       "members": members}, distributed
