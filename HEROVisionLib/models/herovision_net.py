@@ -22,6 +22,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..transforms.network_inputs import MODALITY_IMAGES
+from .ensemble import NetworkEnsemble
 from .hovertrans import HoVerTransEncoder, attention_rollout, upsample_attention
 
 _EMBEDDING_STD = 0.02
@@ -147,41 +148,18 @@ class HEROVisionNet(nn.Module):
         return self._score(images, present, with_attention=True)[1]
 
 
-class HEROVisionEnsemble(nn.Module):
-    """``members`` :class:`HEROVisionNet` of one architecture, trained alike from different seeds; the
-    risk score is the mean of their log-hazards, the attention maps the mean of theirs.
+class HEROVisionEnsemble(NetworkEnsemble):
+    """``members`` :class:`HEROVisionNet` trained alike from different seeds (see :mod:`.ensemble`):
+    the risk score is the mean of their log-hazards, the attention maps the mean of theirs. Same
+    inputs and outputs as one network, so packages, prediction and evaluation take either."""
 
-    On a few hundred patients a single network's ranking depends on its seed and its lucky epoch
-    nearly as much as on the patients; averaging independently trained networks (a deep ensemble,
-    Lakshminarayanan et al., NeurIPS 2017) removes much of that variance, the part that does not
-    carry over to another cohort or another centre's acquisitions. Same inputs and outputs as one
-    network, so packages, prediction and evaluation take either."""
+    member_class = HEROVisionNet
 
     def __init__(self, members: int = 3, member: dict | None = None):
-        super().__init__()
-        if members < 2:
-            raise ValueError(f"an ensemble needs at least two members, got {members}")
-        self.members = nn.ModuleList(HEROVisionNet(**(member or {})) for _ in range(members))
+        super().__init__(members, member)
         first = self.members[0]
         self.modalities, self.modality_images, self.encoder_config = (first.modalities, first.modality_images,
                                                                       first.encoder_config)
-
-    @classmethod
-    def of(cls, networks: list[HEROVisionNet]) -> HEROVisionEnsemble:
-        """The ensemble of trained networks (one architecture)."""
-        configs = [network.config for network in networks]
-        if any(config != configs[0] for config in configs):
-            raise ValueError("ensemble members must share one architecture")
-        ensemble = cls(len(networks), configs[0])
-        ensemble.members = nn.ModuleList(networks)
-        return ensemble
-
-    def to_config(self) -> dict:
-        return {"members": len(self.members), "member": self.members[0].config}
-
-    @classmethod
-    def from_config(cls, config: dict) -> HEROVisionEnsemble:
-        return cls(**config)
 
     def forward(self, images: dict[str, torch.Tensor], present: torch.Tensor) -> torch.Tensor:
         """(N,) mean log-hazards of the members (each in its own mode: drop-out only when training)."""

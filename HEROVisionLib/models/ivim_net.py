@@ -21,6 +21,7 @@ from monai.networks.nets import ViT
 from torch import nn
 
 from ..transforms.network_inputs import IVIM_MAP_CHANNELS
+from .ensemble import NetworkEnsemble
 
 
 class IVIMFeatureNet(nn.Module):
@@ -176,35 +177,12 @@ class EarlyRecurrenceHead:
                    LogisticModel(0.0, {"deep_score": 1.0, "tumor_size_cm": 0.0, "tumor_D_1e3": 0.0}))
 
 
-class IVIMEnsemble(nn.Module):
-    """``members`` :class:`IVIMFeatureNet` of one architecture trained alike from different seeds,
+class IVIMEnsemble(NetworkEnsemble):
+    """``members`` :class:`IVIMFeatureNet` trained alike from different seeds (see :mod:`.ensemble`),
     each with its own published head (the package's ``early_recurrence.members``); the ensemble's
-    probabilities are the mean of the members' (:func:`ensemble_probabilities`). One network's deep
-    features, trained on a few hundred patients, depend on its seed and on float rounding as much as
-    on the patients (see :class:`~.herovision_net.HEROVisionEnsemble`)."""
+    probabilities are the mean of the members' (:func:`ensemble_probabilities`)."""
 
-    def __init__(self, members: int = 2, member: dict | None = None):
-        super().__init__()
-        if members < 2:
-            raise ValueError(f"an ensemble needs at least two members, got {members}")
-        self.members = nn.ModuleList(IVIMFeatureNet(**(member or {})) for _ in range(members))
-
-    @classmethod
-    def of(cls, networks: list[IVIMFeatureNet]) -> IVIMEnsemble:
-        """The ensemble of trained networks (one architecture)."""
-        configs = [network.to_config() for network in networks]
-        if any(config != configs[0] for config in configs):
-            raise ValueError("ensemble members must share one architecture")
-        ensemble = cls(len(networks), configs[0])
-        ensemble.members = nn.ModuleList(networks)
-        return ensemble
-
-    def to_config(self) -> dict:
-        return {"members": len(self.members), "member": self.members[0].to_config()}
-
-    @classmethod
-    def from_config(cls, config: dict) -> IVIMEnsemble:
-        return cls(**config)
+    member_class = IVIMFeatureNet
 
 
 def networks_of(network: IVIMFeatureNet | IVIMEnsemble) -> list[IVIMFeatureNet]:
