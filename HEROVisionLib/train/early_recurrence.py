@@ -65,14 +65,11 @@ def train_ivim(training: CohortTensors, validation: CohortTensors, config: Early
                log_folder=None, progress: bool = True):
     """Returns (the network — an ensemble when ``config.members`` > 1 —, its internal-validation
     metrics, distributed); each network keeps its epoch of best validation AUC (:func:`train_members`)."""
-    networks, members, distributed = train_members(
+    networks, metrics, distributed = train_members(
         lambda member_config, folder, label: train_feature_network(training, validation, member_config, device,
                                                                    folder, progress, label),
         config, log_folder, "auc", "internal_validation_auc_network")
-    if len(networks) == 1:
-        return networks[0], {key: members[0][key] for key in ("internal_validation_auc_network", "best_epoch")}, \
-            distributed
-    return IVIMEnsemble.of(networks).eval(), {"members": members}, distributed
+    return (networks[0] if len(networks) == 1 else IVIMEnsemble.of(networks).eval()), metrics, distributed
 
 
 def train_feature_network(training: CohortTensors, validation: CohortTensors, config: EarlyRecurrenceConfig, device,

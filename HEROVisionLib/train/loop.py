@@ -250,9 +250,10 @@ def train_epochs(network, model, optimiser, distributed: Distributed, *, epochs:
 def train_members(train_one, config: TrainingConfig, log_folder, metric: str, card_metric: str):
     """``config.members`` networks trained alike from seeds seed, seed + 1, …: ``train_one(config_k,
     log_folder_k, label)`` → (network, history rows, best epoch, distributed) for each. Returns (the
-    networks, per member its seed, best epoch and ``card_metric`` — the history's ``metric`` at that
-    epoch —, distributed). An ensemble's members log into ``member-1``, ``member-2``, … of
-    ``log_folder``, and ``log_folder`` gets the whole run (:meth:`TrainingLog.write_ensemble`)."""
+    networks, the card's metrics — ``card_metric`` (the history's ``metric`` at the best epoch) and the
+    best epoch; for an ensemble both per member with its seed, under ``members`` —, distributed). An
+    ensemble's members log into ``member-1``, ``member-2``, … of ``log_folder``, and ``log_folder``
+    gets the whole run (:meth:`TrainingLog.write_ensemble`)."""
     networks, members, histories = [], [], []
     for k in range(config.members):
         alone = config.members == 1
@@ -262,7 +263,8 @@ def train_members(train_one, config: TrainingConfig, log_folder, metric: str, ca
         networks.append(network)
         histories.append(history)
         members.append({"seed": config.seed + k, "best_epoch": best_epoch, card_metric: history[best_epoch][metric]})
-    if len(networks) > 1:
-        TrainingLog.write_ensemble(Path(log_folder) if log_folder is not None and distributed.main else None,
-                                   histories, metric)
-    return networks, members, distributed
+    if len(networks) == 1:
+        return networks, {card_metric: members[0][card_metric], "best_epoch": members[0]["best_epoch"]}, distributed
+    TrainingLog.write_ensemble(Path(log_folder) if log_folder is not None and distributed.main else None,
+                               histories, metric)
+    return networks, {"members": members}, distributed

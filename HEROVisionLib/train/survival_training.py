@@ -77,15 +77,14 @@ def train_survival(training: CohortTensors, validation: CohortTensors, config: S
                    log_folder=None, progress: bool = True):
     """Returns (the network — an ensemble when ``config.members`` > 1 —, its internal-validation
     metrics, distributed); each network keeps its epoch of best validation C (:func:`train_members`)."""
-    networks, members, distributed = train_members(
+    networks, metrics, distributed = train_members(
         lambda member_config, folder, label: _train_network(training, validation, member_config, device, folder,
                                                             progress, label),
         config, log_folder, "c_index", "internal_validation_c_index")
     if len(networks) == 1:
-        return networks[0], {key: members[0][key] for key in ("internal_validation_c_index", "best_epoch")}, distributed
+        return networks[0], metrics, distributed
     ensemble = HEROVisionEnsemble.of(networks).eval()
-    return ensemble, {"internal_validation_c_index": _validation_c(ensemble, validation, device),
-                      "members": members}, distributed
+    return ensemble, {"internal_validation_c_index": _validation_c(ensemble, validation, device), **metrics}, distributed
 
 
 def _train_network(training: CohortTensors, validation: CohortTensors, config: SurvivalConfig, device, log_folder,
