@@ -61,6 +61,12 @@ def voi_crop(image: sitk.Image, roi: sitk.Image, *, label: int = 1, size: int = 
     return Crop(_resample(image, reference), resample_labels(roi_on_image, reference))
 
 
+def on_crop_grid(image: sitk.Image, crop: Crop) -> sitk.Image:
+    """``image`` (scalar or vector) cut as ``crop`` was: resampled onto the crop's grid, 0 outside
+    the image. For another image of the same acquisition (maps fitted on the cropped series)."""
+    return _resample(promote_to_3d(image), crop.roi)
+
+
 def largest_area_slice(roi: sitk.Image, label: int = 1) -> int:
     """Index (along the image's third axis) of the slice where ``label`` covers most voxels."""
     counts = (sitk.GetArrayViewFromImage(roi) == label).sum(axis=(1, 2))

@@ -26,7 +26,7 @@ import torch
 from ..errors import HEROVisionError, InputError
 from ..io.case import Case
 from ..io.ceus import select_phase_frames
-from .crops import Crop, slice_crops, voi_crop
+from .crops import Crop, on_crop_grid, slice_crops, voi_crop
 from ..io.diffusion import DiffusionSeries
 from ..io.geometry import check_roi_contrast
 from ..io.images import frames_to_vector, vector_to_frames
@@ -241,8 +241,7 @@ def ivim_inputs(case: Case, settings: dict = IVIM_PREPROCESSING, device="auto") 
         raise InputError(series.source, "no b = 0 signal in the tumour: cannot normalise the IVIM crop")
     inside = tumour if settings.get("maps_roi_only", False) else True
     stacked = frames_to_vector([maps[name] for name in IVIM_MAP_CHANNELS])  # one crop for all four maps
-    map_crop = np.moveaxis(sitk.GetArrayFromImage(voi_crop(stacked, roi, size=crop_size, spacing_mm=spacing_mm).image),
-                           -1, 0)
+    map_crop = np.moveaxis(sitk.GetArrayFromImage(on_crop_grid(stacked, crop)), -1, 0)
     map_crops = [crop_of_map * settings["map_scales"][name] * inside
                  for crop_of_map, name in zip(map_crop, IVIM_MAP_CHANNELS)]
     channels = bvalue_channels(bvalue_crop / tumour_b0, series.bvalues, settings, series.source)
