@@ -9,6 +9,7 @@ import torch
 
 from HEROVisionLib.models import (MODALITY_IMAGES, HEROVisionNet, HoVerTransEncoder, attention_rollout,
                                   upsample_attention)
+from HEROVisionLib.models.herovision_net import HEROVisionEnsemble
 
 # A small encoder keeps most tests fast; the default one is checked for shapes and size.
 SMALL_ENCODER = {"image_size": 32, "stem_channels": 8, "patch_grid": 4, "embed_dim": 16, "depth": 2, "num_heads": 2,
@@ -31,8 +32,8 @@ def test_default_encoder_shapes_and_attention():
     with torch.no_grad():
         images = torch.randn(2, 1, 128, 128)
         features, attentions = encoder(images, return_attention=True)
-        # Without weights the encoder runs fused attention: the same features to float rounding.
-        assert torch.allclose(encoder(images), features, atol=1e-5)
+        # The weights are computed beside the fused kernel: the features do not depend on asking for them.
+        assert torch.equal(encoder(images), features)
     assert features.shape == (2, 128)
     assert len(attentions) == 4
     for attention in attentions:
@@ -84,7 +85,8 @@ def test_attention_maps_cover_present_images_and_are_zero_for_absent_ones():
     net = _small_net()
     present = torch.tensor([[True, True, False, True], [True, False, True, True]])
     with torch.no_grad():
-        attention = net.attention_maps(_images(2, SMALL_SIZE), present)
+        scores, attention = net.scores_and_attention(_images(2, SMALL_SIZE), present)
+        assert torch.equal(scores, net(_images(2, SMALL_SIZE), present))  # the scores of forward, bit for bit
     assert set(attention) == set(MODALITY_IMAGES)
     for index, (name, k) in enumerate(MODALITY_IMAGES.items()):
         maps = attention[name]
@@ -95,6 +97,20 @@ def test_attention_maps_cover_present_images_and_are_zero_for_absent_ones():
                 assert (maps[case].flatten(1).amax(dim=1) > 0.5).all()
             else:
                 assert torch.equal(maps[case], torch.zeros_like(maps[case]))
+
+
+def test_an_ensemble_scores_and_explains_as_the_mean_of_its_members():
+    torch.manual_seed(1)
+    ensemble = HEROVisionEnsemble.of([HEROVisionNet(encoder=SMALL_ENCODER) for _ in range(3)]).eval()
+    present = torch.tensor([[True, False, True, True], [True, True, True, True]])
+    images = _images(2, SMALL_SIZE, seed=5)
+    with torch.no_grad():
+        scores, attention = ensemble.scores_and_attention(images, present)
+        members = [member.scores_and_attention(images, present) for member in ensemble.members]
+        assert torch.equal(scores, ensemble(images, present))
+    torch.testing.assert_close(scores, sum(member_scores for member_scores, _ in members) / 3)
+    for name in MODALITY_IMAGES:
+        torch.testing.assert_close(attention[name], sum(maps[name] for _, maps in members) / 3)
 
 
 def test_absent_modality_pixels_do_not_change_the_score():
@@ -116,7 +132,7 @@ def test_a_case_without_any_modality_is_refused():
     with pytest.raises(ValueError, match="none of the modalities"):
         net(_images(2, SMALL_SIZE), present)
     with pytest.raises(ValueError, match="none of the modalities"):
-        net.attention_maps(_images(2, SMALL_SIZE), present)
+        net.scores_and_attention(_images(2, SMALL_SIZE), present)
 
 
 def test_eval_mode_is_deterministic():

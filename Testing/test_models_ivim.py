@@ -28,17 +28,44 @@ def test_default_network_shapes_and_size(network):
         IVIMFeatureNet(crop_size=60, patch_size=8)
 
 
+def _case(seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(1, 9, 64, 64, 64, generator=generator), torch.randn(1, 4, 64, 64, 64, generator=generator)
+
+
 def test_gradcam_maps_cover_the_crop_in_unit_range(network):
     head = EarlyRecurrenceHead.untrained(network.feature_count, seed=1)
-    generator = torch.Generator().manual_seed(2)
-    bvalues, maps = torch.randn(1, 9, 64, 64, 64, generator=generator), torch.randn(1, 4, 64, 64, 64, generator=generator)
-    towards = network.gradcam(bvalues, maps, head.deep_score)
-    against = network.gradcam(bvalues, maps, lambda features: -head.deep_score(features))
+    with torch.no_grad():
+        tokens = network.tokens(*_case(2))
+    towards = network.gradcam(tokens, head.deep_score)
+    against = network.gradcam(tokens, lambda features: -head.deep_score(features))
     for cam_towards, cam_against in zip(towards, against):
         for cam in (cam_towards, cam_against):
             assert cam.shape == (1, 64, 64, 64) and cam.min() >= 0 and cam.max() <= 1
         # Evidence for the score or against it: one of the two is there to show.
         assert max(cam_towards.max().item(), cam_against.max().item()) == pytest.approx(1.0)
+
+
+def test_gradcam_from_the_features_tokens_is_the_gradcam_of_the_whole_network(network):
+    """Prediction takes the gradient from the score back to the tokens it computed for the features;
+    Grad-CAM as usually written back-propagates through the whole network with gradients on. Same
+    token gradients, same maps."""
+    head = EarlyRecurrenceHead.untrained(network.feature_count, seed=3)
+    bvalues, maps = _case(4)
+    with torch.enable_grad():
+        tokens = network.tokens(bvalues, maps)
+        for token in tokens:
+            token.retain_grad()
+        head.deep_score(network.fuse(*tokens)).sum().backward()
+    network.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        cheap = network.gradcam(network.tokens(bvalues, maps), head.deep_score)
+    for token, cam in zip(tokens, cheap):
+        weights = token.grad.mean(dim=1, keepdim=True)
+        full = torch.relu((weights * token.detach()).sum(-1)).reshape(1, 1, 8, 8, 8)
+        full = torch.nn.functional.interpolate(full, size=(64,) * 3, mode="trilinear", align_corners=False)[:, 0]
+        full = (full - full.min()) / (full.max() - full.min())
+        torch.testing.assert_close(cam, full, rtol=1e-5, atol=1e-6)
 
 
 def test_head_probabilities_are_the_logistic_formulas():

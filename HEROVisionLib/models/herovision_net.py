@@ -140,12 +140,13 @@ class HEROVisionNet(nn.Module):
             present = self.draw_presence(present)
         return self._score(images, present, with_attention=False)[0]
 
-    def attention_maps(self, images: dict[str, torch.Tensor], present: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per modality the (N, k_m, H, W) attention-rollout maps in [0, 1] of its images (zeros for
-        cases without it), without modality drop-out. Scores come from :meth:`forward` alone (fused
-        attention), so a case's risk score is the one evaluation measures, bit for bit."""
+    def scores_and_attention(self, images: dict[str, torch.Tensor],
+                             present: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The (N,) log-hazards of :meth:`forward` (bit for bit, in eval mode) and per modality the
+        (N, k_m, H, W) attention-rollout maps in [0, 1] of its images (zeros for cases without it),
+        without modality drop-out: the attention weights are computed beside the fused kernel."""
         present = self._check_presence(present)
-        return self._score(images, present, with_attention=True)[1]
+        return self._score(images, present, with_attention=True)
 
 
 class HEROVisionEnsemble(NetworkEnsemble):
@@ -165,7 +166,11 @@ class HEROVisionEnsemble(NetworkEnsemble):
         """(N,) mean log-hazards of the members (each in its own mode: drop-out only when training)."""
         return torch.stack([member(images, present) for member in self.members]).mean(dim=0)
 
-    def attention_maps(self, images: dict[str, torch.Tensor], present: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per modality the members' mean attention-rollout maps (each in [0, 1], so the mean is too)."""
-        maps = [member.attention_maps(images, present) for member in self.members]
-        return {name: torch.stack([one[name] for one in maps]).mean(dim=0) for name in maps[0]}
+    def scores_and_attention(self, images: dict[str, torch.Tensor],
+                             present: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The members' mean log-hazards (as :meth:`forward`) and mean attention-rollout maps (each
+        in [0, 1], so the mean is too)."""
+        scored = [member.scores_and_attention(images, present) for member in self.members]
+        maps = [member_maps for _, member_maps in scored]
+        return (torch.stack([scores for scores, _ in scored]).mean(dim=0),
+                {name: torch.stack([one[name] for one in maps]).mean(dim=0) for name in maps[0]})

@@ -37,9 +37,10 @@ def _group_norm(channels: int) -> nn.GroupNorm:
 
 
 class _Attention(nn.Module):
-    """Multi-head self-attention; on request also its weights, averaged over heads (for rollout).
-    Without that request it runs PyTorch's fused scaled-dot-product attention, which never builds
-    the weight matrices (the same numbers to float rounding, about twice as fast on a CPU)."""
+    """Multi-head self-attention through PyTorch's fused scaled-dot-product kernel, which never builds
+    the weight matrices; on request the weights too, averaged over heads (for rollout), computed
+    beside it — so tokens, and the scores made from them, are the same bit for bit with or without
+    the maps."""
 
     def __init__(self, dim: int, num_heads: int, dropout: float):
         super().__init__()
@@ -52,13 +53,9 @@ class _Attention(nn.Module):
     def forward(self, tokens: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         n, count, dim = tokens.shape
         q, k, v = self.qkv(tokens).reshape(n, count, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4)
-        if need_weights:
-            weights = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
-            mixed, mean_weights = self.dropout(weights) @ v, weights.mean(dim=1)
-        else:
-            mixed = F.scaled_dot_product_attention(q, k, v, scale=self.scale,
-                                                   dropout_p=self.dropout.p if self.training else 0.0)
-            mean_weights = None
+        mixed = F.scaled_dot_product_attention(q, k, v, scale=self.scale,
+                                               dropout_p=self.dropout.p if self.training else 0.0)
+        mean_weights = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1).mean(dim=1) if need_weights else None
         return self.out(mixed.transpose(1, 2).reshape(n, count, dim)), mean_weights
 
 
@@ -98,20 +95,20 @@ class HoVerBlock(nn.Module):
         rows = rows + self.row_attention(self.norm_rows(rows))[0]
         columns = columns + self.column_attention(self.norm_columns(columns))[0]
 
-        # Patch (i, j) is token i·gw + j: it gets row i's context and column j's.
-        row_context = self.row_context(self.norm_row_context(rows))[:, :, None].expand(n, gh, gw, dim)
-        column_context = self.column_context(self.norm_column_context(columns))[:, None].expand(n, gh, gw, dim)
-        row_context, column_context = row_context.reshape(n, count, dim), column_context.reshape(n, count, dim)
-        normed = self.norm_patches(patches)
-        rows_first = normed + row_context
+        # Patch (i, j) is token i·gw + j: on the (N, gh, gw, D) grid it gets row i's context and column j's.
+        row_context = self.row_context(self.norm_row_context(rows))[:, :, None]
+        column_context = self.column_context(self.norm_column_context(columns))[:, None]
+        normed = self.norm_patches(patches).reshape(n, gh, gw, dim)
+        rows_first = (normed + row_context).reshape(n, count, dim)
         attended, weights_rows_first = self.attention_rows_first(rows_first, need_weights)
-        rows_first = rows_first + attended + column_context
-        columns_first = normed + column_context
+        rows_first = (rows_first + attended).reshape(n, gh, gw, dim) + column_context
+        columns_first = (normed + column_context).reshape(n, count, dim)
         attended, weights_columns_first = self.attention_columns_first(columns_first, need_weights)
-        columns_first = columns_first + attended + row_context
+        columns_first = (columns_first + attended).reshape(n, gh, gw, dim) + row_context
 
-        branches = torch.cat([rows_first, columns_first], dim=-1).transpose(1, 2).reshape(n, 2 * dim, gh, gw)
-        patches = patches + self.merge_dropout(self.merge(branches).flatten(2).transpose(1, 2))
+        # The 1×1 convolution over the patch grid is a linear map of each patch's two branches.
+        branches = torch.cat([rows_first, columns_first], dim=-1).reshape(n, count, 2 * dim)
+        patches = patches + self.merge_dropout(F.linear(branches, self.merge.weight.flatten(1), self.merge.bias))
         patches = patches + self.mlp_patches(self.norm_mlp_patches(patches))
         rows = rows + self.mlp_rows(self.norm_mlp_rows(rows))
         columns = columns + self.mlp_columns(self.norm_mlp_columns(columns))

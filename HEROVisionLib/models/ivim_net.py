@@ -66,33 +66,40 @@ class IVIMFeatureNet(nn.Module):
         _, hidden_states = vit(x)
         return hidden_states[-1]  # (N, tokens, hidden): the last transformer block, before the final norm
 
-    def _fuse(self, bvalue_tokens, map_tokens) -> torch.Tensor:
+    def tokens(self, bvalues: torch.Tensor, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each branch's last-block tokens (N, tokens, hidden) for b-value crops (N, 9, S, S, S) and map
+        crops (N, 4, S, S, S): what :meth:`fuse` turns into features and :meth:`gradcam` explains."""
+        return self._last_block_tokens(self.bvalue_vit, bvalues), self._last_block_tokens(self.map_vit, maps)
+
+    def fuse(self, bvalue_tokens: torch.Tensor, map_tokens: torch.Tensor) -> torch.Tensor:
+        """Fused deep features (N, 2·hidden): each branch's mean token, concatenated, layer-normalised."""
         return self.fusion_norm(torch.cat([bvalue_tokens.mean(1), map_tokens.mean(1)], dim=1))
 
     def features(self, bvalues: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
         """Fused deep features (N, 2·hidden) of b-value crops (N, 9, S, S, S) and map crops (N, 4, S, S, S)."""
-        return self._fuse(self._last_block_tokens(self.bvalue_vit, bvalues), self._last_block_tokens(self.map_vit, maps))
+        return self.fuse(*self.tokens(bvalues, maps))
 
     def forward(self, bvalues: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
         """The training logit of early recurrence, (N,)."""
         return self.head(self.features(bvalues, maps))[:, 0]
 
-    def gradcam(self, bvalues: torch.Tensor, maps: torch.Tensor, score) -> tuple[torch.Tensor, torch.Tensor]:
+    def gradcam(self, tokens: tuple[torch.Tensor, torch.Tensor], score) -> tuple[torch.Tensor, torch.Tensor]:
         """Grad-CAM of ``score(features) -> (N,)`` for both branches: (N, S, S, S) maps in [0, 1] each.
 
-        The score is any differentiable function of the fused features (the package's logistic
-        model at prediction time), so the maps show what drives the reported probability.
+        ``tokens`` are :meth:`tokens` of the case (computed without gradients, as for its features):
+        the gradient is taken from the score back to them only, never through the ViTs, so the maps
+        cost little more than the features. The score is any differentiable function of the fused
+        features (the package's logistic model at prediction time), so the maps show what drives the
+        reported probability.
         """
+        tokens = [token.detach().requires_grad_() for token in tokens]
         with torch.enable_grad():
-            tokens = [self._last_block_tokens(self.bvalue_vit, bvalues), self._last_block_tokens(self.map_vit, maps)]
-            for token in tokens:
-                token.retain_grad()
-            score(self._fuse(*tokens)).sum().backward()
+            gradients = torch.autograd.grad(score(self.fuse(*tokens)).sum(), tokens)
         size = self._config["crop_size"]
         cams = []
-        for token in tokens:
-            weights = token.grad.mean(dim=1, keepdim=True)  # (N, 1, hidden)
-            cam = F.relu((weights * token).sum(-1)).detach()  # (N, tokens)
+        for token, gradient in zip(tokens, gradients):
+            weights = gradient.mean(dim=1, keepdim=True)  # (N, 1, hidden)
+            cam = F.relu((weights * token.detach()).sum(-1))  # (N, tokens)
             cam = cam.reshape(-1, 1, self.grid, self.grid, self.grid)
             cam = F.interpolate(cam, size=(size,) * 3, mode="trilinear", align_corners=False)[:, 0]
             cams.append(_unit_range(cam))
@@ -208,9 +215,10 @@ def ensemble_probabilities(heads: list[EarlyRecurrenceHead], features: list[torc
     return tuple(torch.stack([torch.as_tensor(output[k]) for output in outputs]).mean(dim=0) for k in range(2))
 
 
-def ensemble_gradcam(networks: list[IVIMFeatureNet], heads: list[EarlyRecurrenceHead], bvalues: torch.Tensor,
-                     maps: torch.Tensor, sign: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Grad-CAM of ``sign`` × each network's deep score (its own head), the networks' maps averaged."""
-    cams = [network.gradcam(bvalues, maps, lambda fused, head=head: sign * head.deep_score(fused))
-            for network, head in zip(networks, heads, strict=True)]
+def ensemble_gradcam(networks: list[IVIMFeatureNet], heads: list[EarlyRecurrenceHead], tokens: list,
+                     sign: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Grad-CAM of ``sign`` × each network's deep score (its own head) from that network's
+    :meth:`~IVIMFeatureNet.tokens`, the networks' maps averaged."""
+    cams = [network.gradcam(network_tokens, lambda fused, head=head: sign * head.deep_score(fused))
+            for network, head, network_tokens in zip(networks, heads, tokens, strict=True)]
     return tuple(torch.stack([cam[k] for cam in cams]).mean(dim=0) for k in range(2))

@@ -38,12 +38,19 @@ def survival_probability(risk, baseline_cumulative_hazard) -> np.ndarray:
     return np.exp(-np.outer(np.exp(risk), hazard))
 
 
-def survival_risk_scores(network: HEROVisionNet, images: dict, present: torch.Tensor, device) -> torch.Tensor:
+def survival_risk_scores(network: HEROVisionNet, images: dict, present: torch.Tensor, device,
+                         with_attention: bool = False):
     """Cox risk scores of a batch ``{modality: (N, k, H, W)}`` in full precision: the one scoring path
     of prediction, of a package's calibration (cutoff, baseline) and of its evaluation, so the
-    numbers on a model card are measured the way patients' predictions are made."""
+    numbers on a model card are measured the way patients' predictions are made. ``with_attention``
+    adds the attention maps of the same pass (:meth:`~.herovision_net.HEROVisionNet.scores_and_attention`):
+    (scores, {modality: maps on ``device``})."""
+    images = {m: images[m].to(device).float() for m in network.modalities}
     with torch.no_grad():
-        return network({m: images[m].to(device).float() for m in network.modalities}, present.to(device)).float().cpu()
+        if with_attention:
+            scores, maps = network.scores_and_attention(images, present.to(device))
+            return scores.float().cpu(), maps
+        return network(images, present.to(device)).float().cpu()
 
 
 def bundled_models_folder() -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -21,7 +22,7 @@ from ..io.case import Case
 from ..io.clinical import ARMS
 from ..staging import stage_patient
 from ..io.measure import largest_axial_diameter_cm, volume_ml
-from ..devices import resolve_device
+from ..devices import cpu_threads, resolve_device
 from ..models.ivim_net import ensemble_gradcam, ensemble_probabilities, heads_of, networks_of
 from ..models.nomogram import Nomogram
 from ..transforms.network_inputs import ivim_inputs, survival_inputs
@@ -64,18 +65,19 @@ def predict_case(case: Case, models: ModelSet, device="auto", overlays: bool = T
     elif models.synthetic:
         result.warnings.append("demonstration models trained on synthetic phantom data: not for clinical use")
     stage = _stage_timer(result.timings, progress)
-    with stage("survival inputs"):
-        result.survival_inputs = survival_inputs_by_model(case, models)
-    inputs = result.survival_inputs["ta"]
-    result.inputs_missing = dict(inputs.missing)
-    with stage("survival models"):
-        if any(inputs.present.values()):
-            for key in ARMS:
-                _survival(result, key, getattr(models, key), result.survival_inputs[key], device, overlays)
-        else:
-            result.warnings.append("no T2WI, DWI, US or CEUS image usable: no PFS prediction")
-    with stage("IVIM"):
-        ivim = _early_recurrence(result, case, models, device, overlays)
+    with _beside(ivim_inputs, case, models.er.herovision["preprocessing"], device) as built_ivim_inputs:
+        with stage("survival inputs"):
+            result.survival_inputs = survival_inputs_by_model(case, models)
+        inputs = result.survival_inputs["ta"]
+        result.inputs_missing = dict(inputs.missing)
+        with stage("survival models"):
+            if any(inputs.present.values()):
+                for key in ARMS:
+                    _survival(result, key, getattr(models, key), result.survival_inputs[key], device, overlays)
+            else:
+                result.warnings.append("no T2WI, DWI, US or CEUS image usable: no PFS prediction")
+        with stage("IVIM"):
+            ivim = _early_recurrence(result, models, device, overlays, built_ivim_inputs)
     result.inputs_used = tuple(m for m in ("ivim", *inputs.present) if m not in result.inputs_missing)
     if not result.inputs_used:
         raise InputError(case.folder, "no usable image: " + "; ".join(f"{k}: {v}" for k, v in result.inputs_missing.items()))
@@ -121,14 +123,15 @@ def survival_inputs_by_model(case, models: ModelSet) -> dict:
     return by_model
 
 
-def survival_scores(package, inputs, device, batch=None) -> torch.Tensor:
+def survival_scores(package, inputs, device, batch=None, with_attention: bool = False):
     """Risk scores of one survival package for the case's images, or for ``batch`` — a
-    ``{modality: (N, k, H, W)}`` stack of variants of them (test-time augmentation)."""
+    ``{modality: (N, k, H, W)}`` stack of variants of them (test-time augmentation); ``with_attention``
+    adds the attention maps of the same pass (see :func:`survival_risk_scores`)."""
     network = package.network_on(device)
     images = batch or {m: inputs.images[m][None] for m in network.modalities}
     n = next(iter(images.values())).shape[0]
     present = torch.tensor([[inputs.present[m] for m in network.modalities]] * n)
-    return survival_risk_scores(network, images, present, device)
+    return survival_risk_scores(network, images, present, device, with_attention)
 
 
 def survival_from_score(package, risk: float) -> tuple[str, dict[int, float]]:
@@ -140,16 +143,13 @@ def survival_from_score(package, risk: float) -> tuple[str, dict[int, float]]:
 
 
 def _survival(result, key, package, inputs, device, with_overlays):
-    network = package.network_on(device)
-    modalities = network.modalities
-    risk = float(survival_scores(package, inputs, device)[0])
     if with_overlays:
-        images = {m: inputs.images[m][None].to(device) for m in modalities}
-        present = torch.tensor([[inputs.present[m] for m in modalities]], device=device)
-        with torch.no_grad():
-            attention = network.attention_maps(images, present)
+        scores, attention = survival_scores(package, inputs, device, with_attention=True)
+    else:
+        scores = survival_scores(package, inputs, device)
+    risk = float(scores[0])
     group, pfs = survival_from_score(package, risk)
-    used = tuple(m for m in modalities if inputs.present[m])
+    used = tuple(m for m in package.network.modalities if inputs.present[m])
     result.survival[key] = SurvivalResult(package.name, risk, group, pfs, used)
     for modality in used if with_overlays else ():
         maps = attention[modality][0].cpu().numpy()
@@ -157,15 +157,29 @@ def _survival(result, key, package, inputs, device, with_overlays):
             maps, inputs.crops[modality], inputs.sources[modality])
 
 
-def _early_recurrence(result, case, models, device, with_overlays):
-    """The IVIM maps, statistics and early-recurrence probabilities; returns the IVIM inputs (or None)."""
+@contextmanager
+def _beside(function, *arguments):
+    """Start ``function(*arguments)`` on a thread of its own while the caller goes on, when this
+    process may use more than one core; yields a call that waits for its result (or raises its
+    error). The IVIM inputs — reading the series, fitting the maps, cropping — are mostly work that
+    releases the GIL, so they run beside the survival models, which keep one core busy with Python.
+    With one core (a shard beside others) the function runs when its result is asked for."""
+    if cpu_threads() < 2:
+        yield lambda: function(*arguments)
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="herovision-inputs") as pool:
+        yield pool.submit(function, *arguments).result
+
+
+def _early_recurrence(result, models, device, with_overlays, built_ivim_inputs: Callable):
+    """The IVIM maps, statistics and early-recurrence probabilities from the case's IVIM inputs
+    (``built_ivim_inputs()``); returns them (or None)."""
     if "ivim" in result.inputs_missing:
         result.warnings.append("no IVIM series: no early-recurrence probability")
         return None
     package = models.er
-    settings = package.herovision["preprocessing"]
     try:
-        ivim = ivim_inputs(case, settings, device)
+        ivim = built_ivim_inputs()
     except HEROVisionError as error:
         result.inputs_missing["ivim"] = str(error)
         result.warnings.append("IVIM unusable: no early-recurrence probability")
@@ -177,12 +191,13 @@ def _early_recurrence(result, case, models, device, with_overlays):
     heads, networks = heads_of(package.herovision["early_recurrence"]), networks_of(package.network_on(device))
     bvalues, maps = ivim.bvalues[None].to(device), ivim.maps[None].to(device)
     with torch.no_grad():
-        features = [network.features(bvalues, maps) for network in networks]
+        tokens = [network.tokens(bvalues, maps) for network in networks]
+        features = [network.fuse(*network_tokens) for network, network_tokens in zip(networks, tokens)]
     deep, combined = ensemble_probabilities(heads, features, ivim.tumor_size_cm, ivim.tumor_d)
     result.er_probability, result.er_probability_combined = float(deep[0]), float(combined[0])
     if with_overlays:  # Grad-CAM explains the predicted class: recurrence, or no recurrence
         sign = 1.0 if result.er_probability >= 0.5 else -1.0
-        bvalue_cam, map_cam = ensemble_gradcam(networks, heads, bvalues, maps, sign)
+        bvalue_cam, map_cam = ensemble_gradcam(networks, heads, tokens, sign)
         for name, cam in (("bvalues", bvalue_cam), ("maps", map_cam)):
             result.overlays[f"attention_er_{name}"] = overlay_on_source([cam[0].cpu().numpy()], [ivim.crop], ivim.source)
     return ivim
