@@ -83,6 +83,32 @@ def test_threads_limit_this_process_and_zero_is_refused(phantom_cohort, untraine
     assert refused.value.code == 2 and "--threads" in capsys.readouterr().err
 
 
+def test_the_command_exits_with_everything_said_written_and_its_exit_handlers_run(phantom_cohort, tmp_path):
+    """``herovision`` leaves without tearing the interpreter down (torch's objects are many): what it
+    printed into a pipe arrives whole, its outputs are complete, exit handlers registered while it ran
+    still run, and its exit status is main's — 0, or 2 with the one-line refusal."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    flag = tmp_path / "exit-handler-ran"
+    probe = ("import atexit, pathlib, sys\nfrom HEROVisionLib import cli\nreal_main = cli.main\n"
+             "def main():\n    atexit.register(pathlib.Path(sys.argv[1]).touch)\n    return real_main(sys.argv[2:])\n"
+             "cli.main = main\ncli.run()\n")
+    command = [sys.executable, "-c", probe, str(flag)]
+    out = tmp_path / "maps"
+    done = subprocess.run([*command, "ivim", str(phantom_cohort / "A0001"), "--out", str(out), "--threads", "1"],
+                          capture_output=True, encoding="utf-8")
+    assert done.returncode == 0 and flag.exists(), done.stderr[-2000:]
+    assert done.stdout.rstrip().splitlines()[-1].split()[1] == "R2"  # the statistics table arrived to its last row
+    assert pd.read_csv(out / "ivim_statistics.csv")["parameter"].iloc[-1] == "R2"  # complete, readable outputs
+    flag.unlink()
+    refused = subprocess.run([*command, "inspect", str(tmp_path / "nowhere")], capture_output=True, encoding="utf-8")
+    assert refused.returncode == 2 and flag.exists()
+    assert refused.stderr == f"herovision: error: {tmp_path / 'nowhere'}: not a case or cohort folder\n"
+
+
 def _loads_torch(arguments) -> bool:
     """Whether ``herovision ARGUMENTS``, run in a fresh process, succeeded having imported torch."""
     import subprocess
