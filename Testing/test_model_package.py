@@ -10,7 +10,7 @@ import torch
 from HEROVisionLib.errors import InputError
 from HEROVisionLib.models.ivim_net import EarlyRecurrenceHead, IVIMFeatureNet
 from HEROVisionLib.models.package import MANIFEST_FILE, METADATA_FILE, WEIGHTS_FILE, load_package, save_package
-from HEROVisionLib.transforms.network_inputs import IVIM_PREPROCESSING
+from HEROVisionLib.transforms.ivim_crops import IVIM_PREPROCESSING
 from HEROVisionLib.models.model_set import early_recurrence_package
 
 SMALL = dict(crop_size=16, patch_size=8, hidden_size=32, mlp_dim=64, num_layers=1, num_heads=2)

@@ -89,7 +89,7 @@ def test_an_ivim_ensemble_averages_its_networks_probabilities_each_through_its_o
     from HEROVisionLib.models.model_set import ModelSet
     from HEROVisionLib.train.data import prepare
     from HEROVisionLib.train.early_recurrence import fused_features
-    from HEROVisionLib.transforms.network_inputs import IVIM_PREPROCESSING
+    from HEROVisionLib.transforms.ivim_crops import IVIM_PREPROCESSING
 
     for name, members in (("ensemble", 2), ("alone", 1)):
         assert main(["train", "--task", "er", "--cohort", str(phantom_cohort), "--out", str(tmp_path / name),

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from monai.networks.nets import ViT
 from torch import nn
 
-from ..transforms.network_inputs import IVIM_MAP_CHANNELS
+from ..transforms.ivim_crops import IVIM_MAP_CHANNELS
 from .ensemble import NetworkEnsemble
 
 

@@ -21,7 +21,8 @@ from ..io.clinical import ARMS
 from .herovision_net import HEROVisionNet
 from .ivim_net import EarlyRecurrenceHead, IVIMEnsemble, IVIMFeatureNet, heads_block
 from .package import ModelPackage, build_metadata, load_package, save_package
-from ..transforms.network_inputs import IVIM_PREPROCESSING, SURVIVAL_PREPROCESSING
+from ..transforms.ivim_crops import IVIM_PREPROCESSING
+from ..transforms.network_inputs import SURVIVAL_PREPROCESSING
 
 PACKAGE_NAMES = {"ta": "HEROVision-TA", "sr": "HEROVision-SR", "er": "IVIM-ER"}
 HORIZONS_MONTHS = (12, 24, 36)

@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 import SimpleITK as sitk
+import torch
 
 #: Relative slack around the range of a protocol measure (spacing, matrix, b-values, frame times),
 #: so that a value written with rounding (5.0 vs 4.9999 mm) is not called different.
@@ -74,7 +75,7 @@ def ivim_measures(ivim) -> dict[str, dict[str, float]]:
     """The IVIM series' measures of one case (``IVIMInputs``)."""
     return {"ivim": {**_grid_measures(ivim.source, ivim.roi), "b-value count": float(len(ivim.bvalue_list)),
                      "largest b-value (s/mm²)": float(max(ivim.bvalue_list)),
-                     "mean normalised input": float(ivim.bvalues.float().mean())}}
+                     "mean normalised input": float(torch.from_numpy(ivim.bvalues).mean())}}
 
 
 def acquisition_ranges(cases: list[dict]) -> dict:

@@ -25,7 +25,8 @@ from ..io.measure import largest_axial_diameter_cm, volume_ml
 from ..devices import cpu_threads, resolve_device
 from ..models.ivim_net import ensemble_gradcam, ensemble_probabilities, heads_of, networks_of
 from ..models.nomogram import Nomogram
-from ..transforms.network_inputs import ivim_inputs, survival_inputs
+from ..transforms.ivim_crops import ivim_inputs
+from ..transforms.network_inputs import survival_inputs
 from .acquisition import ivim_measures, outside_ranges, survival_measures
 from ..models.model_set import HORIZONS_MONTHS, ModelSet, survival_probability, survival_risk_scores
 from ..transforms.overlays import overlay_on_source
@@ -189,7 +190,7 @@ def _early_recurrence(result, models, device, with_overlays, built_ivim_inputs: 
     result.ivim_medians = {name: float(tumour.loc[name, "median"]) for name in ("ADC", "D", "Dstar", "f")}
     result.ivim_statistics = ivim.statistics.to_dict(orient="records")
     heads, networks = heads_of(package.herovision["early_recurrence"]), networks_of(package.network_on(device))
-    bvalues, maps = ivim.bvalues[None].to(device), ivim.maps[None].to(device)
+    bvalues, maps = (torch.from_numpy(crop)[None].to(device) for crop in (ivim.bvalues, ivim.maps))
     with torch.no_grad():
         tokens = [network.tokens(bvalues, maps) for network in networks]
         features = [network.fuse(*network_tokens) for network, network_tokens in zip(networks, tokens)]

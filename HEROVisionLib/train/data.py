@@ -1,7 +1,8 @@
 """Training data: a cohort's cases turned into network inputs once, exactly as prediction does.
 
-Inputs come from :mod:`HEROVisionLib.transforms.network_inputs` (the same crops, scaling and IVIM fits as at
-prediction time: a model never sees training data prepared differently from what it will meet).
+Inputs come from :mod:`HEROVisionLib.transforms.network_inputs` and :mod:`~HEROVisionLib.transforms.ivim_crops`
+(the same crops, scaling and IVIM fits as at prediction time: a model never sees training data prepared
+differently from what it will meet).
 Cases are prepared in parallel processes; a case that cannot be prepared (bad input or an
 unexpected failure) is left out and listed, never silently, and never stops the run. Images are
 kept as float16 to hold a few hundred 3-D crops in memory.
@@ -20,7 +21,8 @@ import torch
 from ..errors import HEROVisionError, InputError
 from ..io.case import Cohort
 from ..predict.acquisition import ivim_measures, survival_measures
-from ..transforms.network_inputs import ivim_inputs, survival_inputs
+from ..transforms.ivim_crops import ivim_inputs
+from ..transforms.network_inputs import survival_inputs
 
 TASKS = {"pfs-ta": "TA", "pfs-sr": "SR", "er": None}
 
@@ -94,7 +96,7 @@ def _ivim_case(arguments):
     from ..io.case import Case
 
     ivim = ivim_inputs(Case(folder, clinical), settings, "cpu")
-    return ivim.bvalues.half(), ivim.maps.half(), ivim.tumor_d, ivim.tumor_size_cm, ivim_measures(ivim)
+    return torch.from_numpy(ivim.bvalues).half(), torch.from_numpy(ivim.maps).half(), ivim.tumor_d, ivim.tumor_size_cm, ivim_measures(ivim)
 
 
 def _single_thread():

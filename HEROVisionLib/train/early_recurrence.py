@@ -22,7 +22,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from ..models.ivim_net import (EarlyRecurrenceHead, IVIMEnsemble, IVIMFeatureNet, LogisticModel, ensemble_probabilities,
                                networks_of)
-from ..transforms.network_inputs import IVIM_PREPROCESSING
+from ..transforms.ivim_crops import IVIM_PREPROCESSING
 from ..models.model_set import early_recurrence_package
 from ..transforms.augment import augment_ivim_pair
 from .data import CohortTensors

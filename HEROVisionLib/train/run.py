@@ -25,7 +25,8 @@ from ..io.case import Cohort
 from ..io.output_folder import output_folder
 from ..models.package import check_package_destination, load_package, save_package
 from ..predict.acquisition import acquisition_ranges
-from ..transforms.network_inputs import IVIM_PREPROCESSING, SURVIVAL_PREPROCESSING
+from ..transforms.ivim_crops import IVIM_PREPROCESSING
+from ..transforms.network_inputs import SURVIVAL_PREPROCESSING
 from .data import TASKS, check_outcomes, prepare, split
 from .early_recurrence import EarlyRecurrenceConfig, early_recurrence_model_package, train_ivim
 from .survival_training import SurvivalConfig, survival_model_package, train_survival
