@@ -264,6 +264,7 @@ def _add_predict(commands):
     parser.add_argument("--dicom", type=Path, metavar="STUDY",
                         help="the DICOM study the case was imported from: also write the results as DICOM SEG, "
                              "Parametric Maps and SR of that study into OUT/dicom")
+    parser.set_defaults(device_resolved_by_command=True)  # after the IVIM inputs are started (_run_predict)
 
 
 def _print_result(result, case, advice: dict | None = None) -> None:
@@ -287,7 +288,26 @@ def _print_result(result, case, advice: dict | None = None) -> None:
         print(f"  warning: {warning}")
 
 
+def _ivim_inputs_ahead(args):
+    """The case's IVIM inputs started in another process while this one loads torch (see
+    ``IVIMInputsAhead``); None where that would not pay: one core, or a device that may be a GPU
+    (the IVIM fit runs there)."""
+    from .devices import cpu_threads, cuda_possible
+
+    from .transforms.ivim_crops import IVIMInputsAhead
+
+    cpu_only = args.device == "cpu" or (args.device == "auto" and not cuda_possible())
+    if cpu_threads() < 2 or not cpu_only or not args.case.is_dir() or not IVIMInputsAhead.possible():
+        return None
+
+    return IVIMInputsAhead(args.case, args.models)
+
+
 def _run_predict(args) -> int:
+    ivim_ahead = _ivim_inputs_ahead(args)  # before torch is loaded, below
+    from .devices import resolve_device
+
+    args.device = resolve_device(args.device)
     from .io.dicom_study import study_series
     from .io.images import staged_outputs
     from .io.output_folder import refuse_overlap
@@ -299,7 +319,7 @@ def _run_predict(args) -> int:
         case = _load_case(args)
         models = load_models(args.models, args.device)
         refuse_overlap(out.path, models.paths, args.out)
-        result = predict_case(case, models, args.device)
+        result = predict_case(case, models, args.device, ivim_ahead=ivim_ahead)
         advice = case_advice(case, result, models, args.advice_draws, args.device)
         if args.dicom:
             study_series(args.dicom)  # not a study: refused before any work

@@ -22,6 +22,9 @@ class InputError(HEROVisionError, ValueError):
         self.problem = problem
         super().__init__(f"{self.source}: {problem}")
 
+    def __reduce__(self):  # rebuilt from its two parts when it comes back from another process
+        return type(self), (self.source, self.problem)
+
 
 class Cancelled(HEROVisionError):
     """The user stopped a running prediction; nothing it would have made was kept."""

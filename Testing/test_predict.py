@@ -301,3 +301,57 @@ def test_survival_crops_cover_a_fixed_field_so_a_pixel_is_one_length_on_every_gr
         assert inputs.crops["us"][0].image.GetSpacing()[0] * size == pytest.approx(fields["us"][0])
         tumour_pixels.append(int((sitk.GetArrayViewFromImage(inputs.crops["t2wi"][1].roi) == 1).sum()))
     assert tumour_pixels[1] == pytest.approx(tumour_pixels[0], rel=0.1)
+
+
+def test_ivim_inputs_made_ahead_in_another_process_are_the_ones_made_here(phantom_cohort, untrained_models, tmp_path):
+    """``herovision predict`` forks a process that makes the case's IVIM inputs while it loads torch:
+    what it hands over is what prediction makes itself (arrays, maps, statistics); for another
+    preprocessing block the inputs are made anew, and a refusal comes back word for word."""
+    import pandas as pd
+
+    from HEROVisionLib.io.model_folders import recorded_block
+    from HEROVisionLib.transforms.ivim_crops import IVIMInputsAhead
+
+    case = Case(phantom_cohort / "A0003")
+    settings = recorded_block(untrained_models, "er")["preprocessing"]
+    here = ivim_inputs(case, settings, "cpu")
+    ahead = IVIMInputsAhead(case.folder, untrained_models).inputs(case, settings, "cpu")
+    np.testing.assert_array_equal(ahead.bvalues, here.bvalues)
+    np.testing.assert_array_equal(ahead.maps, here.maps)
+    pd.testing.assert_frame_equal(ahead.statistics, here.statistics)
+    for name, image in here.source_maps.items():
+        assert same_grid(ahead.source_maps[name], image)
+        np.testing.assert_array_equal(sitk.GetArrayViewFromImage(ahead.source_maps[name]), sitk.GetArrayViewFromImage(image))
+    assert (ahead.tumor_d, ahead.tumor_size_cm, ahead.bvalue_list) == (here.tumor_d, here.tumor_size_cm, here.bvalue_list)
+
+    coarser = dict(settings, spacing_mm=2.0)  # not the block the package records: made here, for this block
+    anew = IVIMInputsAhead(case.folder, untrained_models).inputs(case, coarser, "cpu")
+    np.testing.assert_array_equal(anew.bvalues, ivim_inputs(case, coarser, "cpu").bvalues)
+    assert not np.array_equal(anew.bvalues, here.bvalues)
+
+    broken = _copy_case(phantom_cohort, tmp_path)
+    series = broken.folder / "ivim.nii.gz"
+    series.write_bytes(series.read_bytes()[: series.stat().st_size // 2])
+    with pytest.raises(InputError) as made_here:
+        ivim_inputs(broken, settings, "cpu")
+    with pytest.raises(InputError) as made_ahead:
+        IVIMInputsAhead(broken.folder, untrained_models).inputs(broken, settings, "cpu")
+    assert str(made_ahead.value) == str(made_here.value) and "truncated" in str(made_here.value)
+
+
+def test_the_command_line_prediction_with_its_inputs_made_ahead_is_the_prediction_made_here(phantom_cohort, models,
+                                                                                          untrained_models, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "HEROVisionLib.cli", "predict", str(phantom_cohort / "A0004"), "--out",
+                           str(out), "--models", str(untrained_models), "--device", "cpu", "--threads", "2",
+                           "--advice-draws", "0"], capture_output=True, encoding="utf-8")
+    assert done.returncode == 0, done.stderr[-2000:]
+    written = json.loads((out / "results.json").read_text())
+    here = predict_case(Case(phantom_cohort / "A0004"), models, "cpu").to_record()
+    for key in ("er_probability", "er_probability_combined", "ivim_medians", "ivim_statistics", "tumor_size_cm"):
+        assert written[key] == here[key], key
+    assert written["survival"]["ta"]["risk_score"] == here["survival"]["ta"]["risk_score"]

@@ -9,7 +9,6 @@ labelled placeholders with random weights so the whole pipeline can run.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,13 +17,13 @@ import torch
 
 from ..errors import InputError
 from ..io.clinical import ARMS
+from ..io.model_folders import PACKAGE_NAMES, bundled_models_folder
 from .herovision_net import HEROVisionNet
 from .ivim_net import EarlyRecurrenceHead, IVIMEnsemble, IVIMFeatureNet, heads_block
 from .package import ModelPackage, build_metadata, load_package, save_package
 from ..transforms.ivim_crops import IVIM_PREPROCESSING
 from ..transforms.network_inputs import SURVIVAL_PREPROCESSING
 
-PACKAGE_NAMES = {"ta": "HEROVision-TA", "sr": "HEROVision-SR", "er": "IVIM-ER"}
 HORIZONS_MONTHS = (12, 24, 36)
 
 
@@ -52,12 +51,6 @@ def survival_risk_scores(network: HEROVisionNet, images: dict, present: torch.Te
             scores, maps = network.scores_and_attention(images, present.to(device))
             return scores.float().cpu(), maps
         return network(images, present.to(device)).float().cpu()
-
-
-def bundled_models_folder() -> Path:
-    """``HEROVISION_MODELS`` if set, else the repository's / extension's ``Resources/Models``."""
-    configured = os.environ.get("HEROVISION_MODELS")
-    return Path(configured) if configured else Path(__file__).resolve().parents[2] / "Resources" / "Models"
 
 
 @dataclass

@@ -37,12 +37,12 @@ from .. import __version__
 from ..devices import resolve_device
 from ..errors import InputError
 from ..io.images import user_umask
+from ..io.model_folders import METADATA_FILE
 from ..io.output_folder import refuse_overlap
 from .package_schema import check_metadata
 
 #: Package format (major, minor): a reader accepts its own major and any minor.
 PACKAGE_FORMAT = (1, 0)
-METADATA_FILE = "configs/metadata.json"
 WEIGHTS_FILE = "models/model.safetensors"
 MODEL_CARD_FILE = "docs/README.md"
 LICENSE_FILE = "LICENSE"

@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from ..io.measure import largest_axial_diameter_cm, volume_ml
 from ..devices import cpu_threads, resolve_device
 from ..models.ivim_net import ensemble_gradcam, ensemble_probabilities, heads_of, networks_of
 from ..models.nomogram import Nomogram
-from ..transforms.ivim_crops import ivim_inputs
+from ..transforms.ivim_crops import IVIMInputsAhead, ivim_inputs
 from ..transforms.network_inputs import survival_inputs
 from .acquisition import ivim_measures, outside_ranges, survival_measures
 from ..models.model_set import HORIZONS_MONTHS, ModelSet, survival_probability, survival_risk_scores
@@ -54,9 +54,11 @@ def _stage_timer(timings: dict, progress):
 
 
 def predict_case(case: Case, models: ModelSet, device="auto", overlays: bool = True,
-                 progress: Callable[[str, float], None] | None = None) -> PredictionResult:
+                 progress: Callable[[str, float], None] | None = None,
+                 ivim_ahead: IVIMInputsAhead | None = None) -> PredictionResult:
     """Run every model on ``case`` (see module docstring); ``progress(stage, fraction)`` is called
-    as each of :data:`STAGES` begins."""
+    as each of :data:`STAGES` begins. ``ivim_ahead``: the case's IVIM inputs, started in another
+    process before torch was loaded (the command line's ``predict``)."""
     device = resolve_device(device)
     result = PredictionResult(case.case_id, device=str(device), model_versions=models.versions(),
                               case_folder=str(case.folder.resolve()) if isinstance(case, Case) else "",
@@ -66,7 +68,10 @@ def predict_case(case: Case, models: ModelSet, device="auto", overlays: bool = T
     elif models.synthetic:
         result.warnings.append("demonstration models trained on synthetic phantom data: not for clinical use")
     stage = _stage_timer(result.timings, progress)
-    with _beside(ivim_inputs, case, models.er.herovision["preprocessing"], device) as built_ivim_inputs:
+    settings = models.er.herovision["preprocessing"]
+    ivim_source = (nullcontext(lambda: ivim_ahead.inputs(case, settings, device)) if ivim_ahead is not None
+                   else _beside(ivim_inputs, case, settings, device))
+    with ivim_source as built_ivim_inputs:
         with stage("survival inputs"):
             result.survival_inputs = survival_inputs_by_model(case, models)
         inputs = result.survival_inputs["ta"]

@@ -10,17 +10,21 @@ same way and scaled to order one.
 
 from __future__ import annotations
 
+import multiprocessing
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import InputError
+from ..errors import HEROVisionError, InputError
 from ..io.case import Case
 from ..io.diffusion import DiffusionSeries
 from ..io.geometry import check_roi_contrast
 from ..io.images import frames_to_vector, vector_to_frames
 from ..io.measure import largest_axial_diameter_cm
+from ..io.model_folders import recorded_block
 from ..ivim import fit_series, roi_statistics
 from .crops import Crop, on_crop_grid, voi_crop
 
@@ -154,3 +158,63 @@ def ivim_inputs(case: Case, settings: dict = IVIM_PREPROCESSING, device="auto") 
     channels = bvalue_channels(bvalue_crop / tumour_b0, series.bvalues, settings, series.source)
     return IVIMInputs(channels.astype(np.float32), np.stack(map_crops).astype(np.float32), crop, b0, maps, statistics, roi,
                       case.roi_path("ivim"), tuple(series.bvalues))
+
+
+class IVIMInputsAhead:
+    """A case's IVIM inputs made on the CPU in a process of its own, which a command forks before it
+    loads torch: for the seconds that import takes the machine's other cores idle, and reading the
+    series, fitting its maps and loading the fit's compiled kernel would otherwise follow it. The
+    process makes them with the preprocessing block the IVIM package on disk records; :meth:`inputs`
+    gives them only for that case and that block — otherwise, or when the process failed, it makes
+    them itself. Never other inputs, only earlier ones.
+
+    Forked, not spawned: a fresh interpreter would start (and tear down) one more Python, and the
+    parent holds nothing yet that a fork could not copy. :meth:`possible` says where forking is safe."""
+
+    def __init__(self, case_folder, models_folder=None):
+        self.case_folder = Path(case_folder).resolve()
+        context = multiprocessing.get_context("fork")
+        self._made, sender = context.Pipe(duplex=False)
+        self._process = context.Process(target=_make_ahead, args=(self.case_folder, models_folder, sender),
+                                        name="herovision-ivim-inputs", daemon=True)
+        self._process.start()
+        sender.close()
+
+    @staticmethod
+    def possible() -> bool:
+        """Whether this process may fork one now: on Linux (elsewhere system libraries forbid forking
+        a process that has loaded them), before torch is loaded (its thread pools do not survive a fork)."""
+        return sys.platform.startswith("linux") and "torch" not in sys.modules
+
+    def inputs(self, case: Case, settings: dict, device="cpu") -> IVIMInputs:
+        """What ``ivim_inputs(case, settings, device)`` gives (its refusal raised): the inputs made
+        ahead when they were made for this case and block on the CPU, else made now."""
+        try:
+            made_with, outcome = self._made.recv()
+        except (EOFError, OSError):  # the process ended without them
+            made_with = outcome = None
+        finally:
+            self._made.close()
+        cpu = getattr(device, "type", device) == "cpu"
+        if made_with != settings or not cpu or Path(case.folder).resolve() != self.case_folder:
+            return ivim_inputs(case, settings, device)
+        if isinstance(outcome, HEROVisionError):
+            raise outcome
+        return outcome
+
+
+def _make_ahead(case_folder: Path, models_folder, sender) -> None:
+    """The process of :class:`IVIMInputsAhead`: sends (block, inputs or refusal), or nothing when the
+    package's block cannot be read or making them failed otherwise (the command then makes them and
+    says why)."""
+    block = recorded_block(models_folder, "er")
+    settings = block.get("preprocessing") if block else None
+    if not isinstance(settings, dict):
+        return
+    try:
+        outcome = ivim_inputs(Case(case_folder), settings, "cpu")
+    except HEROVisionError as refusal:
+        outcome = refusal
+    except Exception:  # noqa: BLE001 — not this process's to report: the command meets it again itself
+        return
+    sender.send((settings, outcome))
