@@ -46,7 +46,7 @@ def survival_risk_scores(network: HEROVisionNet, images: dict, present: torch.Te
     adds the attention maps of the same pass (:meth:`~.herovision_net.HEROVisionNet.scores_and_attention`):
     (scores, {modality: maps on ``device``})."""
     images = {m: images[m].to(device).float() for m in network.modalities}
-    with torch.no_grad():
+    with torch.inference_mode():  # numbers out, never a graph: no autograd bookkeeping at all
         if with_attention:
             scores, maps = network.scores_and_attention(images, present.to(device))
             return scores.float().cpu(), maps
