@@ -293,13 +293,11 @@ def _ivim_inputs_ahead(args):
     ``IVIMInputsAhead``); None where that would not pay: one core, or a device that may be a GPU
     (the IVIM fit runs there)."""
     from .devices import cpu_threads, cuda_possible
-
     from .transforms.ivim_crops import IVIMInputsAhead
 
     cpu_only = args.device == "cpu" or (args.device == "auto" and not cuda_possible())
     if cpu_threads() < 2 or not cpu_only or not args.case.is_dir() or not IVIMInputsAhead.possible():
         return None
-
     return IVIMInputsAhead(args.case, args.models)
 
 

@@ -303,7 +303,8 @@ def test_survival_crops_cover_a_fixed_field_so_a_pixel_is_one_length_on_every_gr
     assert tumour_pixels[1] == pytest.approx(tumour_pixels[0], rel=0.1)
 
 
-def test_ivim_inputs_made_ahead_in_another_process_are_the_ones_made_here(phantom_cohort, untrained_models, tmp_path):
+def test_ivim_inputs_made_ahead_in_another_process_are_the_ones_made_here(phantom_cohort, untrained_models, tmp_path,
+                                                                          monkeypatch):
     """``herovision predict`` forks a process that makes the case's IVIM inputs while it loads torch:
     what it hands over is what prediction makes itself (arrays, maps, statistics); for another
     preprocessing block the inputs are made anew, and a refusal comes back word for word."""
@@ -329,13 +330,15 @@ def test_ivim_inputs_made_ahead_in_another_process_are_the_ones_made_here(phanto
     np.testing.assert_array_equal(anew.bvalues, ivim_inputs(case, coarser, "cpu").bvalues)
     assert not np.array_equal(anew.bvalues, here.bvalues)
 
-    broken = _copy_case(phantom_cohort, tmp_path)
+    monkeypatch.chdir(tmp_path)  # a case given by a relative path: the refusal names its files the same way
+    broken = Case(shutil.copytree(phantom_cohort / "A0003", "A0003"))
     series = broken.folder / "ivim.nii.gz"
     series.write_bytes(series.read_bytes()[: series.stat().st_size // 2])
     with pytest.raises(InputError) as made_here:
         ivim_inputs(broken, settings, "cpu")
     with pytest.raises(InputError) as made_ahead:
         IVIMInputsAhead(broken.folder, untrained_models).inputs(broken, settings, "cpu")
+    assert str(made_here.value).startswith("A0003/ivim.nii.gz: ")
     assert str(made_ahead.value) == str(made_here.value) and "truncated" in str(made_here.value)
 
 

@@ -172,7 +172,7 @@ class IVIMInputsAhead:
     parent holds nothing yet that a fork could not copy. :meth:`possible` says where forking is safe."""
 
     def __init__(self, case_folder, models_folder=None):
-        self.case_folder = Path(case_folder).resolve()
+        self.case_folder = Path(case_folder)  # as given: a refusal names the files as the command would
         context = multiprocessing.get_context("fork")
         self._made, sender = context.Pipe(duplex=False)
         self._process = context.Process(target=_make_ahead, args=(self.case_folder, models_folder, sender),
@@ -196,7 +196,7 @@ class IVIMInputsAhead:
         finally:
             self._made.close()
         cpu = getattr(device, "type", device) == "cpu"
-        if made_with != settings or not cpu or Path(case.folder).resolve() != self.case_folder:
+        if made_with != settings or not cpu or Path(case.folder).resolve() != self.case_folder.resolve():
             return ivim_inputs(case, settings, device)
         if isinstance(outcome, HEROVisionError):
             raise outcome
