@@ -11,6 +11,7 @@ same way and scaled to order one.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,7 +207,8 @@ class IVIMInputsAhead:
 def _make_ahead(case_folder: Path, models_folder, sender) -> None:
     """The process of :class:`IVIMInputsAhead`: sends (block, inputs or refusal), or nothing when the
     package's block cannot be read or making them failed otherwise (the command then makes them and
-    says why)."""
+    says why). Ctrl-C is the command's to handle: it ends this process as it leaves."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     block = recorded_block(models_folder, "er")
     settings = block.get("preprocessing") if block else None
     if not isinstance(settings, dict):
