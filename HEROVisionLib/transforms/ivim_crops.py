@@ -23,7 +23,7 @@ from ..errors import HEROVisionError, InputError
 from ..io.case import Case
 from ..io.diffusion import DiffusionSeries
 from ..io.geometry import check_roi_contrast
-from ..io.images import frames_to_vector, vector_to_frames
+from ..io.images import frames_to_vector, vector_frame
 from ..io.measure import largest_axial_diameter_cm
 from ..io.model_folders import recorded_block
 from ..ivim import fit_series, roi_statistics
@@ -136,7 +136,7 @@ def ivim_inputs(case: Case, settings: dict = IVIM_PREPROCESSING, device="auto") 
     crop_size, spacing_mm = settings["crop_size"], settings["spacing_mm"]
     series: DiffusionSeries = case.load_ivim()
     b0_index = int(np.argmin(series.bvalues))
-    b0 = vector_to_frames(series.image)[b0_index]
+    b0 = vector_frame(series.image, b0_index)
     roi = case.load_roi("ivim", b0)
     check_roi_contrast(series.image, roi, series.source)
     crop = voi_crop(series.image, roi, size=crop_size, spacing_mm=spacing_mm, source=series.source,

@@ -23,7 +23,7 @@ from ..errors import HEROVisionError
 from ..io.case import Case
 from ..io.ceus import select_phase_frames
 from ..io.geometry import check_roi_contrast
-from ..io.images import vector_to_frames
+from ..io.images import vector_frame
 from .crops import Crop, slice_crops
 
 #: The survival networks' images per modality, in input order (slices, US views, CEUS phases).
@@ -71,14 +71,14 @@ def _modality_crops(case: Case, modality: str, size: int, us_margins,
                  for margin, view in zip(us_margins, field or [None] * len(us_margins))]
         return crops, image, roi, ()
     series = case.load_image("ceus")
-    frames = vector_to_frames(series)
-    roi = case.load_roi("ceus", frames[0])
+    first = vector_frame(series, 0)  # a cine has hundreds of frames: only the ones used are taken out
+    roi = case.load_roi("ceus", first)
     check_roi_contrast(series, roi, case.image_path("ceus"))
     times = case.load_ceus_times(series)
     phases = select_phase_frames(times, source=case.frame_times_source)
-    crops = [slice_crops(frames[index], roi, size=size, neighbours=0, field_mm=field, source=case.image_path("ceus"),
-                         roi_source=roi_path)[0] for index in phases.values()]
-    return crops, frames[0], roi, times
+    crops = [slice_crops(vector_frame(series, index), roi, size=size, neighbours=0, field_mm=field,
+                         source=case.image_path("ceus"), roi_source=roi_path)[0] for index in phases.values()]
+    return crops, first, roi, times
 
 
 def _scaled(crops: list[Crop], percentiles) -> torch.Tensor:
