@@ -251,7 +251,7 @@ def _perturbed(inputs, draws: int, seed: int) -> dict:
 
     from ..transforms.augment import augment_survival_batch, modality_augmentation
 
-    transforms = {m: modality_augmentation(m) for m in inputs.images}
+    transforms = {m: modality_augmentation(m, image.shape[-1]) for m, image in inputs.images.items()}
     for k, transform in enumerate(transforms.values()):
         transform.set_random_state(seed * 7919 + k)
     variants = [augment_survival_batch({m: image[None] for m, image in inputs.images.items()}, transforms)

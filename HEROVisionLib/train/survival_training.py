@@ -93,7 +93,7 @@ def _train_network(training: CohortTensors, validation: CohortTensors, config: S
     run = TrainingRun.start(HEROVisionNet, config, device)
     generator, distributed, network, model, optimiser = (run.generator, run.distributed, run.network, run.model,
                                                         run.optimiser)
-    transforms = {m: modality_augmentation(m) for m in network.modalities}
+    transforms = {m: modality_augmentation(m, network.encoder_config["image_size"]) for m in network.modalities}
     for k, transform in enumerate(transforms.values()):
         transform.set_random_state(config.seed * 100 + k + distributed.rank)
     event = training.labels["event"]

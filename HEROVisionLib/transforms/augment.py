@@ -27,14 +27,16 @@ _GEOMETRY = dict(prob=0.8, rotate_range=math.radians(10), scale_range=0.1, trans
 _BLUR = dict(prob=0.3, sigma_x=(0.0, 1.0), sigma_y=(0.0, 1.0))  # pixels of the crop
 
 
-def modality_augmentation(modality: str) -> Compose:
-    """The transform of one modality's (k, H, W) image stack."""
+def modality_augmentation(modality: str, image_size: int) -> Compose:
+    """The transform of one modality's (k, image_size, image_size) image stack (the size lets the
+    affine reuse its sampling grid from draw to draw)."""
+    geometry = RandAffine(**_GEOMETRY, spatial_size=(image_size, image_size), cache_grid=True)
     if modality in ("t2wi", "dwi"):
-        steps = [RandFlip(prob=0.5, spatial_axis=1), RandAffine(**_GEOMETRY),
+        steps = [RandFlip(prob=0.5, spatial_axis=1), geometry,
                  RandAdjustContrast(prob=0.3, gamma=(0.8, 1.25)), RandGaussianSmooth(**_BLUR),
                  RandGaussianNoise(prob=0.3, std=0.03)]
     else:
-        steps = [RandFlip(prob=0.5, spatial_axis=1), RandAffine(**_GEOMETRY), RandScaleIntensity(prob=0.5, factors=0.15),
+        steps = [RandFlip(prob=0.5, spatial_axis=1), geometry, RandScaleIntensity(prob=0.5, factors=0.15),
                  RandGaussianSmooth(**_BLUR), RandStdShiftIntensity(prob=0.3, factors=0.05)]
     return Compose(steps)
 
