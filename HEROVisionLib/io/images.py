@@ -25,6 +25,7 @@ import os
 import shutil
 import struct
 import tempfile
+import threading
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
@@ -217,17 +218,23 @@ def _read_nifti(path: Path) -> sitk.Image:
     return image
 
 
+#: nibabel's log level is the process's: one reader at a time sets and restores it (prediction reads
+#: the IVIM series on a second thread), or two could leave it silenced for good.
+_NIBABEL_LOG_LEVEL = threading.Lock()
+
+
 @contextmanager
 def _nibabel_silent():
     """nibabel's header checks log what they find before raising it; the refusal says it once."""
     from nibabel.imageglobals import logger
 
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    with _NIBABEL_LOG_LEVEL:
+        level = logger.level
+        logger.setLevel(logging.CRITICAL + 1)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
 
 
 def _check_nifti_header(header, path: Path) -> None:
