@@ -96,7 +96,8 @@ def _ivim_case(arguments):
     from ..io.case import Case
 
     ivim = ivim_inputs(Case(folder, clinical), settings, "cpu")
-    return torch.from_numpy(ivim.bvalues).half(), torch.from_numpy(ivim.maps).half(), ivim.tumor_d, ivim.tumor_size_cm, ivim_measures(ivim)
+    bvalues, maps = (torch.from_numpy(crop).half() for crop in (ivim.bvalues, ivim.maps))
+    return bvalues, maps, ivim.tumor_d, ivim.tumor_size_cm, ivim_measures(ivim)
 
 
 def _single_thread():
